@@ -1,0 +1,45 @@
+"""Shared fixtures. The lab (real hosts in namespaces) is brought up once per session and removed after."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import libvirt
+import pytest
+
+from tests.lab.lab import Lab
+
+T = TypeVar("T")
+
+# libvirt raises its errors; without this it also prints each one to stderr
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def wait_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.2) -> T:
+    """Poll `predicate` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """Three lab hosts with their guests. VIMTUI_LAB_REUSE=1 keeps (and reuses) it between runs."""
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (see README: the test command runs as root)")
+    reuse = bool(os.environ.get("VIMTUI_LAB_REUSE"))
+    lab = Lab("test")
+    if not reuse:
+        lab.down()
+    lab.up(3)
+    yield lab
+    if not reuse:
+        lab.down()

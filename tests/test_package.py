@@ -1,0 +1,55 @@
+"""The package's shape: layering, entry points, version."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import vimtui
+
+ROOT = Path(vimtui.__file__).parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_core_never_imports_textual() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "textual")
+        for p in (ROOT / "core").rglob("*.py")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_the_layer_check_catches_a_textual_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from textual.app import App\nimport os\n")
+    assert "textual.app" in imported_modules(bad)
+
+
+def test_core_imports_without_textual_loaded() -> None:
+    code = (
+        "import sys, importlib, pkgutil, vimtui.core as c\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'vimtui.core.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(any(k == 'textual' or k.startswith('textual.') for k in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_version_from_console_script_and_module() -> None:
+    exe = Path(sys.executable).parent / "vimtui"
+    for argv in ([str(exe), "--version"], [sys.executable, "-m", "vimtui", "--version"]):
+        out = subprocess.run(argv, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == f"vimtui {vimtui.__version__}"

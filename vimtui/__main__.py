@@ -1,0 +1,3 @@
+from vimtui.cli import main
+
+raise SystemExit(main())

@@ -32,11 +32,12 @@ def wait_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, int
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    """Three lab hosts with their guests. VIMTUI_LAB_REUSE=1 keeps (and reuses) it between runs."""
+    """Three lab hosts with their guests. VIMTUI_LAB_REUSE=1 keeps (and reuses) it between runs;
+    VIMTUI_TEST_LAB names it (default "test"), so two runs can have a lab each."""
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (see README: the test command runs as root)")
     reuse = bool(os.environ.get("VIMTUI_LAB_REUSE"))
-    lab = Lab("test")
+    lab = Lab(os.environ.get("VIMTUI_TEST_LAB", "test"))
     if not reuse:
         lab.down()
     lab.up(3)

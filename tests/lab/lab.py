@@ -474,7 +474,7 @@ class Lab:
         h = self.host(host)
         cgroups = _host_cgroups(f"vtlab-{self.name}/{h.name}")
         proc = subprocess.run(
-            ["nsenter", "-t", str(h.pid), "-m", "-u", "-n", "-p", "--", *argv],
+            ["nsenter", "-t", str(h.pid), "-m", "-u", "-n", "-p", "-C", "--", *argv],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -122,10 +122,11 @@ def test_libvirtd_stops_and_starts_while_guests_keep_running(lab: Lab) -> None:
     finally:
         lab.start_libvirtd("kvm02")
     with lab.connect("kvm02") as conn:
-        assert {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)} == {
-            "app01",
-            "app02",
-        }
+        active = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        assert {d.name() for d in active} == {"app01", "app02"}
+        # the restarted libvirtd found the guests' cgroups again: per-VM CPU time is still there
+        for _dom, stats in conn.domainListGetStats(active, libvirt.VIR_DOMAIN_STATS_CPU_TOTAL):
+            assert "cpu.time" in stats
 
 
 def serial_log(lab: Lab, host: str, guest: str) -> str:

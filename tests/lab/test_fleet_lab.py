@@ -1,0 +1,324 @@
+"""The core against the lab: SSH transport, host sessions, bulk polls, events, faults, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from tests.lab.lab import Lab
+from vimtui.core.fleet import Fleet
+from vimtui.core.host import SessionSettings
+from vimtui.core.inventory import HostSpec
+from vimtui.core.model import FleetState, HostStatus
+
+pytestmark = pytest.mark.lab
+
+FAST = SessionSettings(
+    interval=1.0,
+    call_timeout=4.0,
+    connect_timeout=4.0,
+    keepalive_interval=1.0,
+    keepalive_count_max=2,
+    backoff_max=2.0,
+)
+
+
+def spec(lab: Lab, host: str, **kw: object) -> HostSpec:
+    h = lab.host(host)
+    base = HostSpec(
+        name=h.name,
+        transport="ssh",
+        uri="qemu:///system",
+        address=h.address,
+        user="root",
+        identity=str(lab.key_file),
+        known_hosts=str(lab.known_hosts),
+        group="lab",
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+async def started(lab: Lab, runtime: Path, *, tick: bool = True, **over: object) -> Fleet:
+    fleet = Fleet([spec(lab, h.name) for h in lab.hosts], replace(FAST, **over), runtime)  # type: ignore[arg-type]
+    await fleet.start(tick=tick)
+    await fleet.connected(within=30)
+    return fleet
+
+
+@pytest.fixture
+async def fleet(lab: Lab, runtime: Path) -> AsyncIterator[Fleet]:
+    f = await started(lab, runtime)
+    yield f
+    await f.stop()
+
+
+def direct_names(lab: Lab, host: str) -> set[str]:
+    with lab.connect(host) as conn:
+        return {d.name() for d in conn.listAllDomains()}
+
+
+async def until(
+    fleet: Fleet, what: str, pred: Callable[[FleetState], object], within: float = 30
+) -> FleetState:
+    try:
+        return await fleet.wait_for(pred, within)
+    except TimeoutError:
+        pytest.fail(
+            f"timed out after {within} s waiting for {what}; last state: "
+            f"{[(h.name, str(h.status), h.message) for h in fleet.state.hosts]}"
+        )
+
+
+async def test_fleet_over_ssh_sees_every_host_and_its_own_guests(lab: Lab, fleet: Fleet) -> None:
+    state = await until(fleet, "every host up", lambda s: all(h.status == HostStatus.UP for h in s.hosts))
+    state = await until(fleet, "a poll of every host", lambda s: all(h.last_poll for h in s.hosts))
+    for h in lab.hosts:
+        assert {v.name for v in state.vms_on(h.name)} == direct_names(lab, h.name)
+        info = state.host(h.name).info  # type: ignore[union-attr]
+        assert info is not None and info.hostname == h.name and info.cpus >= 1
+
+
+async def test_rates_from_two_polls_match_libvirt_counters(lab: Lab, fleet: Fleet) -> None:
+    state = await until(
+        fleet,
+        "CPU rates for every running guest",
+        lambda s: (
+            len(s.vms) == sum(len(h.guests) for h in lab.hosts)
+            and all(v.rates and v.rates.cpu_pct is not None for v in s.vms.values() if v.state == "running")
+        ),
+    )
+    for v in state.vms.values():
+        if v.state != "running":
+            continue
+        assert v.rates is not None and v.rates.cpu_pct is not None
+        assert 0.0 <= v.rates.cpu_pct <= 100.0
+        assert v.rates.net_rx_bps is None or v.rates.net_rx_bps >= 0
+    # the guests run a CPU workload: somebody is busy
+    assert max(v.rates.cpu_pct or 0 for v in state.vms.values() if v.rates) > 1.0
+    host = state.host("kvm01")
+    assert host is not None and host.rates is not None and host.rates.cpu_pct is not None
+    # history keeps what the ticks saw
+    key = next(v.key for v in state.vms.values() if v.name == "web01")
+    assert fleet.vm_history.latest(key, "cpu") is not None
+
+
+async def test_domain_details_and_addresses_arrive_off_the_tick(lab: Lab, fleet: Fleet) -> None:
+    state = await until(
+        fleet,
+        "web01's details",
+        lambda s: any(v.name == "web01" and v.details is not None for v in s.vms.values()),
+    )
+    web = next(v for v in state.vms.values() if v.name == "web01")
+    assert web.details is not None
+    assert [d.target for d in web.details.disks] == ["vda"]
+    assert web.details.disks[0].source == "default/web01.qcow2"
+    mac = web.details.nics[0].mac
+    with lab.connect("kvm01") as conn:
+        assert mac in conn.lookupByName("web01").XMLDesc()
+    # addresses from the libvirt network's DHCP leases (the lab guests have no agent)
+    state = await until(
+        fleet,
+        "web01's address from its lease",
+        lambda s: any(v.name == "web01" and v.ips for v in s.vms.values()),
+        within=90,
+    )
+    web = next(v for v in state.vms.values() if v.name == "web01")
+    assert web.ip_source == "lease" and web.ips[0].startswith("192.168.122.")
+
+
+async def test_lifecycle_events_update_the_picture_without_a_poll(lab: Lab, runtime: Path) -> None:
+    fleet = await started(lab, runtime, tick=False)  # no ticks: only events can change the picture
+    try:
+        await fleet.tick(deadline=10)
+        vm = next(v for v in fleet.state.vms.values() if v.name == "app02")
+        assert vm.state == "running"
+        with lab.connect("kvm02") as conn:
+            conn.lookupByName("app02").destroy()
+        state = await until(
+            fleet,
+            "app02 shut off by event",
+            lambda s: any(v.name == "app02" and v.state == "shutoff" for v in s.vms.values()),
+            within=10,
+        )
+        assert fleet.ticks == 1
+        assert any(e.vm == "app02" and e.kind == "stopped" for e in fleet.events)
+        with lab.connect("kvm02") as conn:
+            conn.lookupByName("app02").create()
+        state = await until(
+            fleet,
+            "app02 running by event",
+            lambda s: any(v.name == "app02" and v.state == "running" for v in s.vms.values()),
+            within=10,
+        )
+        assert state.version > 1 and fleet.ticks == 1
+    finally:
+        await fleet.stop()
+
+
+async def test_a_cut_host_goes_degraded_then_unreachable_while_others_carry_on(
+    lab: Lab, fleet: Fleet
+) -> None:
+    await until(fleet, "all up", lambda s: all(h.status == HostStatus.UP and h.last_poll for h in s.hosts))
+    lab.cut("kvm03")
+    try:
+        seen: list[str] = []
+        fleet.subscribe(lambda s: seen.append(str(s.host("kvm03").status)))  # type: ignore[union-attr]
+        state = await until(
+            fleet, "kvm03 unreachable", lambda s: s.host("kvm03").status == HostStatus.UNREACHABLE
+        )  # type: ignore[union-attr]
+        assert "degraded" in seen, seen  # late first, then unreachable
+        assert all(v.stale for v in state.vms_on("kvm03")) and state.vms_on("kvm03")
+        # the others kept polling through it
+        before = state.host("kvm01").last_poll  # type: ignore[union-attr]
+        await until(fleet, "kvm01 polled again", lambda s: s.host("kvm01").last_poll > before)  # type: ignore[union-attr]
+        assert fleet.state.host("kvm02").status == HostStatus.UP  # type: ignore[union-attr]
+    finally:
+        lab.heal("kvm03")
+    state = await until(
+        fleet,
+        "kvm03 back up with fresh data",
+        lambda s: (
+            s.host("kvm03").status == HostStatus.UP  # type: ignore[union-attr]
+            and s.vms_on("kvm03")
+            and not any(v.stale for v in s.vms_on("kvm03"))
+        ),
+        within=60,
+    )
+
+
+async def test_libvirtd_restart_is_survived(lab: Lab, fleet: Fleet) -> None:
+    await until(fleet, "kvm02 up", lambda s: s.host("kvm02").status == HostStatus.UP)  # type: ignore[union-attr]
+    lab.stop_libvirtd("kvm02")
+    try:
+        await until(fleet, "kvm02 unreachable", lambda s: s.host("kvm02").status == HostStatus.UNREACHABLE)  # type: ignore[union-attr]
+    finally:
+        lab.start_libvirtd("kvm02")
+    await until(fleet, "kvm02 up again", lambda s: s.host("kvm02").status == HostStatus.UP, within=60)  # type: ignore[union-attr]
+
+
+async def test_forwarded_socket_is_private(lab: Lab, fleet: Fleet, runtime: Path) -> None:
+    await until(fleet, "all up", lambda s: all(h.status == HostStatus.UP for h in s.hosts))
+    dir_mode, socks = socket_modes(runtime)
+    assert dir_mode == 0o700
+    assert socks == [(True, 0o600, os.getuid())] * 3
+
+
+def keygen(path: Path) -> list[str]:
+    """A fresh ed25519 key pair; returns the public key's fields."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().split()
+
+
+def fingerprint(pub: Path) -> str:
+    return subprocess.run(
+        ["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+
+
+def socket_modes(runtime: Path) -> tuple[int, list[tuple[bool, int, int]]]:
+    socks = [s.stat() for s in runtime.glob("*.sock")]
+    return stat.S_IMODE(runtime.stat().st_mode), [
+        (stat.S_ISSOCK(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid) for st in socks
+    ]
+
+
+async def one_host(lab: Lab, runtime: Path, hspec: HostSpec) -> Fleet:
+    fleet = Fleet([hspec], FAST, runtime)
+    await fleet.start(tick=False)
+    await fleet.connected(within=30)
+    return fleet
+
+
+async def test_unknown_host_key_is_refused_with_its_fingerprint(
+    lab: Lab, runtime: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    fleet = await one_host(lab, runtime, spec(lab, "kvm01", known_hosts=str(empty)))
+    try:
+        h = fleet.state.hosts[0]
+        fp = fingerprint(Path(lab.host("kvm01").dir) / "ssh_host_ed25519_key.pub")
+        assert h.status == HostStatus.HOSTKEY_MISMATCH
+        assert fp in h.message and "not in known_hosts" in h.message
+    finally:
+        await fleet.stop()
+
+
+async def test_changed_host_key_is_refused(lab: Lab, runtime: Path, tmp_path: Path) -> None:
+    pub = keygen(tmp_path / "otherkey")
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{lab.host('kvm01').address} {pub[0]} {pub[1]}\n")
+    fleet = await one_host(lab, runtime, spec(lab, "kvm01", known_hosts=str(wrong)))
+    try:
+        h = fleet.state.hosts[0]
+        assert h.status == HostStatus.HOSTKEY_MISMATCH and "CHANGED" in h.message
+    finally:
+        await fleet.stop()
+
+
+async def test_wrong_key_is_auth_failed(
+    lab: Lab, runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    stranger = tmp_path / "stranger"
+    keygen(stranger)
+    fleet = await one_host(lab, runtime, spec(lab, "kvm01", identity=str(stranger)))
+    try:
+        assert fleet.state.hosts[0].status == HostStatus.AUTH_FAILED
+    finally:
+        await fleet.stop()
+
+
+async def test_read_only_host_uses_the_read_only_socket(lab: Lab, runtime: Path) -> None:
+    fleet = await one_host(lab, runtime, spec(lab, "kvm01", read_only=True))
+    try:
+        session = fleet.sessions["kvm01"]
+        assert fleet.state.hosts[0].status == HostStatus.UP
+        await fleet.tick(deadline=10)
+        assert {v.name for v in fleet.state.vms.values()} == direct_names(lab, "kvm01")
+
+        def suspend() -> None:
+            session._conn.lookupByName("db01").suspend()
+
+        with pytest.raises(libvirt.libvirtError, match="read only"):
+            await session.lane.call(5, suspend)
+    finally:
+        await fleet.stop()
+
+
+async def test_a_dead_host_never_delays_the_others(lab: Lab, runtime: Path) -> None:
+    dead = HostSpec(
+        name="ghost",
+        transport="ssh",
+        uri="qemu:///system",
+        address=f"10.{lab.octet}.0.99",
+        user="root",
+        identity=str(lab.key_file),
+        known_hosts=str(lab.known_hosts),
+    )
+    fleet = Fleet([dead, spec(lab, "kvm02")], FAST, runtime)
+    await fleet.start()
+    try:
+        state = await until(
+            fleet,
+            "kvm02 polled twice while ghost is still connecting",
+            lambda s: (
+                s.host("kvm02").rates is not None  # type: ignore[union-attr]
+                and s.host("kvm02").rates.cpu_pct is not None
+            ),
+        )  # type: ignore[union-attr]
+        assert state.host("ghost").status in (HostStatus.CONNECTING, HostStatus.UNREACHABLE)  # type: ignore[union-attr]
+    finally:
+        await fleet.stop()

@@ -1,0 +1,609 @@
+"""The config file: TOML in (tomllib), TOML out atomically (tomli-w).
+
+Typed and strict: an unknown key, a wrong type or an out-of-range value is a `ConfigError` that names the
+file, the line and the dotted key, so a typo is reported instead of silently ignored. Only the first error
+in file order is reported, which keeps messages stable from one run to the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+import os
+import re
+import stat
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomli_w
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Defaults",
+    "HostConfig",
+    "data_dir",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "runtime_dir",
+    "save_config",
+]
+
+APP = "vimtui"
+
+# --------------------------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Settings that apply to every host (the `[defaults]` table)."""
+
+    interval: float = 2.0
+    """Seconds between two polls of a host; must be > 0."""
+    call_timeout: float = 10.0
+    """Deadline of one libvirt call, in seconds; a host that misses it is marked degraded."""
+    connect_timeout: float = 10.0
+    """Deadline for reaching a host (SSH handshake plus libvirt open), in seconds."""
+    keepalive_interval: float = 5.0
+    """Seconds between SSH keepalive probes."""
+    keepalive_count_max: int = 3
+    """Unanswered keepalive probes after which the SSH connection is considered dead."""
+    theme: str = "dark"
+    """Name of the UI theme."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """One hypervisor host (one `[[hosts]]` entry)."""
+
+    name: str
+    """Display name; required, non-empty, unique across hosts, no "/" and no control characters."""
+    address: str = ""
+    """SSH address (host name or IP). Empty: `uri` is opened directly (local or any libvirt URI)."""
+    user: str | None = None
+    """SSH user; None lets SSH decide (ssh config, then the local user)."""
+    port: int = 22
+    """SSH port, 1..65535."""
+    identity: str | None = None
+    """Path of an SSH private key; `~` is expanded when used, not when loaded."""
+    known_hosts: str | None = None
+    """Path of a known_hosts file to check the host key against, instead of the usual ones."""
+    uri: str = "qemu:///system"
+    """libvirt URI: on the remote host when reached over SSH, opened as is when `address` is empty."""
+    group: str = ""
+    """Slash-separated place in the host tree, e.g. "dc1/rack3"; empty for the top level."""
+    read_only: bool = False
+    """Open libvirt read-only: nothing that changes the host is offered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole config file."""
+
+    defaults: Defaults = field(default_factory=Defaults)
+    """The `[defaults]` table."""
+    hosts: tuple[HostConfig, ...] = ()
+    """The `[[hosts]]` entries, in file order."""
+    path: Path | None = None
+    """Where the config was read from; None when no file was read."""
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used, located as precisely as possible."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        super().__init__(file, line, key, message)
+        self.file = file
+        """The file, as given or resolved."""
+        self.line = line
+        """1-based line number, or None when it is not known."""
+        self.key = key
+        """Dotted key such as `hosts[1].port` or `defaults.interval`; empty when about the whole file."""
+        self.message = message
+        """What is wrong, for a human."""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        what = f"{self.key}: {self.message}" if self.key else self.message
+        return f"{where}: {what}"
+
+
+# ------------------------------------------------------------------------------------------------- XDG
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    home = env.get("HOME")
+    return Path(home) if home else Path.home()
+
+
+def _xdg_base(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    # The XDG spec says a relative path in these variables is invalid and must be ignored.
+    value = env.get(var, "")
+    if value and os.path.isabs(value):
+        return Path(value)
+    return _home(env) / fallback
+
+
+def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
+    """`$VIMTUI_CONFIG`, else `$XDG_CONFIG_HOME/vimtui/config.toml`, else `~/.config/vimtui/config.toml`."""
+    explicit = env.get("VIMTUI_CONFIG", "")
+    if explicit:
+        if explicit == "~" or explicit.startswith("~/"):
+            return _home(env) / explicit[2:]
+        return Path(explicit)
+    return _xdg_base(env, "XDG_CONFIG_HOME", ".config") / APP / "config.toml"
+
+
+def data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """`$XDG_DATA_HOME/vimtui`, else `~/.local/share/vimtui` (not created here)."""
+    return _xdg_base(env, "XDG_DATA_HOME", ".local/share") / APP
+
+
+def runtime_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """`$XDG_RUNTIME_DIR/vimtui`, else `/tmp/vimtui-<uid>`; created 0700.
+
+    Sockets live here, so an existing directory must be a real directory (not a symlink), owned by us and
+    not accessible to group or others: otherwise RuntimeError, since another user could be waiting there.
+    """
+    base = env.get("XDG_RUNTIME_DIR", "")
+    uid = os.geteuid()
+    path = Path(base) / APP if base and os.path.isabs(base) else Path("/tmp") / f"{APP}-{uid}"
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise RuntimeError(f"cannot create runtime directory {path}: {exc.strerror or exc}") from exc
+    else:
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeError(f"runtime directory {path} is not a directory (or is a symlink)")
+    if st.st_uid != uid:
+        raise RuntimeError(f"runtime directory {path} is owned by uid {st.st_uid}, not by us (uid {uid})")
+    if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        raise RuntimeError(f"runtime directory {path} is accessible to others (mode {mode:04o}); want 0700")
+    return path
+
+
+# --------------------------------------------------------------------------------------- line locator
+
+PathElem = str | int
+KeyPath = tuple[PathElem, ...]
+
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_DOTTED = rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*"
+_ARRAY_HEADER = re.compile(rf"\s*\[\[\s*({_DOTTED})\s*\]\]")
+_TABLE_HEADER = re.compile(rf"\s*\[\s*({_DOTTED})\s*\]")
+_KEY_LINE = re.compile(rf"\s*({_DOTTED})\s*=")
+_KEY_PART_RE = re.compile(_KEY_PART)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _split_key(dotted: str) -> list[str]:
+    parts: list[str] = []
+    for raw in _KEY_PART_RE.findall(dotted):
+        if raw.startswith('"'):
+            parts.append(str(tomllib.loads(f"k = {raw}")["k"]))  # let tomllib decode the escapes
+        elif raw.startswith("'"):
+            parts.append(raw[1:-1])
+        else:
+            parts.append(raw)
+    return parts
+
+
+def _locate_keys(text: str) -> dict[KeyPath, int]:
+    """Map each key path written in `text` to the line where it first appears.
+
+    tomllib gives no positions, so this scans line by line: table headers (each `[[array]]` occurrence
+    gets the next index) and `key =` lines within them. Best effort: it skips the bodies of multi-line
+    strings but does not parse values; keys inside inline tables are located at their parent's line by
+    the caller's fallback to the longest known prefix.
+    """
+    lines: dict[KeyPath, int] = {}
+    last_index: dict[KeyPath, int] = {}  # resolved path of an array of tables -> its latest index
+    current: KeyPath = ()
+    open_string: str | None = None
+
+    def resolve(names: list[str]) -> KeyPath:
+        path: KeyPath = ()
+        for name in names:
+            path = (*path, name)
+            if path in last_index:
+                path = (*path, last_index[path])
+        return path
+
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if open_string is not None:
+            if open_string in line:
+                open_string = None
+            continue
+        if m := _ARRAY_HEADER.match(line):
+            names = _split_key(m.group(1))
+            array = (*resolve(names[:-1]), names[-1])
+            index = last_index.get(array, -1) + 1
+            last_index[array] = index
+            current = (*array, index)
+            lines.setdefault(array, lineno)
+            lines.setdefault(current, lineno)
+            continue
+        if m := _TABLE_HEADER.match(line):
+            current = resolve(_split_key(m.group(1)))
+            lines.setdefault(current, lineno)
+            continue
+        if m := _KEY_LINE.match(line):
+            path = current
+            for name in _split_key(m.group(1)):
+                path = (*path, name)
+                lines.setdefault(path, lineno)
+            value = line[m.end() :]
+            for quote in ('"""', "'''"):
+                start = value.find(quote)
+                if start != -1 and value.count(quote, start) % 2 == 1:
+                    open_string = quote
+                    break
+    return lines
+
+
+def _line_for(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
+    """The line of `path`, else of its longest located prefix (a missing key points at its table)."""
+    for end in range(len(path), 0, -1):
+        if (found := lines.get(path[:end])) is not None:
+            return found
+    return None
+
+
+def _format_key(path: KeyPath) -> str:
+    out = ""
+    for elem in path:
+        if isinstance(elem, int):
+            out += f"[{elem}]"
+        else:
+            name = elem if _BARE_KEY.fullmatch(elem) else tomli_w.dumps({"k": elem})[4:].strip()
+            out += f".{name}" if out else name
+    return out
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+_TOML_TYPE_NAMES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (dict, "a table"),
+    (list, "an array"),
+    (datetime, "a datetime"),
+    (date, "a date"),
+    (time, "a time"),
+)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S*")
+
+
+def _toml_type(value: object) -> str:
+    for typ, name in _TOML_TYPE_NAMES:
+        if isinstance(value, typ):
+            return name
+    return type(value).__name__
+
+
+def _positive(value: Any) -> str | None:
+    return None if math.isfinite(value) and value > 0 else "must be a finite number > 0"
+
+
+def _at_least(low: int) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def _port(value: Any) -> str | None:
+    return None if 1 <= value <= 65535 else "must be between 1 and 65535"
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+def _name(value: Any) -> str | None:
+    if not value.strip():
+        return "must not be empty"
+    if value != value.strip():
+        return "must not start or end with whitespace"
+    if _CONTROL.search(value):
+        return "must not contain control characters"
+    if "/" in value:  # "/" separates groups in the host tree, and names end up in socket file names
+        return 'must not contain "/" (put the host in a group instead)'
+    return None
+
+
+def _uri(value: Any) -> str | None:
+    return None if _URI.fullmatch(value) else "must be a libvirt URI such as qemu:///system"
+
+
+def _group(value: Any) -> str | None:
+    if not value:
+        return None
+    if _CONTROL.search(value):
+        return "must not contain control characters"
+    if any(not part.strip() for part in value.split("/")):
+        return 'must be slash-separated non-empty names, e.g. "dc1/rack3" (no leading, trailing or double /)'
+    return None
+
+
+_CHECKS: dict[type, dict[str, Callable[[Any], str | None]]] = {
+    Defaults: {
+        "interval": _positive,
+        "call_timeout": _positive,
+        "connect_timeout": _positive,
+        "keepalive_interval": _positive,
+        "keepalive_count_max": _at_least(1),
+        "theme": _non_empty,
+    },
+    HostConfig: {
+        "name": _name,
+        "address": lambda v: None if v == v.strip() else "must not start or end with whitespace",
+        "user": _non_empty,
+        "port": _port,
+        "identity": _non_empty,
+        "known_hosts": _non_empty,
+        "uri": _uri,
+        "group": _group,
+    },
+}
+
+
+_Section = TypeVar("_Section", Defaults, HostConfig)
+
+
+class _Checker:
+    """Collects every problem with its location, so the first one in file order can be reported."""
+
+    def __init__(self, file: str, lines: Mapping[KeyPath, int]) -> None:
+        self.file = file
+        self.lines = lines
+        self.errors: list[ConfigError] = []
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.errors.append(ConfigError(self.file, _line_for(self.lines, path), _format_key(path), message))
+
+    def first(self) -> ConfigError | None:
+        # Sort by line (unknown lines last); ties keep discovery order, which follows the file.
+        ordered = sorted(self.errors, key=lambda e: (e.line is None, e.line or 0))
+        return ordered[0] if ordered else None
+
+    def unknown(self, path: KeyPath, allowed: list[str]) -> None:
+        key = str(path[-1])
+        if len(path) == 1 and key in _field_names(Defaults):
+            self.error(path, f"unknown top-level key; {key} belongs in [defaults]")
+            return
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(allowed)
+        self.error(path, f"unknown key ({hint})")
+
+    def convert(self, path: KeyPath, annotation: str, value: object) -> tuple[bool, object]:
+        """Check `value` against a field's annotation; int is accepted for float, bool never for int."""
+        if annotation == "float":
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return True, float(value)
+            expected = "a number"
+        elif annotation == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return True, value
+            expected = "an integer"
+        elif annotation == "bool":
+            if isinstance(value, bool):
+                return True, value
+            expected = "a boolean"
+        elif annotation in ("str", "str | None"):
+            if isinstance(value, str):
+                return True, value
+            expected = "a string"
+        else:  # pragma: no cover - a field type this loader does not know yet
+            raise TypeError(f"unsupported config field type {annotation!r}")
+        self.error(path, f"expected {expected}, got {_toml_type(value)}")
+        return False, value
+
+    def build(self, cls: type[_Section], table: Mapping[str, Any], base: KeyPath) -> _Section | None:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        checks = _CHECKS.get(cls, {})
+        values: dict[str, Any] = {}
+        ok = True
+        for key, value in table.items():
+            path = (*base, key)
+            if key not in fields:
+                self.unknown(path, list(fields))
+                ok = False
+                continue
+            good, converted = self.convert(path, str(fields[key].type), value)
+            if good and (check := checks.get(key)) and (problem := check(converted)):
+                self.error(path, problem)
+                good = False
+            ok = ok and good
+            values[key] = converted
+        for name, f in fields.items():
+            if (
+                name not in table
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ):
+                self.error((*base, name), "missing required key")
+                ok = False
+        return cls(**values) if ok else None
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _from_document(
+    doc: Mapping[str, Any], file: str, lines: Mapping[KeyPath, int], path: Path | None
+) -> Config:
+    check = _Checker(file, lines)
+    defaults: Defaults | None = Defaults()
+    hosts: list[HostConfig] = []
+    seen: dict[str, int] = {}
+    for key, value in doc.items():
+        if key == "defaults":
+            if isinstance(value, dict):
+                defaults = check.build(Defaults, value, ("defaults",))
+            else:
+                check.error(("defaults",), f"expected a table, got {_toml_type(value)}")
+        elif key == "hosts":
+            if not isinstance(value, list):
+                check.error(("hosts",), f"expected an array of tables ([[hosts]]), got {_toml_type(value)}")
+                continue
+            for index, entry in enumerate(value):
+                base: KeyPath = ("hosts", index)
+                if not isinstance(entry, dict):
+                    check.error(base, f"expected a table, got {_toml_type(entry)}")
+                    continue
+                host = check.build(HostConfig, entry, base)
+                name = entry.get("name")
+                if isinstance(name, str) and name in seen:
+                    check.error((*base, "name"), f"duplicate host name {name!r} (also hosts[{seen[name]}])")
+                elif isinstance(name, str):
+                    seen[name] = index
+                if host is not None:
+                    hosts.append(host)
+        else:
+            check.unknown((key,), ["defaults", "hosts"])
+    if (error := check.first()) is not None:
+        raise error
+    assert defaults is not None  # no error means it was built
+    return Config(defaults=defaults, hosts=tuple(hosts), path=path)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+_TOML_POSITION = re.compile(
+    r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
+)
+
+
+def parse_config(text: str, *, file: str = "<string>", path: Path | None = None) -> Config:
+    """Parse and validate the text of a config file; `file` is what error messages call it."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = _TOML_POSITION.match(str(exc))
+        if m is None:
+            raise ConfigError(file, None, "", f"invalid TOML: {exc}") from exc
+        if m["line"] is not None:
+            line, message = int(m["line"]), f"invalid TOML: {m['msg']} (column {m['col']})"
+        else:
+            line, message = max(1, len(text.splitlines())), f"invalid TOML: {m['msg']} (at end of file)"
+        raise ConfigError(file, line, "", message) from exc
+    return _from_document(doc, file, _locate_keys(text), path)
+
+
+def load_config(
+    path: Path | None = None, *, env: Mapping[str, str] = os.environ, must_exist: bool | None = None
+) -> Config:
+    """Read and validate the config file.
+
+    `path` None means `default_config_path(env)`. A missing file gives an empty Config unless it was asked
+    for explicitly (a `path`, or `$VIMTUI_CONFIG`), in which case it is a ConfigError; `must_exist`
+    overrides that choice.
+    """
+    if path is None:
+        explicit = bool(env.get("VIMTUI_CONFIG"))
+        path = default_config_path(env)
+    else:
+        explicit = True
+    if must_exist is None:
+        must_exist = explicit
+    file = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        if must_exist:
+            raise ConfigError(file, None, "", "no such file") from exc
+        return Config()
+    except OSError as exc:
+        raise ConfigError(file, None, "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(file, line, "", "not valid UTF-8") from exc
+    return parse_config(text, file=file, path=path)
+
+
+# ----------------------------------------------------------------------------------------------- saving
+
+
+def _non_default(obj: Defaults | HostConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None or (f.default is not dataclasses.MISSING and value == f.default):
+            continue
+        out[f.name] = value
+    return out
+
+
+def _to_document(config: Config) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if defaults := _non_default(config.defaults):
+        doc["defaults"] = defaults
+    if config.hosts:
+        doc["hosts"] = [_non_default(host) for host in config.hosts]
+    return doc
+
+
+def _dumps(doc: Mapping[str, Any]) -> str:
+    # tomli_w would write short arrays of tables inline (hosts = [{ ... }]); people edit this file, so
+    # write one [[hosts]] table per host. Every section is flat, so tomli_w writes it as key = value lines.
+    sections = []
+    if "defaults" in doc:
+        sections.append("[defaults]\n" + tomli_w.dumps(doc["defaults"]))
+    sections.extend("[[hosts]]\n" + tomli_w.dumps(host) for host in doc.get("hosts", ()))
+    return "\n".join(sections)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write `config` to `path` atomically, omitting values equal to their defaults.
+
+    Written to a temp file in the same directory, fsynced, then renamed over the target, so a crash or an
+    error leaves either the old file or the new one, never a mix and never a stray temp file. A new file
+    is 0600; an existing one keeps its mode. A symlinked config is written through to its target. A
+    config that would not load back is refused with a ConfigError before anything is written.
+    """
+    target = Path(os.path.realpath(path))
+    doc = _to_document(config)
+    _from_document(doc, str(path), {}, None)  # refuse to write what load_config would reject
+    data = _dumps(doc).encode("utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable. Some filesystems refuse to fsync a directory; the data is written.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,188 @@
+"""Fleet: every host session, the tick that polls them, and the one immutable FleetState it publishes.
+
+A tick starts a poll on every connected host whose last poll has ended (ticks never overlap), waits for
+them up to the tick's deadline, marks the late ones degraded and publishes one snapshot. Events and late
+polls publish at once (coalesced: several changes in one loop iteration give one snapshot). Subscribers get
+FleetState objects, never sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import MappingProxyType
+
+from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
+from vimtui.core.history import History
+from vimtui.core.host import HostEvent, HostSession, SessionSettings
+from vimtui.core.inventory import HostSpec
+from vimtui.core.model import FleetState, HostState, VmState
+
+VM_METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
+HOST_METRICS = ("cpu", "mem")
+EVENT_LOG_SIZE = 1000
+
+Subscriber = Callable[[FleetState], None]
+
+
+class Fleet:
+    def __init__(
+        self,
+        specs: Iterable[HostSpec],
+        settings: SessionSettings,
+        runtime_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.sessions: dict[str, HostSession] = {}
+        for spec in specs:
+            self.sessions[spec.name] = HostSession(
+                spec, settings, runtime_dir, on_change=self._changed, on_event=self._event
+            )
+        self.vm_history = History(metrics=VM_METRICS)
+        self.host_history = History(metrics=HOST_METRICS)
+        self.events: deque[HostEvent] = deque(maxlen=EVENT_LOG_SIZE)
+        self.state = FleetState(
+            version=0, time=time.time(), hosts=tuple(s.state for s in self.sessions.values())
+        )
+        self._subscribers: list[Subscriber] = []
+        self._event_subscribers: list[Callable[[HostEvent], None]] = []
+        self._publish_handle: asyncio.Handle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._updated = asyncio.Condition()
+        self.ticks = 0
+
+    # -- life -------------------------------------------------------------------------------------
+
+    async def start(self, *, tick: bool = True) -> None:
+        silence_libvirt_errors()
+        ensure_event_impl()
+        loop = asyncio.get_running_loop()
+        for s in self.sessions.values():
+            self._tasks.append(loop.create_task(s.run(), name=f"host-{s.spec.name}"))
+        if tick:
+            self._tasks.append(loop.create_task(self._tick_loop(), name="fleet-tick"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+
+    async def __aenter__(self) -> Fleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- ticks ------------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self.tick()
+            # the next tick is armed when this one has ended: never two at once
+            await asyncio.sleep(max(0.0, started + self.settings.interval - loop.time()))
+
+    async def tick(self, deadline: float | None = None) -> FleetState:
+        """Poll every connected host once (those still busy with their last poll are skipped)."""
+        polls = {name: s.start_poll() for name, s in self.sessions.items()}
+        running = [t for t in polls.values() if t is not None]
+        if running:
+            await asyncio.wait(running, timeout=deadline or self.settings.interval)
+        for name, task in polls.items():
+            if task is not None and not task.done():
+                self.sessions[name].note_late()
+        self.ticks += 1
+        self._record_history()
+        return self.publish()
+
+    def _record_history(self) -> None:
+        t = time.time()
+        for s in self.sessions.values():
+            if s.state.last_poll and s.state.rates is not None:
+                r = s.state.rates
+                self.host_history.record(s.spec.name, t, {"cpu": r.cpu_pct, "mem": r.mem_pct})
+            for vm in s.vms.values():
+                if vm.rates is None or vm.stale:
+                    continue
+                vr = vm.rates
+                self.vm_history.record(
+                    vm.key,
+                    t,
+                    {
+                        "cpu": vr.cpu_pct,
+                        "mem": vr.mem_pct,
+                        "disk_rd": vr.disk_rd_bps,
+                        "disk_wr": vr.disk_wr_bps,
+                        "net_rx": vr.net_rx_bps,
+                        "net_tx": vr.net_tx_bps,
+                    },
+                )
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    def subscribe_events(self, fn: Callable[[HostEvent], None]) -> Callable[[], None]:
+        self._event_subscribers.append(fn)
+        return lambda: self._event_subscribers.remove(fn)
+
+    def _changed(self) -> None:
+        """A session changed outside a tick (event, status, late poll): publish soon, coalesced."""
+        if self._publish_handle is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: the next tick publishes
+                self._publish_handle = asyncio.get_running_loop().call_soon(self.publish)
+
+    def _event(self, event: HostEvent) -> None:
+        self.events.append(event)
+        for fn in list(self._event_subscribers):
+            fn(event)
+
+    def publish(self) -> FleetState:
+        if self._publish_handle is not None:
+            self._publish_handle.cancel()
+            self._publish_handle = None
+        hosts: list[HostState] = []
+        vms: dict[str, VmState] = {}
+        for s in self.sessions.values():
+            hosts.append(s.state)
+            for vm in sorted(s.vms.values(), key=lambda v: v.name):
+                vms[vm.key] = vm
+        self.state = FleetState(
+            version=self.state.version + 1, time=time.time(), hosts=tuple(hosts), vms=MappingProxyType(vms)
+        )
+        for fn in list(self._subscribers):
+            fn(self.state)
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._notify())
+        return self.state
+
+    async def _notify(self) -> None:
+        async with self._updated:
+            self._updated.notify_all()
+
+    async def wait_for(self, predicate: Callable[[FleetState], object], within: float) -> FleetState:
+        """Wait until a published state satisfies predicate; TimeoutError at the deadline."""
+
+        async def waiter() -> FleetState:
+            async with self._updated:
+                while not predicate(self.state):
+                    await self._updated.wait()
+                return self.state
+
+        return await asyncio.wait_for(waiter(), within)
+
+    async def connected(self, within: float) -> FleetState:
+        """Wait until every host has left `connecting` (up, or failed with a reason)."""
+        return await self.wait_for(lambda st: all(h.status != "connecting" for h in st.hosts), within)

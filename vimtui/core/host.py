@@ -1,0 +1,618 @@
+"""HostSession: one host's connection, state machine, lane, polls and events.
+
+States: connecting -> up; up -> degraded (a poll missed its tick) -> up again, or -> unreachable (a call
+missed its deadline, the SSH link or libvirt connection dropped); connect failures end in unreachable,
+auth-failed or hostkey-mismatch. From any failure the session reconnects on its own, with exponential
+backoff and jitter. Every libvirt call runs on the host's lane, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import libvirt
+
+from vimtui.core.domxml import DomainDetails, parse_domain_xml
+from vimtui.core.inventory import HostSpec
+from vimtui.core.lane import CallTimeout, Lane
+from vimtui.core.model import HostInfo, HostState, HostStatus, LocalMetrics, VmState, state_name
+from vimtui.core.stats import (
+    DomainSample,
+    NodeSample,
+    host_rates,
+    parse_domain_stats,
+    parse_node,
+    vm_rates,
+)
+from vimtui.core.transport import SshOptions, SshTunnel, TransportError
+
+log = logging.getLogger(__name__)
+
+STATS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_INTERFACE
+    | libvirt.VIR_DOMAIN_STATS_BLOCK
+)
+NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+IP_REFRESH = 30.0
+"""Seconds between address look-ups of one running VM."""
+IP_BATCH = 16
+"""VMs whose addresses are looked up after one poll (the rest wait for later polls)."""
+
+# lifecycle event -> the state the domain is in after it
+_EVENT_STATE = {
+    libvirt.VIR_DOMAIN_EVENT_STARTED: libvirt.VIR_DOMAIN_RUNNING,
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: libvirt.VIR_DOMAIN_PAUSED,
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: libvirt.VIR_DOMAIN_RUNNING,
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: libvirt.VIR_DOMAIN_SHUTOFF,
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: libvirt.VIR_DOMAIN_CRASHED,
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: libvirt.VIR_DOMAIN_PMSUSPENDED,
+}
+EVENT_NAMES = (
+    "defined",
+    "undefined",
+    "started",
+    "suspended",
+    "resumed",
+    "stopped",
+    "shutdown",
+    "pmsuspended",
+    "crashed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HostEvent:
+    """Something libvirt told us about a domain, as it happened."""
+
+    time: float
+    host: str
+    vm: str
+    uuid: str
+    kind: str
+    """lifecycle event name (started, stopped ...), reboot, job-completed, device-added, device-removed."""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    interval: float = 2.0
+    call_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 5.0
+    keepalive_count_max: int = 3
+    backoff_max: float = 30.0
+
+
+def backoff(attempt: int, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds before reconnect attempt `attempt` (1, 2, 4 ... up to cap), with +-20 % jitter."""
+    base = min(cap, 2.0 ** max(attempt - 1, 0))
+    return base * (rng or random).uniform(0.8, 1.2)
+
+
+def is_local_uri(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return not parts.netloc and "+" not in parts.scheme and parts.scheme not in ("test",)
+
+
+class HostSession:
+    """Owns one host. The Fleet starts `run()` and calls `poll()` once per tick."""
+
+    def __init__(
+        self,
+        spec: HostSpec,
+        settings: SessionSettings,
+        runtime_dir: Path,
+        on_change: Callable[[], None] = lambda: None,
+        on_event: Callable[[HostEvent], None] = lambda e: None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.runtime_dir = runtime_dir
+        self._on_change = on_change
+        self._on_event = on_event
+        self.lane = Lane(spec.name)
+        self._conn: Any = None  # libvirt.virConnect; only touched on the lane
+        self._tunnel: SshTunnel | None = None
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._side_task: asyncio.Task[None] | None = None
+        # the picture (replaced, never mutated in place: readers may hold the old one)
+        self.state = HostState(
+            name=spec.name,
+            group=spec.group,
+            address=spec.address,
+            uri=spec.uri,
+            transport=spec.transport,
+            read_only=spec.read_only,
+            status=HostStatus.CONNECTING,
+            message="",
+            status_since=time.time(),
+        )
+        self.vms: dict[str, VmState] = {}
+        self._samples: dict[str, DomainSample] = {}
+        self._node: NodeSample | None = None
+        self._details: dict[str, DomainDetails] = {}
+        self._dirty: set[str] = set()
+        self._event_time: dict[str, float] = {}
+        self._ip_time: dict[str, float] = {}
+        self.connected = asyncio.Event()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> HostStatus:
+        return self.state.status
+
+    def _set_status(self, status: HostStatus, message: str = "") -> None:
+        if status == self.state.status and message == self.state.message:
+            return
+        since = self.state.status_since if status == self.state.status else time.time()
+        self.state = replace(self.state, status=status, message=message, status_since=since)
+        if not status.healthy:
+            self._mark_stale()
+        log.info("host %s: %s %s", self.spec.name, status, message)
+        self._on_change()
+
+    def _mark_stale(self) -> None:
+        self.vms = {k: replace(v, stale=True) if not v.stale else v for k, v in self.vms.items()}
+
+    # -- connection loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with backoff; until close()."""
+        attempt = 0
+        while not self._closing:
+            try:
+                await self._connect()
+            except TransportError as exc:
+                self._set_status(HostStatus(exc.kind), str(exc))
+            except (libvirt.libvirtError, CallTimeout, OSError) as exc:
+                self._set_status(HostStatus.UNREACHABLE, f"libvirt: {_err(exc)}")
+            else:
+                attempt = 0
+                self._set_status(HostStatus.UP)
+                self.connected.set()
+                await self._lost.wait()
+                self.connected.clear()
+                await self._disconnect()
+                if self._closing:
+                    break
+                self._set_status(HostStatus.UNREACHABLE, self._lost_reason)
+            if self._closing:
+                break
+            attempt += 1
+            await self._pause(backoff(attempt, self.settings.backoff_max))
+
+    async def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def reconnect_now(self) -> None:
+        """Skip the rest of the backoff (an operator asked)."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._lost_reason = "closed"
+        self._lost.set()
+        self._wake.set()
+        for task in (self._poll_task, self._side_task):
+            if task is not None and not task.done():
+                task.cancel()
+        await self._disconnect()
+        self.lane.close()
+
+    def _drop(self, reason: str) -> None:
+        """The connection is gone or wedged: let run() tear it down and reconnect."""
+        if not self._lost.is_set():
+            self._lost_reason = reason
+            self._lost.set()
+
+    def _drop_if_current(self, conn: Any, reason: str) -> None:
+        if conn is self._conn:
+            self._drop(reason)
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        uri = self.spec.uri
+        if self.spec.transport == "ssh":
+            opts = SshOptions(
+                connect_timeout=self.settings.connect_timeout,
+                keepalive_interval=self.settings.keepalive_interval,
+                keepalive_count_max=self.settings.keepalive_count_max,
+            )
+            self._tunnel = SshTunnel(self.spec, self.runtime_dir, opts)
+            uri = await self._tunnel.open()
+            tunnel = self._tunnel
+            asyncio.get_running_loop().create_task(self._watch_tunnel(tunnel))
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn, info = await self.lane.call(
+                self.settings.connect_timeout, self._open_blocking, uri, loop
+            )
+        except BaseException:
+            await self._disconnect()
+            raise
+        self.state = replace(self.state, info=info)
+
+    async def _watch_tunnel(self, tunnel: SshTunnel) -> None:
+        await tunnel.wait_closed()
+        if tunnel is self._tunnel:
+            self._drop("SSH connection lost")
+
+    def _open_blocking(self, uri: str, loop: asyncio.AbstractEventLoop) -> tuple[Any, HostInfo]:
+        conn = libvirt.openReadOnly(uri) if self.spec.read_only else libvirt.open(uri)
+        try:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.setKeepAlive(int(self.settings.keepalive_interval), self.settings.keepalive_count_max)
+
+            def closed(_conn: Any, reason: int, _opaque: Any) -> None:
+                loop.call_soon_threadsafe(
+                    self._drop_if_current, conn, f"libvirt connection closed ({reason})"
+                )
+
+            conn.registerCloseCallback(closed, None)
+            self._register_events(conn, loop)
+            info = conn.getInfo()
+            lib = conn.getLibVersion()
+            hv = conn.getVersion()
+            host_info = HostInfo(
+                hostname=conn.getHostname(),
+                hypervisor=conn.getType(),
+                hypervisor_version=_version(hv),
+                libvirt_version=_version(lib),
+                cpus=int(info[2]),
+                cpu_mhz=int(info[3]),
+                cpu_model=str(info[0]),
+                memory_kib=int(info[1]) * 1024,
+                local=self.spec.transport == "direct" and is_local_uri(self.spec.uri),
+            )
+        except BaseException:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+            raise
+        return conn, host_info
+
+    def _register_events(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Callbacks run on the loop (libvirtaio): they only record, never call libvirt."""
+
+        def lifecycle(_c: Any, dom: Any, event: int, detail: int, _o: Any) -> None:
+            self._lifecycle(dom.UUIDString(), dom.name(), event, detail)
+
+        def reboot(_c: Any, dom: Any, _o: Any) -> None:
+            self._note_event(dom.UUIDString(), dom.name(), "reboot")
+
+        def job_completed(_c: Any, dom: Any, params: Any, _o: Any) -> None:
+            self._note_event(dom.UUIDString(), dom.name(), "job-completed")
+
+        def device(kind: str) -> Callable[..., None]:
+            def cb(_c: Any, dom: Any, dev: str, _o: Any) -> None:
+                self._dirty.add(dom.UUIDString())
+                self._note_event(dom.UUIDString(), dom.name(), kind, dev)
+
+            return cb
+
+        for event_id, cb in (
+            (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle),
+            (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, reboot),
+            (libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, job_completed),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device("device-added")),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, device("device-removed")),
+        ):
+            with contextlib.suppress(libvirt.libvirtError):  # a driver without this event
+                conn.domainEventRegisterAny(None, event_id, cb, None)
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # closing may block on a dead peer: do it on a fresh thread, never wait for it
+            old = self.lane
+            self.lane = Lane(self.spec.name)
+            old.close()
+            loop = asyncio.get_running_loop()
+            loop.run_in_executor(None, _close_quietly, conn)
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            await tunnel.close()
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def _lifecycle(self, uuid: str, name: str, event: int, detail: int) -> None:
+        kind = EVENT_NAMES[event] if 0 <= event < len(EVENT_NAMES) else f"event-{event}"
+        now = time.time()
+        key = f"{self.spec.name}/{uuid}"
+        if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
+            self.vms.pop(key, None)
+            self._samples.pop(uuid, None)
+            self._details.pop(uuid, None)
+        elif event in _EVENT_STATE:
+            self._event_time[uuid] = time.monotonic()
+            vm = self.vms.get(key)
+            new_state = state_name(_EVENT_STATE[event])
+            if vm is not None:
+                self.vms[key] = replace(
+                    vm,
+                    state=new_state,
+                    reason=detail,
+                    state_since=now,
+                    rates=None if new_state != "running" else vm.rates,
+                )
+        if event == libvirt.VIR_DOMAIN_EVENT_DEFINED:
+            self._dirty.add(uuid)
+        self._note_event(uuid, name, kind, str(detail))
+
+    def _note_event(self, uuid: str, name: str, kind: str, detail: str = "") -> None:
+        self._on_event(HostEvent(time.time(), self.spec.name, name, uuid, kind, detail))
+        self._on_change()
+
+    # -- polling ----------------------------------------------------------------------------------
+
+    @property
+    def polling(self) -> bool:
+        return self._poll_task is not None and not self._poll_task.done()
+
+    def start_poll(self) -> asyncio.Task[None] | None:
+        """Start this tick's poll unless the last one is still running (ticks never overlap)."""
+        if self._conn is None or self.polling:
+            return self._poll_task if self.polling else None
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll(), name=f"poll-{self.spec.name}")
+        return self._poll_task
+
+    def note_late(self) -> None:
+        """The tick's deadline passed with this host's poll still running."""
+        self.state = replace(self.state, late_ticks=self.state.late_ticks + 1)
+        if self.status == HostStatus.UP:
+            self._set_status(HostStatus.DEGRADED, "poll is late")
+
+    async def _poll(self) -> None:
+        started = time.monotonic()
+        try:
+            result = await self.lane.call(self.settings.call_timeout, self._poll_blocking)
+        except CallTimeout as exc:
+            self._drop(str(exc))
+            return
+        except libvirt.libvirtError as exc:
+            if self._conn is None or not _alive(exc):
+                self._drop(f"libvirt: {_err(exc)}")
+            else:
+                self._set_status(HostStatus.DEGRADED, f"poll failed: {_err(exc)}")
+            return
+        self._apply(result, started)
+        if self.status == HostStatus.DEGRADED:
+            self._set_status(HostStatus.UP)
+        self._on_change()
+        if self._side_task is None or self._side_task.done():
+            self._side_task = asyncio.get_running_loop().create_task(self._side_work())
+
+    def _poll_blocking(self) -> tuple[NodeSample, list[DomainSample], LocalMetrics | None]:
+        """One tick on the lane: node CPU and memory, and ONE bulk stats call for every domain."""
+        conn = self._conn
+        if conn is None:
+            raise libvirt.libvirtError("not connected")
+        t = time.monotonic()
+        info = self.state.info
+        node_info = (
+            [info.cpu_model, info.memory_kib // 1024, info.cpus, info.cpu_mhz] if info else conn.getInfo()
+        )
+        cpu = _or_empty(conn.getCPUStats, -1)
+        mem = _or_empty(conn.getMemoryStats, -1)
+        try:
+            records = conn.getAllDomainStats(STATS, NOWAIT)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                raise
+            records = conn.getAllDomainStats(STATS, 0)  # a driver without NOWAIT
+        samples = [parse_domain_stats(dom.UUIDString(), dom.name(), stats, t) for dom, stats in records]
+        node = parse_node(node_info, cpu, mem, t)
+        local = _local_metrics() if info is not None and info.local else None
+        return node, samples, local
+
+    def _apply(
+        self, result: tuple[NodeSample, list[DomainSample], LocalMetrics | None], started: float
+    ) -> None:
+        node, samples, local = result
+        cpus = node.cpus or 1
+        now = time.time()
+        vms: dict[str, VmState] = {}
+        seen = set()
+        for s in samples:
+            seen.add(s.uuid)
+            key = f"{self.spec.name}/{s.uuid}"
+            old = self.vms.get(key)
+            state = state_name(s.state)
+            reason = s.reason
+            since = old.state_since if old is not None and old.state == state else now
+            if old is not None and self._event_time.get(s.uuid, 0.0) > started:
+                state, reason, since = old.state, old.reason, old.state_since  # an event is newer
+            details = self._details.get(s.uuid)
+            if details is None or details.name != s.name:
+                self._dirty.add(s.uuid)
+            vms[key] = VmState(
+                uuid=s.uuid,
+                name=s.name,
+                host=self.spec.name,
+                state=state,
+                reason=reason,
+                vcpus=s.vcpus if s.vcpus is not None else (details.vcpus if details else None),
+                mem_max_kib=s.mem_max_kib
+                if s.mem_max_kib is not None
+                else (details.memory_kib if details else None),
+                mem_current_kib=s.mem_current_kib,
+                sample=s,
+                rates=vm_rates(self._samples.get(s.uuid), s, cpus),
+                details=details,
+                ips=old.ips if old else (),
+                ip_source=old.ip_source if old else "",
+                stale=False,
+                state_since=since,
+            )
+        self._samples = {s.uuid: s for s in samples}
+        for gone in set(self._details) - seen:
+            self._details.pop(gone, None)
+        self.vms = vms
+        rates = host_rates(self._node, node)
+        self._node = node
+        self.state = replace(
+            self.state,
+            node=node,
+            rates=rates,
+            local=local,
+            last_poll=now,
+            poll_seconds=time.monotonic() - started,
+            vm_keys=tuple(vms),
+        )
+
+    # -- details and addresses: off the tick's hot path -------------------------------------------
+
+    async def _side_work(self) -> None:
+        try:
+            dirty, self._dirty = self._dirty, set()
+            if dirty:
+                details = await self.lane.call(
+                    self.settings.call_timeout, self._details_blocking, sorted(dirty)
+                )
+                self._details.update(details)
+                self._merge(lambda vm: replace(vm, details=details[vm.uuid]) if vm.uuid in details else vm)
+            due = self._ip_due()
+            if due:
+                addrs = await self.lane.call(self.settings.call_timeout, self._addresses_blocking, due)
+                mono = time.monotonic()
+                for uuid, _has_agent in due:
+                    self._ip_time[uuid] = mono
+                self._merge(
+                    lambda vm: (
+                        replace(vm, ips=addrs[vm.uuid][0], ip_source=addrs[vm.uuid][1])
+                        if vm.uuid in addrs
+                        else vm
+                    )
+                )
+        except CallTimeout as exc:
+            self._drop(str(exc))
+        except libvirt.libvirtError as exc:
+            log.debug("host %s: side work failed: %s", self.spec.name, _err(exc))
+
+    def _merge(self, fn: Callable[[VmState], VmState]) -> None:
+        self.vms = {k: fn(v) for k, v in self.vms.items()}
+        self._on_change()
+
+    def _ip_due(self) -> list[tuple[str, bool]]:
+        mono = time.monotonic()
+        due = [
+            (vm.uuid, bool(vm.details and vm.details.has_agent))
+            for vm in self.vms.values()
+            if vm.state == "running"
+            and mono - self._ip_time.get(vm.uuid, -IP_REFRESH) >= IP_REFRESH
+            and (vm.details is None or vm.details.nics)
+        ]
+        return due[:IP_BATCH]
+
+    def _details_blocking(self, uuids: list[str]) -> dict[str, DomainDetails]:
+        out = {}
+        for uuid in uuids:
+            try:
+                dom = self._conn.lookupByUUIDString(uuid)
+                persistent = bool(dom.isPersistent())
+                autostart = bool(dom.autostart()) if persistent else False
+                out[uuid] = parse_domain_xml(dom.XMLDesc(0), persistent=persistent, autostart=autostart)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+        return out
+
+    def _addresses_blocking(self, due: list[tuple[str, bool]]) -> dict[str, tuple[tuple[str, ...], str]]:
+        """Guest agent when the VM has one, else the network's DHCP leases, else ARP."""
+        sources = (
+            ("agent", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT),
+            ("lease", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE),
+            ("arp", libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP),
+        )
+        out: dict[str, tuple[tuple[str, ...], str]] = {}
+        for uuid, has_agent in due:
+            try:
+                dom = self._conn.lookupByUUIDString(uuid)
+            except libvirt.libvirtError:
+                continue
+            for name, source in sources:
+                if name == "agent" and not has_agent:
+                    continue
+                try:
+                    ifaces = dom.interfaceAddresses(source, 0)
+                except libvirt.libvirtError:
+                    continue
+                ips = tuple(
+                    a["addr"]
+                    for iface in ifaces.values()
+                    for a in (iface.get("addrs") or [])
+                    if a.get("addr") and not a["addr"].startswith(("127.", "::1", "fe80"))
+                )
+                if ips:
+                    out[uuid] = (ips, name)
+                    break
+        return out
+
+
+def _or_empty(fn: Callable[[int], dict[str, int]], arg: int) -> dict[str, int]:
+    try:
+        return fn(arg)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+            return {}
+        raise
+
+
+def _alive(exc: libvirt.libvirtError) -> bool:
+    """False for errors that mean the connection itself is gone."""
+    return exc.get_error_domain() not in (libvirt.VIR_FROM_RPC,) and exc.get_error_code() not in (
+        libvirt.VIR_ERR_SYSTEM_ERROR,
+        libvirt.VIR_ERR_INTERNAL_ERROR,
+        libvirt.VIR_ERR_RPC,
+        libvirt.VIR_ERR_NO_CONNECT,
+    )
+
+
+def _err(exc: BaseException) -> str:
+    if isinstance(exc, libvirt.libvirtError):
+        return exc.get_error_message() or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+def _version(v: int) -> str:
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.unregisterCloseCallback()
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
+
+
+def _local_metrics() -> LocalMetrics:
+    import psutil
+
+    load = psutil.getloadavg()
+    return LocalMetrics(
+        cpu_pct=psutil.cpu_percent(None),
+        mem_pct=psutil.virtual_memory().percent,
+        load1=load[0],
+        load5=load[1],
+        load15=load[2],
+        swap_pct=psutil.swap_memory().percent,
+    )

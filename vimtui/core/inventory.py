@@ -1,0 +1,165 @@
+"""Hosts and groups, from the config file and from `--connect` arguments.
+
+Everything downstream (transport, host sessions, the host tree) sees only `HostSpec`: how to reach one
+host, whichever way it was named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import Literal
+from urllib.parse import urlsplit
+
+from vimtui.core.config import Config, HostConfig
+
+__all__ = ["ADHOC_GROUP", "HostSpec", "InventoryError", "Transport", "build_inventory", "parse_connect"]
+
+Transport = Literal["ssh", "direct"]
+
+ADHOC_GROUP = "adhoc"
+"""Group of the hosts given with --connect."""
+
+SYSTEM_URI = "qemu:///system"
+
+_ACCEPTED = (
+    "expected ssh://[user@]host[:port] or a libvirt URI such as qemu:///system, "
+    "qemu+ssh://host/system or test:///default"
+)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+class InventoryError(ValueError):
+    """A host that cannot be added to the inventory (a --connect argument that does not parse)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    """How to reach one host."""
+
+    name: str
+    """Unique display name."""
+    transport: Transport
+    """"ssh": tunnel to `address` and open `uri` there; "direct": open `uri` from here as is."""
+    uri: str
+    """libvirt URI: on the remote host for ssh (e.g. qemu:///system), opened locally as is for direct."""
+    address: str = ""
+    """SSH address (host name or IP, IPv6 without brackets); "" for direct."""
+    user: str | None = None
+    """SSH user; None lets SSH decide."""
+    port: int = 22
+    """SSH port."""
+    identity: str | None = None
+    """SSH private key path, `~` not yet expanded."""
+    known_hosts: str | None = None
+    """known_hosts file to check the host key against, instead of the usual ones."""
+    group: str = ""
+    """Slash-separated place in the host tree; "" for the top level."""
+    read_only: bool = False
+    """Open libvirt read-only."""
+
+
+def _parse_ssh(text: str) -> HostSpec:
+    parts = urlsplit(text)
+    if parts.query or parts.fragment:
+        raise InventoryError(f"{text!r}: ssh:// takes no ?query or #fragment")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user = userinfo if at else None
+    if user is not None and ":" in user:
+        raise InventoryError(f"{text!r}: a password in the URI is not accepted; use keys or the agent")
+    if user == "":
+        raise InventoryError(f"{text!r}: empty user before '@'")
+    if hostport.startswith("["):  # [IPv6]:port
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise InventoryError(f"{text!r}: malformed [IPv6] address")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_or_empty = hostport.partition(":")
+        port_text = port_text_or_empty if colon else None
+    if not host:
+        raise InventoryError(f"{text!r}: no host; {_ACCEPTED}")
+    port = 22
+    if port_text is not None:
+        if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise InventoryError(f"{text!r}: the port must be a number between 1 and 65535")
+        port = int(port_text)
+    path = parts.path.rstrip("/")
+    if path == "/session":
+        raise InventoryError(
+            f"{text!r}: only the system libvirt instance is supported over ssh, not /session"
+        )
+    if path not in ("", "/system"):
+        raise InventoryError(f"{text!r}: unknown path {parts.path!r}; use ssh://[user@]host[:port]")
+    return HostSpec(
+        name=host, transport="ssh", uri=SYSTEM_URI, address=host, user=user, port=port, group=ADHOC_GROUP
+    )
+
+
+def _direct_name(text: str) -> str:
+    parts = urlsplit(text)
+    _ = parts.port  # raises ValueError for a malformed or out-of-range port
+    if parts.hostname:
+        return parts.hostname
+    scheme = parts.scheme.lower()
+    if scheme == "qemu" and parts.path.rstrip("/") in ("/system", "/session"):
+        return "local"
+    stem = PurePosixPath(parts.path).stem
+    return f"{scheme}-{stem}" if stem else scheme
+
+
+def parse_connect(text: str) -> HostSpec:
+    """Turn one --connect argument into a HostSpec.
+
+    `ssh://[user@]host[:port]` reaches the host over SSH and opens its qemu:///system; any other libvirt
+    URI (`qemu:///system`, `test:///default`, `qemu+ssh://h/system`, ...) is opened directly as given.
+    Raises InventoryError (a ValueError) for anything else.
+    """
+    text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        hint = f" (did you mean ssh://{text}?)" if text and ":" not in text and "/" not in text else ""
+        raise InventoryError(f"{text!r} is not a URI{hint}; {_ACCEPTED}")
+    if scheme.lower() == "ssh":
+        return _parse_ssh(text)
+    try:
+        name = _direct_name(text)
+    except ValueError as exc:  # urlsplit rejects e.g. a malformed port or [IPv6]
+        raise InventoryError(f"{text!r}: {exc}") from exc
+    return HostSpec(name=name, transport="direct", uri=text, group=ADHOC_GROUP)
+
+
+def _from_config(host: HostConfig) -> HostSpec:
+    return HostSpec(
+        name=host.name,
+        transport="ssh" if host.address else "direct",
+        uri=host.uri,
+        address=host.address,
+        user=host.user,
+        port=host.port,
+        identity=host.identity,
+        known_hosts=host.known_hosts,
+        group=host.group,
+        read_only=host.read_only,
+    )
+
+
+def build_inventory(config: Config, connect: Sequence[str] = ()) -> tuple[HostSpec, ...]:
+    """Config hosts first, then the --connect ones in order.
+
+    A --connect host whose name is already taken gets the first free suffix `-2`, `-3`, ... so every
+    name is unique (config names are unique already: the loader checks).
+    """
+    specs = [_from_config(host) for host in config.hosts]
+    taken = {spec.name for spec in specs}
+    for text in connect:
+        spec = parse_connect(text)
+        name, n = spec.name, 1
+        while name in taken:
+            n += 1
+            name = f"{spec.name}-{n}"
+        taken.add(name)
+        specs.append(replace(spec, name=name))
+    return tuple(specs)

@@ -1,0 +1,129 @@
+"""The immutable picture of the fleet that the core publishes and the screen and CLI read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from vimtui.core.domxml import DomainDetails
+from vimtui.core.stats import DomainSample, HostRates, NodeSample, VmRates
+
+
+class HostStatus(StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DEGRADED = "degraded"
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth-failed"
+    HOSTKEY_MISMATCH = "hostkey-mismatch"
+
+    @property
+    def healthy(self) -> bool:
+        return self in (HostStatus.UP, HostStatus.DEGRADED)
+
+
+# libvirt's virDomainState, by value
+DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended")
+
+
+def state_name(state: int) -> str:
+    return DOMAIN_STATES[state] if 0 <= state < len(DOMAIN_STATES) else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """Facts about a host that change rarely (read when it connects)."""
+
+    hostname: str
+    hypervisor: str
+    hypervisor_version: str
+    libvirt_version: str
+    cpus: int
+    cpu_mhz: int
+    cpu_model: str
+    memory_kib: int
+    local: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMetrics:
+    """psutil's view of the machine vimtui runs on, when it is one of the hosts."""
+
+    cpu_pct: float
+    mem_pct: float
+    load1: float
+    load5: float
+    load15: float
+    swap_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class VmState:
+    uuid: str
+    name: str
+    host: str
+    state: str
+    """running, paused, shutoff ... (libvirt's state names)."""
+    reason: int
+    vcpus: int | None
+    mem_max_kib: int | None
+    mem_current_kib: int | None
+    sample: DomainSample | None
+    rates: VmRates | None
+    details: DomainDetails | None
+    ips: tuple[str, ...] = ()
+    ip_source: str = ""
+    """agent, lease or arp: where the addresses came from."""
+    stale: bool = False
+    """True while its host is not answering: the last known values, kept rather than removed."""
+    state_since: float = 0.0
+    """Wall time of the last state change seen (event or poll)."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.host}/{self.uuid}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    name: str
+    group: str
+    address: str
+    uri: str
+    transport: str
+    read_only: bool
+    status: HostStatus
+    message: str
+    status_since: float
+    info: HostInfo | None = None
+    node: NodeSample | None = None
+    rates: HostRates | None = None
+    local: LocalMetrics | None = None
+    last_poll: float = 0.0
+    """Wall time of the last successful poll."""
+    poll_seconds: float = 0.0
+    """How long the last poll took."""
+    late_ticks: int = 0
+    vm_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """One consistent picture of all hosts and VMs. A new one (version + 1) per tick or event."""
+
+    version: int
+    time: float
+    hosts: tuple[HostState, ...]
+    vms: Mapping[str, VmState] = field(default_factory=lambda: MappingProxyType({}))
+    """VMs by key (host/uuid), in host then name order."""
+
+    def host(self, name: str) -> HostState | None:
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def vms_on(self, host: str) -> list[VmState]:
+        return [v for v in self.vms.values() if v.host == host]
+
+    def find_vm(self, name: str, host: str | None = None) -> list[VmState]:
+        return [v for v in self.vms.values() if v.name == name and (host is None or v.host == host)]

@@ -1,0 +1,167 @@
+"""SSH transport: one asyncssh connection per remote host, carrying libvirt over a forwarded unix socket.
+
+The connection honours ~/.ssh/config, the agent and an identity file, checks the host key strictly against
+known_hosts (an unknown or changed key is refused, with its fingerprint in the message; nothing is accepted
+silently), and keeps itself alive (asyncssh sends no keepalives unless asked). libvirt then opens
+`qemu+unix:///system?socket=<local>` where <local> is a private (0600) socket in a per-user runtime dir
+forwarded to the host's `libvirt-sock` (or `libvirt-sock-ro` for a read-only host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncssh
+
+from vimtui.core.inventory import HostSpec
+
+_SOCKETS = {
+    "system": ("/run/libvirt/libvirt-sock", "/run/libvirt/libvirt-sock-ro"),
+}
+
+
+class TransportError(Exception):
+    """The host could not be reached; `kind` says how (it drives the host's state)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "unreachable" | "auth-failed" | "hostkey-mismatch"
+
+
+def remote_socket(uri: str, read_only: bool) -> str:
+    """The libvirt socket on the remote host for a URI such as qemu:///system."""
+    parts = urlsplit(uri)
+    path = parts.path.strip("/") or "system"
+    if parts.scheme != "qemu" or path not in _SOCKETS:
+        raise ValueError(f"{uri}: only qemu:///system can be reached through the SSH transport")
+    rw, ro = _SOCKETS[path]
+    return ro if read_only else rw
+
+
+def local_uri(socket_path: str, read_only: bool) -> str:
+    """The libvirt URI that talks to the forwarded socket."""
+    return f"qemu+unix:///system?socket={socket_path}"
+
+
+@dataclass(slots=True)
+class SshOptions:
+    """Connection settings shared by every host (from the config's [defaults])."""
+
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 5.0
+    keepalive_count_max: int = 3
+
+
+class SshTunnel:
+    """An SSH connection to one host and the unix socket forwarded through it to libvirtd."""
+
+    def __init__(self, spec: HostSpec, runtime_dir: Path, options: SshOptions | None = None) -> None:
+        self.spec = spec
+        self.options = options or SshOptions()
+        self.runtime_dir = runtime_dir
+        self.known_hosts = os.path.expanduser(spec.known_hosts or "~/.ssh/known_hosts")
+        self.socket_path = str(runtime_dir / f"{spec.name}-{uuid.uuid4().hex[:8]}.sock")
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._listener: asyncssh.SSHListener | None = None
+
+    @property
+    def uri(self) -> str:
+        return local_uri(self.socket_path, self.spec.read_only)
+
+    def _connect_kwargs(self) -> dict[str, object]:
+        spec, opt = self.spec, self.options
+        kwargs: dict[str, object] = {
+            "port": spec.port,
+            "connect_timeout": opt.connect_timeout,
+            "keepalive_interval": opt.keepalive_interval,
+            "keepalive_count_max": opt.keepalive_count_max,
+            # strict: the default (~/.ssh/known_hosts) or the configured file; never None (that disables it)
+            "known_hosts": self.known_hosts,
+        }
+        if spec.user:
+            kwargs["username"] = spec.user
+        if spec.identity:
+            kwargs["client_keys"] = [os.path.expanduser(spec.identity)]
+        return kwargs
+
+    async def open(self) -> str:
+        """Connect and forward the socket; return the local libvirt URI. Raises TransportError."""
+        remote = remote_socket(self.spec.uri, self.spec.read_only)
+        try:
+            self._conn = await asyncssh.connect(self.spec.address, **self._connect_kwargs())  # type: ignore[arg-type]
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise TransportError("hostkey-mismatch", await self._host_key_message(str(exc))) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise TransportError("auth-failed", f"{self._where()}: authentication failed: {exc}") from exc
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
+            raise TransportError("unreachable", f"{self._where()}: {_describe(exc)}") from exc
+        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        old_umask = os.umask(0o177)  # the socket is created 0600: it is root on that host
+        try:
+            self._listener = await self._conn.forward_local_path(self.socket_path, remote)
+        except (OSError, asyncssh.Error) as exc:
+            await self.close()
+            raise TransportError("unreachable", f"{self._where()}: cannot forward {remote}: {exc}") from exc
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        return self.uri
+
+    async def wait_closed(self) -> None:
+        """Return when the SSH connection has gone (keepalive failure, host closed it, or close())."""
+        if self._conn is not None:
+            await self._conn.wait_closed()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._conn is not None:
+            self._conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.wait_closed(), 2)
+            self._conn = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+
+    def _where(self) -> str:
+        user = f"{self.spec.user}@" if self.spec.user else ""
+        return f"{user}{self.spec.address}:{self.spec.port}"
+
+    async def _host_key_message(self, detail: str) -> str:
+        """Say whether the key is unknown or changed, and show the fingerprint the host offered."""
+        known = self.known_hosts
+        fingerprint = "unknown fingerprint"
+        with contextlib.suppress(Exception):
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(self.spec.address, self.spec.port),
+                self.options.connect_timeout,
+            )
+            if key is not None:
+                fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+        listed = False
+        with contextlib.suppress(Exception):
+            port = None if self.spec.port == 22 else self.spec.port
+            listed = bool(
+                asyncssh.read_known_hosts(known).match(self.spec.address, self.spec.address, port)[0]
+            )
+        how = "CHANGED (possible man-in-the-middle)" if listed else "not in known_hosts"
+        return (
+            f"{self._where()}: host key {how}: {fingerprint}; checked against {known}. "
+            f"Verify the fingerprint out of band, then add it to {known} (ssh-keyscan)."
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "connection timed out"
+    text = str(exc) or type(exc).__name__
+    return text

@@ -65,7 +65,7 @@ FULL = Config(
 def test_defaults_have_the_documented_values() -> None:
     d = Defaults()
     assert (d.interval, d.call_timeout, d.connect_timeout) == (2.0, 10.0, 10.0)
-    assert (d.keepalive_interval, d.keepalive_count_max, d.theme) == (5.0, 3, "dark")
+    assert (d.keepalive_interval, d.keepalive_count_max, d.theme) == (3.0, 2, "dark")
     h = HostConfig(name="h")
     assert (h.address, h.user, h.port, h.identity, h.known_hosts) == ("", None, 22, None, None)
     assert (h.uri, h.group, h.read_only) == ("qemu:///system", "", False)
@@ -299,11 +299,11 @@ def test_unknown_key_in_the_second_host_entry(tmp_path: Path) -> None:
     text = (
         "[[hosts]]\n"  # 1
         'name = "a"\n'  # 2
-        "port = 22\n"  # 3
+        'address = "a.example"\n'  # 3
         "\n"  # 4
         "[[hosts]]\n"  # 5
         'name = "b"\n'  # 6
-        "port = 22\n"  # 7
+        'uri = "test:///default"\n'  # 7
         'adress = "b.example"\n'  # 8
     )
     err = load_error(tmp_path, text)
@@ -313,7 +313,7 @@ def test_unknown_key_in_the_second_host_entry(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[[hosts]]\nname = "a"\n\ntheme = "light"\n')
+    err = load_error(tmp_path, '[[hosts]]\nname = "a"\naddress = "x"\ntheme = "light"\n')
     assert (err.line, err.key) == (4, "hosts[0].theme")  # inside [[hosts]]: a host key
     err = load_error(tmp_path, 'theme = "light"\n[[hosts]]\nname = "a"\n')
     assert (err.line, err.key) == (1, "theme")
@@ -321,7 +321,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 
 
 def test_bool_is_not_an_int(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[[hosts]]\nname = "a"\nport = true\n')
+    err = load_error(tmp_path, '[[hosts]]\nname = "a"\nport = true\naddress = "x"\n')
     assert (err.line, err.key) == (3, "hosts[0].port")
     assert err.message == "expected an integer, got a boolean"
 
@@ -335,13 +335,13 @@ def test_bool_is_not_a_float_and_a_float_is_not_an_int(tmp_path: Path) -> None:
 
 
 def test_strings_must_be_strings(tmp_path: Path) -> None:
-    err = load_error(tmp_path, "[[hosts]]\nname = 7\n")
+    err = load_error(tmp_path, '[[hosts]]\nname = 7\naddress = "x"\n')
     assert (err.line, err.key, err.message) == (2, "hosts[0].name", "expected a string, got an integer")
 
 
 @pytest.mark.parametrize("port", [0, 65536, -1])
 def test_port_out_of_range(tmp_path: Path, port: int) -> None:
-    err = load_error(tmp_path, f'[[hosts]]\nname = "a"\n\nport = {port}\n')
+    err = load_error(tmp_path, f'[[hosts]]\nname = "a"\naddress = "x"\nport = {port}\n')
     assert (err.line, err.key) == (4, "hosts[0].port")
     assert "between 1 and 65535" in err.message
 
@@ -352,16 +352,26 @@ def test_interval_must_be_positive_and_finite(tmp_path: Path, value: str) -> Non
     assert (err.line, err.key) == (2, "defaults.interval")
 
 
+def test_a_host_needs_an_address_or_a_uri(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '# fleet\n[[hosts]]\nname = "a"\nport = 22\n')
+    assert (err.line, err.key) == (2, "hosts[0].address")
+    assert err.message.startswith("required")
+    assert parse_config('[[hosts]]\nname = "a"\nuri = "test:///default"\n').hosts[0].address == ""
+
+
 def test_missing_name_points_at_the_entry_header(tmp_path: Path) -> None:
-    text = '[[hosts]]\nname = "a"\n\n[[hosts]]\naddress = "b.example"\n'
+    text = '[[hosts]]\nname = "a"\naddress = "a.example"\n[[hosts]]\naddress = "b.example"\n'
     err = load_error(tmp_path, text)
     assert (err.line, err.key, err.message) == (4, "hosts[1].name", "missing required key")
 
 
 def test_duplicate_names(tmp_path: Path) -> None:
-    text = '[[hosts]]\nname = "a"\n[[hosts]]\nname = "b"\n[[hosts]]\naddress = "x"\nname = "a"\n'
+    text = (
+        '[[hosts]]\nname = "a"\naddress = "x"\n[[hosts]]\nname = "b"\naddress = "y"\n'
+        '[[hosts]]\naddress = "x"\nname = "a"\n'
+    )
     err = load_error(tmp_path, text)
-    assert (err.line, err.key) == (7, "hosts[2].name")
+    assert (err.line, err.key) == (9, "hosts[2].name")
     assert "duplicate host name 'a'" in err.message
 
 
@@ -370,14 +380,14 @@ def test_duplicate_names(tmp_path: Path) -> None:
     [("", "must not be empty"), (" a", "whitespace"), ("dc1/a", '"/"'), ("a\\u001b[2J", "control")],
 )
 def test_bad_host_names(tmp_path: Path, name: str, message: str) -> None:
-    err = load_error(tmp_path, f'[[hosts]]\nname = "{name}"\n')
+    err = load_error(tmp_path, f'[[hosts]]\nname = "{name}"\naddress = "x"\n')
     assert (err.line, err.key) == (2, "hosts[0].name")
     assert message in err.message
 
 
 @pytest.mark.parametrize("group", ["/dc1", "dc1/", "dc1//rack3", " "])
 def test_bad_group_paths(tmp_path: Path, group: str) -> None:
-    err = load_error(tmp_path, f'[[hosts]]\nname = "a"\ngroup = "{group}"\n')
+    err = load_error(tmp_path, f'[[hosts]]\nname = "a"\ngroup = "{group}"\naddress = "x"\n')
     assert (err.line, err.key) == (3, "hosts[0].group")
 
 
@@ -387,16 +397,17 @@ def test_the_first_error_in_file_order_is_reported(tmp_path: Path) -> None:
     text = (
         "[[hosts]]\n"  # 1
         'name = "a"\n'  # 2
-        "[defaults]\n"  # 3
-        "interval = 0\n"  # 4
-        "[[hosts]]\n"  # 5
-        "port = 0\n"  # 6
+        'address = "x"\n'  # 3
+        "[defaults]\n"  # 4
+        "interval = 0\n"  # 5
+        "[[hosts]]\n"  # 6
+        "port = 0\n"  # 7
     )
     err = load_error(tmp_path, text)
-    assert (err.line, err.key) == (4, "defaults.interval")
+    assert (err.line, err.key) == (5, "defaults.interval")
     # and with that fixed, the missing name (header line) comes before the bad port
     err = load_error(tmp_path, text.replace("interval = 0", "interval = 1"))
-    assert (err.line, err.key) == (5, "hosts[1].name")
+    assert (err.line, err.key) == (6, "hosts[1].name")
 
 
 def test_locator_handles_quoted_keys_dotted_keys_and_multiline_strings(tmp_path: Path) -> None:
@@ -407,6 +418,7 @@ def test_locator_handles_quoted_keys_dotted_keys_and_multiline_strings(tmp_path:
         "port = 1\n"  # 4: inside a string, not a key
         'x"""\n'  # 5
         '"port" = 0\n'  # 6
+        'address = "x"\n'  # 7
     )
     err = load_error(tmp_path, text)
     assert (err.line, err.key) == (6, "hosts[0].port")
@@ -449,7 +461,9 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
 def test_parse_config_names_the_source() -> None:
     with pytest.raises(ConfigError, match=r"^<string>:1: bogus: unknown key"):
         parse_config("bogus = 1\n")
-    assert config_mod.parse_config('[[hosts]]\nname = "a"\n').hosts == (HostConfig(name="a"),)
+    assert config_mod.parse_config('[[hosts]]\nname = "a"\nuri = "qemu:///system"\n').hosts == (
+        HostConfig(name="a"),
+    )
 
 
 # ------------------------------------------------------------------------------------------ inventory

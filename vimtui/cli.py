@@ -90,15 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InventoryError) as exc:
         print(f"vimtui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command is None:
-        from vimtui.ui.app import run_app
-
-        return run_app(config, specs)
     from vimtui import headless
 
     try:
+        if args.command is None:
+            from vimtui.ui.app import run_app
+
+            return run_app(config, specs)
         return asyncio.run(headless.run(args, config, specs))
-    except headless.UsageError as exc:
+    except (headless.UsageError, RuntimeError) as exc:  # RuntimeError: an unsafe runtime dir
         print(f"vimtui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

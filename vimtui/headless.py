@@ -97,7 +97,9 @@ def host_json(h: HostState, state: FleetState) -> dict[str, Any]:
         "hypervisor_version": info.hypervisor_version if info else None,
         "libvirt_version": info.libvirt_version if info else None,
         "cpus": info.cpus if info else None,
-        "memory_kib": info.memory_kib if info else None,
+        # the node's own memory total where it reports one (getInfo's can be a NUMA cell's)
+        "memory_kib": (h.node.mem_total_kib if h.node and h.node.mem_total_kib else None)
+        or (info.memory_kib if info else None),
         "cpu_pct": h.rates.cpu_pct if h.rates else None,
         "mem_used_kib": h.rates.mem_used_kib if h.rates else None,
         "mem_pct": h.rates.mem_pct if h.rates else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -13,10 +14,12 @@ import libvirt
 import pytest
 
 from tests.lab.lab import Lab
+from vimtui.core.config import Defaults
 from vimtui.core.fleet import Fleet
 from vimtui.core.host import SessionSettings
 from vimtui.core.inventory import HostSpec
-from vimtui.core.model import FleetState, HostStatus
+from vimtui.core.model import FleetState, HostState, HostStatus
+from vimtui.core.startup import settings_from
 
 pytestmark = pytest.mark.lab
 
@@ -109,6 +112,15 @@ async def test_rates_from_two_polls_match_libvirt_counters(lab: Lab, fleet: Flee
     assert max(v.rates.cpu_pct or 0 for v in state.vms.values() if v.rates) > 1.0
     host = state.host("kvm01")
     assert host is not None and host.rates is not None and host.rates.cpu_pct is not None
+    # web01 writes to its disk: its disk write rate moves
+    await until(
+        fleet,
+        "web01 disk writes",
+        lambda s: any(
+            v.name == "web01" and v.rates and (v.rates.disk_wr_bps or 0) > 0 for v in s.vms.values()
+        ),
+        60,
+    )
     # history keeps what the ticks saw
     key = next(v.key for v in state.vms.values() if v.name == "web01")
     assert fleet.vm_history.latest(key, "cpu") is not None
@@ -167,45 +179,111 @@ async def test_lifecycle_events_update_the_picture_without_a_poll(lab: Lab, runt
         await fleet.stop()
 
 
-async def test_a_cut_host_goes_degraded_then_unreachable_while_others_carry_on(
-    lab: Lab, fleet: Fleet
+def hs(state: FleetState, name: str) -> HostState:
+    h = state.host(name)
+    assert h is not None, name
+    return h
+
+
+@pytest.fixture
+async def default_fleet(lab: Lab, runtime: Path) -> AsyncIterator[Fleet]:
+    """A fleet with the shipped default settings (2 s ticks, 3 s x 2 keepalive)."""
+    fleet = Fleet([spec(lab, h.name) for h in lab.hosts], settings_from(Defaults()), runtime)
+    await fleet.start()
+    await until(
+        fleet, "all up and polled", lambda s: all(h.status == HostStatus.UP and h.last_poll for h in s.hosts)
+    )
+    yield fleet
+    await fleet.stop()
+
+
+async def port_answers(address: str, port: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            _r, w = await asyncio.wait_for(asyncio.open_connection(address, port), 1)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)
+            continue
+        w.close()
+        return
+    pytest.fail(f"{address}:{port} did not answer within {within} s")
+
+
+async def test_a_cut_host_is_unreachable_within_10s_and_up_within_5s_of_heal(
+    lab: Lab, default_fleet: Fleet
 ) -> None:
-    await until(fleet, "all up", lambda s: all(h.status == HostStatus.UP and h.last_poll for h in s.hosts))
+    fleet = default_fleet
+    seen: list[str] = []
+    fleet.subscribe(lambda s: seen.append(str(hs(s, "kvm03").status)))
     lab.cut("kvm03")
     try:
-        seen: list[str] = []
-        fleet.subscribe(lambda s: seen.append(str(s.host("kvm03").status)))  # type: ignore[union-attr]
+        state = await until(fleet, "kvm03 unreachable", lambda s: hs(s, "kvm03").status == "unreachable", 10)
+        assert "degraded" in seen, seen  # a late tick first, then unreachable
+        assert state.vms_on("kvm03") and all(v.stale for v in state.vms_on("kvm03"))  # kept, marked stale
+        # the others keep producing ticks through the outage
+        before = hs(state, "kvm01").last_poll
         state = await until(
-            fleet, "kvm03 unreachable", lambda s: s.host("kvm03").status == HostStatus.UNREACHABLE
-        )  # type: ignore[union-attr]
-        assert "degraded" in seen, seen  # late first, then unreachable
-        assert all(v.stale for v in state.vms_on("kvm03")) and state.vms_on("kvm03")
-        # the others kept polling through it
-        before = state.host("kvm01").last_poll  # type: ignore[union-attr]
-        await until(fleet, "kvm01 polled again", lambda s: s.host("kvm01").last_poll > before)  # type: ignore[union-attr]
-        assert fleet.state.host("kvm02").status == HostStatus.UP  # type: ignore[union-attr]
+            fleet, "kvm01 polled twice more", lambda s: hs(s, "kvm01").last_poll > before + 3, 10
+        )
+        assert hs(state, "kvm02").status == HostStatus.UP
+        assert hs(state, "kvm03").status == HostStatus.UNREACHABLE
     finally:
         lab.heal("kvm03")
-    state = await until(
+    await port_answers(lab.host("kvm03").address, 22, 30)
+    await until(fleet, "kvm03 up within 5 s of SSH answering", lambda s: hs(s, "kvm03").status == "up", 5)
+    await until(
         fleet,
-        "kvm03 back up with fresh data",
-        lambda s: (
-            s.host("kvm03").status == HostStatus.UP  # type: ignore[union-attr]
-            and s.vms_on("kvm03")
-            and not any(v.stale for v in s.vms_on("kvm03"))
-        ),
-        within=60,
+        "kvm03 fresh data",
+        lambda s: s.vms_on("kvm03") and not any(v.stale for v in s.vms_on("kvm03")),
+        10,
     )
 
 
-async def test_libvirtd_restart_is_survived(lab: Lab, fleet: Fleet) -> None:
-    await until(fleet, "kvm02 up", lambda s: s.host("kvm02").status == HostStatus.UP)  # type: ignore[union-attr]
+async def test_libvirtd_restart_is_survived(lab: Lab, default_fleet: Fleet) -> None:
+    fleet = default_fleet
     lab.stop_libvirtd("kvm02")
     try:
-        await until(fleet, "kvm02 unreachable", lambda s: s.host("kvm02").status == HostStatus.UNREACHABLE)  # type: ignore[union-attr]
+        await until(fleet, "kvm02 unreachable", lambda s: hs(s, "kvm02").status == "unreachable", 10)
+        assert hs(fleet.state, "kvm01").status == HostStatus.UP
     finally:
         lab.start_libvirtd("kvm02")
-    await until(fleet, "kvm02 up again", lambda s: s.host("kvm02").status == HostStatus.UP, within=60)  # type: ignore[union-attr]
+    await until(
+        fleet, "kvm02 up within 5 s of libvirtd answering", lambda s: hs(s, "kvm02").status == "up", 5
+    )
+
+
+async def test_a_guest_started_with_virsh_appears_by_event_before_a_poll(lab: Lab, runtime: Path) -> None:
+    fleet = await started(lab, runtime, tick=False)  # no ticks: only the event can show it
+    xml = Path(lab.host("kvm01").dir) / "extra01.xml"
+    xml.write_text(IDLE_GUEST.format(name="extra01"))
+    try:
+        await fleet.tick(deadline=10)
+        lab.exec("kvm01", ["virsh", "create", str(xml)])
+        state = await until(
+            fleet,
+            "extra01 by event",
+            lambda s: any(v.name == "extra01" and v.state == "running" for v in s.vms.values()),
+            10,
+        )
+        assert fleet.ticks == 1
+        state = await until(
+            fleet,
+            "extra01's details",
+            lambda s: any(v.name == "extra01" and v.details is not None for v in s.vms.values()),
+            10,
+        )
+        assert fleet.ticks == 1 and state.find_vm("extra01", "kvm01")
+    finally:
+        lab.exec("kvm01", ["virsh", "destroy", "extra01"], check=False)
+        await fleet.stop()
+
+
+IDLE_GUEST = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type></os>
+<devices><interface type='network'><source network='default'/><model type='virtio'/></interface></devices>
+</domain>"""
 
 
 async def test_forwarded_socket_is_private(lab: Lab, fleet: Fleet, runtime: Path) -> None:

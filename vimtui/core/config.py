@@ -52,9 +52,9 @@ class Defaults:
     """Deadline of one libvirt call, in seconds; a host that misses it is marked degraded."""
     connect_timeout: float = 10.0
     """Deadline for reaching a host (SSH handshake plus libvirt open), in seconds."""
-    keepalive_interval: float = 5.0
+    keepalive_interval: float = 3.0
     """Seconds between SSH keepalive probes."""
-    keepalive_count_max: int = 3
+    keepalive_count_max: int = 2
     """Unanswered keepalive probes after which the SSH connection is considered dead."""
     theme: str = "dark"
     """Name of the UI theme."""
@@ -67,7 +67,8 @@ class HostConfig:
     name: str
     """Display name; required, non-empty, unique across hosts, no "/" and no control characters."""
     address: str = ""
-    """SSH address (host name or IP). Empty: `uri` is opened directly (local or any libvirt URI)."""
+    """SSH address (host name or IP). Without one, `uri` (then required) is opened directly: local or any
+    libvirt URI."""
     user: str | None = None
     """SSH user; None lets SSH decide (ssh config, then the local user)."""
     port: int = 22
@@ -468,6 +469,11 @@ def _from_document(
                     check.error(base, f"expected a table, got {_toml_type(entry)}")
                     continue
                 host = check.build(HostConfig, entry, base)
+                if "address" not in entry and "uri" not in entry:
+                    check.error(
+                        (*base, "address"),
+                        "required: the host's SSH address (or a `uri` to open directly, e.g. qemu:///system)",
+                    )
                 name = entry.get("name")
                 if isinstance(name, str) and name in seen:
                     check.error((*base, "name"), f"duplicate host name {name!r} (also hosts[{seen[name]}])")
@@ -549,6 +555,8 @@ def _non_default(obj: Defaults | HostConfig) -> dict[str, Any]:
         if value is None or (f.default is not dataclasses.MISSING and value == f.default):
             continue
         out[f.name] = value
+    if isinstance(obj, HostConfig) and not obj.address:
+        out["uri"] = obj.uri  # a host without an address must say which URI it opens
     return out
 
 

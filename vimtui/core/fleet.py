@@ -40,8 +40,15 @@ class Fleet:
         self.sessions: dict[str, HostSession] = {}
         for spec in specs:
             self.sessions[spec.name] = HostSession(
-                spec, settings, runtime_dir, on_change=self._changed, on_event=self._event
+                spec,
+                settings,
+                runtime_dir,
+                on_change=self._changed,
+                on_event=self._event,
+                on_polled=self._changed_unless_ticking(spec.name),
             )
+        self._ticking: set[str] = set()
+        """Hosts whose polls the running tick waits for: it publishes for them."""
         self.vm_history = History(metrics=VM_METRICS)
         self.host_history = History(metrics=HOST_METRICS)
         self.events: deque[HostEvent] = deque(maxlen=EVENT_LOG_SIZE)
@@ -96,8 +103,12 @@ class Fleet:
         """Poll every connected host once (those still busy with their last poll are skipped)."""
         polls = {name: s.start_poll() for name, s in self.sessions.items()}
         running = [t for t in polls.values() if t is not None]
-        if running:
-            await asyncio.wait(running, timeout=deadline or self.settings.interval)
+        self._ticking = {name for name, t in polls.items() if t is not None}
+        try:
+            if running:
+                await asyncio.wait(running, timeout=deadline or self.settings.interval)
+        finally:
+            self._ticking = set()
         for name, task in polls.items():
             if task is not None and not task.done():
                 self.sessions[name].note_late()
@@ -143,6 +154,15 @@ class Fleet:
         if self._publish_handle is None:
             with contextlib.suppress(RuntimeError):  # no running loop: the next tick publishes
                 self._publish_handle = asyncio.get_running_loop().call_soon(self.publish)
+
+    def _changed_unless_ticking(self, name: str) -> Callable[[], None]:
+        """A poll ended: the tick waiting for it publishes; a late one publishes on its own."""
+
+        def polled() -> None:
+            if name not in self._ticking:
+                self._changed()
+
+        return polled
 
     def _event(self, event: HostEvent) -> None:
         self.events.append(event)

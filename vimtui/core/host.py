@@ -91,9 +91,17 @@ class SessionSettings:
     interval: float = 2.0
     call_timeout: float = 10.0
     connect_timeout: float = 10.0
-    keepalive_interval: float = 5.0
-    keepalive_count_max: int = 3
+    keepalive_interval: float = 3.0
+    keepalive_count_max: int = 2
     backoff_max: float = 30.0
+    """Cap of the wait between attempts when the host answered but refused (auth, host key, libvirt)."""
+    probe_max: float = 2.0
+    """Cap of the wait between reachability probes of a host that does not answer at all."""
+
+    @property
+    def poll_timeout(self) -> float:
+        """Deadline of one poll: a few ticks, never more than a call's deadline."""
+        return min(self.call_timeout, max(3 * self.interval, 4.0))
 
 
 def backoff(attempt: int, cap: float, rng: random.Random | None = None) -> float:
@@ -103,8 +111,10 @@ def backoff(attempt: int, cap: float, rng: random.Random | None = None) -> float
 
 
 def is_local_uri(uri: str) -> bool:
+    """A hypervisor on this machine (so psutil sees the same host)."""
     parts = urlsplit(uri)
-    return not parts.netloc and "+" not in parts.scheme and parts.scheme not in ("test",)
+    transport = parts.scheme.partition("+")[2]
+    return not parts.netloc and transport in ("", "unix") and parts.scheme != "test"
 
 
 class HostSession:
@@ -117,12 +127,14 @@ class HostSession:
         runtime_dir: Path,
         on_change: Callable[[], None] = lambda: None,
         on_event: Callable[[HostEvent], None] = lambda e: None,
+        on_polled: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.runtime_dir = runtime_dir
         self._on_change = on_change
         self._on_event = on_event
+        self._on_polled = on_polled or on_change
         self.lane = Lane(spec.name)
         self._conn: Any = None  # libvirt.virConnect; only touched on the lane
         self._tunnel: SshTunnel | None = None
@@ -175,7 +187,11 @@ class HostSession:
     # -- connection loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, stay connected, reconnect with backoff; until close()."""
+        """Connect, stay connected, reconnect on its own; until close().
+
+        A host that does not answer at all is probed (a TCP connect to its SSH port) every few seconds,
+        and connected to as soon as it answers; a host that answers but refuses (auth, host key, libvirt
+        down) is retried with exponential backoff and jitter."""
         attempt = 0
         while not self._closing:
             try:
@@ -190,14 +206,26 @@ class HostSession:
                 self.connected.set()
                 await self._lost.wait()
                 self.connected.clear()
+                if not self._closing:
+                    self._set_status(HostStatus.UNREACHABLE, self._lost_reason)
                 await self._disconnect()
-                if self._closing:
-                    break
-                self._set_status(HostStatus.UNREACHABLE, self._lost_reason)
             if self._closing:
                 break
             attempt += 1
-            await self._pause(backoff(attempt, self.settings.backoff_max))
+            if self.status == HostStatus.UNREACHABLE and self.spec.transport == "ssh":
+                await self._probe_until_answering(attempt)
+            else:
+                await self._pause(backoff(attempt, self.settings.backoff_max))
+
+    async def _probe_until_answering(self, attempt: int) -> None:
+        """Wait until the host's SSH port accepts a connection (or an operator says retry)."""
+        while not self._closing:
+            await self._pause(backoff(attempt, self.settings.probe_max))
+            if self._wake.is_set() or await _port_answers(
+                self.spec.address, self.spec.port, self.settings.probe_max
+            ):
+                return
+            attempt += 1
 
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
@@ -346,17 +374,34 @@ class HostSession:
             self._event_time[uuid] = time.monotonic()
             vm = self.vms.get(key)
             new_state = state_name(_EVENT_STATE[event])
-            if vm is not None:
-                self.vms[key] = replace(
-                    vm,
-                    state=new_state,
-                    reason=detail,
-                    state_since=now,
-                    rates=None if new_state != "running" else vm.rates,
-                )
-        if event == libvirt.VIR_DOMAIN_EVENT_DEFINED:
+            if vm is None:  # started outside vimtui: show it now, details follow
+                self.vms[key] = self._placeholder(uuid, name, new_state, detail, now)
+            else:
+                rates = vm.rates if new_state == "running" else None
+                self.vms[key] = replace(vm, state=new_state, reason=detail, state_since=now, rates=rates)
+        elif event == libvirt.VIR_DOMAIN_EVENT_DEFINED and key not in self.vms:
+            self._event_time[uuid] = time.monotonic()
+            self.vms[key] = self._placeholder(uuid, name, "shutoff", 0, now)
+        if event == libvirt.VIR_DOMAIN_EVENT_DEFINED or (key in self.vms and self.vms[key].details is None):
             self._dirty.add(uuid)
+            self._kick_side_work()
         self._note_event(uuid, name, kind, str(detail))
+
+    def _placeholder(self, uuid: str, name: str, state: str, reason: int, now: float) -> VmState:
+        return VmState(
+            uuid=uuid,
+            name=name,
+            host=self.spec.name,
+            state=state,
+            reason=reason,
+            vcpus=None,
+            mem_max_kib=None,
+            mem_current_kib=None,
+            sample=None,
+            rates=None,
+            details=None,
+            state_since=now,
+        )
 
     def _note_event(self, uuid: str, name: str, kind: str, detail: str = "") -> None:
         self._on_event(HostEvent(time.time(), self.spec.name, name, uuid, kind, detail))
@@ -384,7 +429,7 @@ class HostSession:
     async def _poll(self) -> None:
         started = time.monotonic()
         try:
-            result = await self.lane.call(self.settings.call_timeout, self._poll_blocking)
+            result = await self.lane.call(self.settings.poll_timeout, self._poll_blocking)
         except CallTimeout as exc:
             self._drop(str(exc))
             return
@@ -397,8 +442,11 @@ class HostSession:
         self._apply(result, started)
         if self.status == HostStatus.DEGRADED:
             self._set_status(HostStatus.UP)
-        self._on_change()
-        if self._side_task is None or self._side_task.done():
+        self._on_polled()
+        self._kick_side_work()
+
+    def _kick_side_work(self) -> None:
+        if self._conn is not None and (self._side_task is None or self._side_task.done()):
             self._side_task = asyncio.get_running_loop().create_task(self._side_work())
 
     def _poll_blocking(self) -> tuple[NodeSample, list[DomainSample], LocalMetrics | None]:
@@ -463,6 +511,9 @@ class HostSession:
                 stale=False,
                 state_since=since,
             )
+        for key, vm in self.vms.items():  # appeared by event after this poll's call: keep it
+            if vm.uuid not in seen and self._event_time.get(vm.uuid, 0.0) > started:
+                vms[key] = vm
         self._samples = {s.uuid: s for s in samples}
         for gone in set(self._details) - seen:
             self._details.pop(gone, None)
@@ -482,34 +533,33 @@ class HostSession:
     # -- details and addresses: off the tick's hot path -------------------------------------------
 
     async def _side_work(self) -> None:
+        """Details of new or changed domains, then addresses that are due; again while events add more."""
         try:
-            dirty, self._dirty = self._dirty, set()
-            if dirty:
-                details = await self.lane.call(
-                    self.settings.call_timeout, self._details_blocking, sorted(dirty)
-                )
-                self._details.update(details)
-                self._merge(lambda vm: replace(vm, details=details[vm.uuid]) if vm.uuid in details else vm)
-            due = self._ip_due()
-            if due:
-                addrs = await self.lane.call(self.settings.call_timeout, self._addresses_blocking, due)
-                mono = time.monotonic()
-                for uuid, _has_agent in due:
-                    self._ip_time[uuid] = mono
-                self._merge(
-                    lambda vm: (
-                        replace(vm, ips=addrs[vm.uuid][0], ip_source=addrs[vm.uuid][1])
-                        if vm.uuid in addrs
-                        else vm
+            while True:
+                dirty, self._dirty = self._dirty, set()
+                if dirty:
+                    details = await self.lane.call(
+                        self.settings.call_timeout, self._details_blocking, sorted(dirty)
                     )
-                )
+                    self._details.update(details)
+                    self._merge({u: {"details": d} for u, d in details.items()})
+                due = self._ip_due()
+                if due:
+                    addrs = await self.lane.call(self.settings.call_timeout, self._addresses_blocking, due)
+                    mono = time.monotonic()
+                    for uuid, _has_agent in due:
+                        self._ip_time[uuid] = mono
+                    self._merge({u: {"ips": ips, "ip_source": src} for u, (ips, src) in addrs.items()})
+                if not self._dirty:
+                    return
         except CallTimeout as exc:
             self._drop(str(exc))
         except libvirt.libvirtError as exc:
             log.debug("host %s: side work failed: %s", self.spec.name, _err(exc))
 
-    def _merge(self, fn: Callable[[VmState], VmState]) -> None:
-        self.vms = {k: fn(v) for k, v in self.vms.items()}
+    def _merge(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Replace fields of VMs by uuid, then publish."""
+        self.vms = {k: replace(v, **changes[v.uuid]) if v.uuid in changes else v for k, v in self.vms.items()}
         self._on_change()
 
     def _ip_due(self) -> list[tuple[str, bool]]:
@@ -566,6 +616,17 @@ class HostSession:
                     out[uuid] = (ips, name)
                     break
         return out
+
+
+async def _port_answers(address: str, port: int, within: float) -> bool:
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), within)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _or_empty(fn: Callable[[int], dict[str, int]], arg: int) -> dict[str, int]:

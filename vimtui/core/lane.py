@@ -22,6 +22,10 @@ class CallTimeout(TimeoutError):
     """A libvirt call did not return within its deadline."""
 
 
+class LaneClosed(CallTimeout):
+    """The lane was closed (its connection dropped) before the call could run."""
+
+
 class Lane:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -31,12 +35,17 @@ class Lane:
 
     async def call(self, limit: float, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        try:
+            future = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except RuntimeError as exc:  # shut down
+            raise LaneClosed(f"{self.name}: not connected") from exc
         self.pending += 1
         try:
             # shield: on timeout the thread keeps running the call; we stop waiting, we do not pretend
             return await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError as exc:
+            # the call goes on in its thread; whatever it ends with is of no interest any more
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
             name = getattr(fn, "__name__", "call")
             raise CallTimeout(f"{self.name}: {name} took longer than {limit:.1f} s") from exc
         finally:

@@ -113,6 +113,7 @@ def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float)
     cpu_time: int | None = None
     vcpus: int | None = None
     vcpus_max: int | None = None
+    vcpu_time: int | None = None  # sum of vcpu.N.time: CPU time where cpu.time is missing (no cgroup)
     balloon: dict[str, Any] = {}
     blocks: dict[str, dict[str, Any]] = {}
     nets: dict[str, dict[str, Any]] = {}
@@ -136,6 +137,8 @@ def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float)
                 vcpus = value
             elif rest == "maximum":
                 vcpus_max = value
+            elif rest.endswith(".time"):
+                vcpu_time = (vcpu_time or 0) + value
         elif group == "state":
             if rest == "state":
                 state = value
@@ -178,7 +181,7 @@ def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float)
         t=t,
         state=state,
         reason=reason,
-        cpu_time_ns=cpu_time,
+        cpu_time_ns=cpu_time if cpu_time is not None else vcpu_time,
         vcpus=vcpus,
         vcpus_max=vcpus_max,
         mem_max_kib=balloon.get("maximum"),

@@ -101,17 +101,17 @@ class SshTunnel:
             raise TransportError("auth-failed", f"{self._where()}: authentication failed: {exc}") from exc
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             raise TransportError("unreachable", f"{self._where()}: {_describe(exc)}") from exc
+        # The socket is root on that host: it lives in a directory only we can enter (0700; no umask
+        # games, umask is per process and other hosts connect concurrently), and is made 0600 itself.
         self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.runtime_dir, 0o700)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        old_umask = os.umask(0o177)  # the socket is created 0600: it is root on that host
         try:
             self._listener = await self._conn.forward_local_path(self.socket_path, remote)
         except (OSError, asyncssh.Error) as exc:
             await self.close()
             raise TransportError("unreachable", f"{self._where()}: cannot forward {remote}: {exc}") from exc
-        finally:
-            os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
         return self.uri
 

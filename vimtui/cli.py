@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vimtui", description="A terminal manager for fleets of libvirt hosts.", parents=[common]
     )
     parser.add_argument("--version", action="version", version=f"vimtui {__version__}")
+    parser.add_argument(
+        "--wall", action="store_true", help="read-only NOC display: large graphs per group, no action keys"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("hosts", parents=[common], help="list hosts with their state and capacity")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -94,9 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command is None:
+            # Textual reads its frame cap when it is imported: the config's, unless the user set one
+            os.environ.setdefault("TEXTUAL_FPS", str(config.defaults.max_fps))
             from vimtui.ui.app import run_app
 
-            return run_app(config, specs)
+            return run_app(config, specs, wall=args.wall)
         return asyncio.run(headless.run(args, config, specs))
     except (headless.UsageError, RuntimeError) as exc:  # RuntimeError: an unsafe runtime dir
         print(f"vimtui: error: {exc}", file=sys.stderr)

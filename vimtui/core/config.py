@@ -57,7 +57,11 @@ class Defaults:
     keepalive_count_max: int = 2
     """Unanswered keepalive probes after which the SSH connection is considered dead."""
     theme: str = "dark"
-    """Name of the UI theme."""
+    """Name of the UI theme (shipped: dark, light, high-contrast, ansi16; or one in <config dir>/themes)."""
+    max_fps: int = 30
+    """Frame cap of the screen; lower it on slow links (e.g. 5)."""
+    wall_cycle: float = 10.0
+    """Seconds each group stays on screen in wall mode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,10 @@ class Config:
     """The `[[hosts]]` entries, in file order."""
     path: Path | None = None
     """Where the config was read from; None when no file was read."""
+    keys: tuple[tuple[str, str], ...] = ()
+    """The `[keys]` table: binding id -> keys (e.g. "vm_table.cursor_down" = "down,j,n"), in file order."""
+    key_lines: tuple[int | None, ...] = field(default=(), compare=False)
+    """The line of each entry of `keys`, so the screen can name it when it does not know a binding id."""
 
 
 class ConfigError(Exception):
@@ -349,6 +357,8 @@ _CHECKS: dict[type, dict[str, Callable[[Any], str | None]]] = {
         "keepalive_interval": _positive,
         "keepalive_count_max": _at_least(1),
         "theme": _non_empty,
+        "max_fps": lambda v: None if 1 <= v <= 120 else "must be between 1 and 120",
+        "wall_cycle": _positive,
     },
     HostConfig: {
         "name": _name,
@@ -452,6 +462,7 @@ def _from_document(
     check = _Checker(file, lines)
     defaults: Defaults | None = Defaults()
     hosts: list[HostConfig] = []
+    keys: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     for key, value in doc.items():
         if key == "defaults":
@@ -481,12 +492,22 @@ def _from_document(
                     seen[name] = index
                 if host is not None:
                     hosts.append(host)
+        elif key == "keys":
+            if not isinstance(value, dict):
+                check.error(("keys",), f"expected a table, got {_toml_type(value)}")
+                continue
+            for binding, keyspec in value.items():
+                if not isinstance(keyspec, str) or not keyspec.strip():
+                    check.error(("keys", binding), 'expected keys as a string, e.g. "down,j"')
+                else:
+                    keys.append((binding, keyspec))
         else:
-            check.unknown((key,), ["defaults", "hosts"])
+            check.unknown((key,), ["defaults", "hosts", "keys"])
     if (error := check.first()) is not None:
         raise error
     assert defaults is not None  # no error means it was built
-    return Config(defaults=defaults, hosts=tuple(hosts), path=path)
+    key_lines = tuple(_line_for(lines, ("keys", binding)) for binding, _ in keys)
+    return Config(defaults=defaults, hosts=tuple(hosts), path=path, keys=tuple(keys), key_lines=key_lines)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -566,6 +587,8 @@ def _to_document(config: Config) -> dict[str, Any]:
         doc["defaults"] = defaults
     if config.hosts:
         doc["hosts"] = [_non_default(host) for host in config.hosts]
+    if config.keys:
+        doc["keys"] = dict(config.keys)
     return doc
 
 
@@ -576,6 +599,8 @@ def _dumps(doc: Mapping[str, Any]) -> str:
     if "defaults" in doc:
         sections.append("[defaults]\n" + tomli_w.dumps(doc["defaults"]))
     sections.extend("[[hosts]]\n" + tomli_w.dumps(host) for host in doc.get("hosts", ()))
+    if "keys" in doc:
+        sections.append("[keys]\n" + tomli_w.dumps(doc["keys"]))
     return "\n".join(sections)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import MappingProxyType
 
+from vimtui.core.activity import ActivityLog
 from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
 from vimtui.core.history import History
 from vimtui.core.host import HostEvent, HostSession, SessionSettings
@@ -52,6 +53,8 @@ class Fleet:
         self.vm_history = History(metrics=VM_METRICS)
         self.host_history = History(metrics=HOST_METRICS)
         self.events: deque[HostEvent] = deque(maxlen=EVENT_LOG_SIZE)
+        self.activity = ActivityLog()
+        """What the task log shows: host status changes, libvirt events, and (later) tasks."""
         self.state = FleetState(
             version=0, time=time.time(), hosts=tuple(s.state for s in self.sessions.values())
         )
@@ -166,6 +169,7 @@ class Fleet:
 
     def _event(self, event: HostEvent) -> None:
         self.events.append(event)
+        self.activity.add(event.host, event.vm, event.kind, time=event.time, message=event.detail)
         for fn in list(self._event_subscribers):
             fn(event)
 
@@ -179,6 +183,18 @@ class Fleet:
             hosts.append(s.state)
             for vm in sorted(s.vms.values(), key=lambda v: v.name):
                 vms[vm.key] = vm
+        before = {h.name: h.status for h in self.state.hosts}
+        for h in hosts:
+            if before.get(h.name) not in (None, h.status):
+                state = "failed" if not h.status.healthy else "event"
+                self.activity.add(
+                    h.name,
+                    "",
+                    f"host {h.status}",
+                    state,
+                    message=h.message,
+                    error=h.message if state == "failed" else "",
+                )
         self.state = FleetState(
             version=self.state.version + 1, time=time.time(), hosts=tuple(hosts), vms=MappingProxyType(vms)
         )

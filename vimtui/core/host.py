@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -36,6 +36,12 @@ from vimtui.core.stats import (
 from vimtui.core.transport import SshOptions, SshTunnel, TransportError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class NotConnected(Exception):
+    """The host has no libvirt connection right now (its status says why)."""
+
 
 STATS = (
     libvirt.VIR_DOMAIN_STATS_STATE
@@ -360,6 +366,13 @@ class HostSession:
         if tunnel is not None:
             await tunnel.close()
 
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` on this host's lane with the call deadline (detail screens, tasks)."""
+        if self._conn is None:
+            raise NotConnected(f"{self.spec.name} is {self.status}")
+        conn = self._conn
+        return await self.lane.call(self.settings.call_timeout, fn, conn, *args)
+
     # -- events -----------------------------------------------------------------------------------
 
     def _lifecycle(self, uuid: str, name: str, event: int, detail: int) -> None:
@@ -486,7 +499,8 @@ class HostSession:
             old = self.vms.get(key)
             state = state_name(s.state)
             reason = s.reason
-            since = old.state_since if old is not None and old.state == state else now
+            # first seen: when it entered this state is unknown (0), not "now" (a made-up uptime)
+            since = (old.state_since if old.state == state else now) if old is not None else 0.0
             if old is not None and self._event_time.get(s.uuid, 0.0) > started:
                 state, reason, since = old.state, old.reason, old.state_since  # an event is newer
             details = self._details.get(s.uuid)

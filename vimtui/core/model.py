@@ -79,7 +79,7 @@ class VmState:
     stale: bool = False
     """True while its host is not answering: the last known values, kept rather than removed."""
     state_since: float = 0.0
-    """Wall time of the last state change seen (event or poll)."""
+    """Wall time of the last state change seen (event or poll); 0 when it happened before we looked."""
 
     @property
     def key(self) -> str:

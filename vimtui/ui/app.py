@@ -1,76 +1,166 @@
-"""VimApp: composition and routing only."""
+"""VimApp: composition and routing only. The fleet (core) is passed in; the app subscribes to its snapshots
+and hands each one, coalesced, to the screens."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Header
+from textual.app import App
+from textual.binding import Binding
 
-from vimtui.core.config import Config
+from vimtui.core.config import Config, ConfigError, default_config_path
 from vimtui.core.fleet import Fleet
 from vimtui.core.inventory import HostSpec
 from vimtui.core.model import FleetState
 from vimtui.core.startup import make_fleet
+from vimtui.ui.commands import VimCommands
+from vimtui.ui.keys import apply_keymap
+from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.themes import DEFAULT_THEME, load_themes, shipped_dir
 
 
 class VimApp(App[None]):
-    """The vimtui screen (for now: hosts and their VMs, updated each tick)."""
+    """The vimtui screen."""
 
     TITLE = "vimtui"
-    BINDINGS = [("q", "quit", "Quit")]
+    CSS_PATH = "vimtui.tcss"
+    COMMANDS = App.COMMANDS | {VimCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("colon", "command_line", "Command", key_display=":", id="app.command"),
+    ]
 
-    def __init__(self, fleet: Fleet) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        fleet: Fleet,
+        config: Config | None = None,
+        *,
+        wall: bool = False,
+        clock: Callable[[], float] = time.time,
+        start_fleet: bool = True,
+    ) -> None:
+        self.config = config or Config()
         self.fleet = fleet
+        self.wall = wall
+        self.clock = clock
+        self._start_fleet = start_fleet
+        self.theme_errors: list[str] = []
+        super().__init__()
+        self._pending: FleetState | None = None
+        self._setup_themes()
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield DataTable(id="hosts", cursor_type="row")
-        yield DataTable(id="vms", cursor_type="row")
-        yield Footer()
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def _setup_themes(self) -> None:
+        config_dir = default_config_path().parent
+        themes, self.theme_errors = load_themes([shipped_dir(), config_dir / "themes"])
+        for theme in themes.values():
+            self.register_theme(theme)
+        wanted = self.config.defaults.theme
+        self.theme = wanted if wanted in themes else DEFAULT_THEME if DEFAULT_THEME in themes else self.theme
+        if wanted not in themes:
+            self.theme_errors.append(f"theme {wanted!r} not found; using {self.theme!r}")
+
+    def get_default_screen(self):  # type: ignore[no-untyped-def]
+        if self.wall:
+            from vimtui.ui.screens.wall import WallScreen
+
+            return WallScreen()
+        from vimtui.ui.screens.main import MainScreen
+
+        return MainScreen()
 
     async def on_mount(self) -> None:
-        hosts = self.query_one("#hosts", DataTable)
-        hosts.add_columns("host", "status", "cpu", "mem", "vms")
-        vms = self.query_one("#vms", DataTable)
-        vms.add_columns("name", "host", "state", "cpu", "mem used")
-        self.fleet.subscribe(self._show)
-        await self.fleet.start()
+        for message in self.theme_errors:
+            self.notify(message, severity="warning", timeout=8)
+        self.fleet.subscribe(self._fleet_published)
+        if self._start_fleet:
+            await self.fleet.start()
+        self.post_message(FleetUpdated(self.fleet.state))
 
     async def on_unmount(self) -> None:
-        await self.fleet.stop()
+        if self._start_fleet:
+            await self.fleet.stop()
 
-    def _show(self, state: FleetState) -> None:
-        hosts = self.query_one("#hosts", DataTable)
-        hosts.clear()
-        for h in state.hosts:
-            r = h.rates
-            hosts.add_row(
-                h.name,
-                str(h.status),
-                _pct(r.cpu_pct if r else None),
-                _pct(r.mem_pct if r else None),
-                str(len(h.vm_keys)),
-            )
-        vms = self.query_one("#vms", DataTable)
-        vms.clear()
-        for v in state.vms.values():
-            vr = v.rates
-            used = vr.mem_used_kib if vr else None
-            vms.add_row(
-                v.name,
-                v.host,
-                v.state,
-                _pct(vr.cpu_pct if vr else None),
-                "-" if used is None else f"{used // 1024} MiB",
-            )
+    def _fleet_published(self, state: FleetState) -> None:
+        """Called by the core on each snapshot: post one message; newer ones replace unhandled older ones."""
+        self.post_message(FleetUpdated(state))
+
+    def on_fleet_updated(self, message: FleetUpdated) -> None:
+        for screen in self.screen_stack:  # screens underneath keep their picture current too
+            screen.post_message(FleetUpdated(message.state))
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.wall and action in ("command_line", "command_palette", "help"):
+            return False  # the wall is a display: nothing to operate
+        return True
+
+    def action_help(self) -> None:
+        from vimtui.ui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def action_command_line(self) -> None:
+        handler = getattr(self.screen, "action_command_line", None)
+        if handler is not None:
+            handler()
+
+    async def action_quit(self) -> None:
+        running = [e for e in self.fleet.activity.entries() if e.state in ("running", "queued")]
+        if not running:
+            self.exit()
+            return
+        from vimtui.ui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(
+            ConfirmScreen(f"{len(running)} task(s) still running. Quit anyway?", "Quit", danger=True),
+            answered,
+        )
+
+    def set_theme(self, name: str) -> bool:
+        if name not in self.available_themes:
+            return False
+        self.theme = name
+        return True
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}%"
+def make_app(
+    config: Config,
+    specs: Sequence[HostSpec],
+    *,
+    wall: bool = False,
+    clock: Callable[[], float] = time.time,
+    fleet: Fleet | None = None,
+    start_fleet: bool = True,
+) -> VimApp:
+    """The one factory shared by the CLI and the tests. Raises ConfigError for a bad [keys] table."""
+    app = VimApp(fleet or make_fleet(config, specs), config, wall=wall, clock=clock, start_fleet=start_fleet)
+    apply_keymap(app, config)
+    return app
 
 
-def run_app(config: Config, specs: Sequence[HostSpec]) -> int:
-    VimApp(make_fleet(config, specs)).run()
+def run_app(config: Config, specs: Sequence[HostSpec], *, wall: bool = False) -> int:
+    """Run the screen (the CLI sets TEXTUAL_FPS from max_fps before Textual is imported; Textual itself
+    honours NO_COLOR)."""
+    try:
+        app = make_app(config, specs, wall=wall)
+    except ConfigError as exc:
+        import sys
+
+        print(f"vimtui: error: {exc}", file=sys.stderr)
+        return 2
+    app.run()
     return 0
+
+
+def config_path_hint() -> Path:
+    return default_config_path()

@@ -1,0 +1,113 @@
+"""`:` commands (k9s style): a table of verbs with aliases; each returns an error text or None."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vimtui.ui.screens.main import MainScreen
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    aliases: tuple[str, ...]
+    args: str
+    help: str
+    run: Callable[[MainScreen, list[str]], str | None]
+
+
+def _vms(screen: MainScreen, args: list[str]) -> str | None:
+    screen.show_all()
+    screen.query_one("#vms").focus()
+    return None
+
+
+def _hosts(screen: MainScreen, args: list[str]) -> str | None:
+    screen.query_one("#tree").focus()
+    return None
+
+
+def _tasks(screen: MainScreen, args: list[str]) -> str | None:
+    from vimtui.ui.screens.tasks import TasksScreen
+
+    screen.app.push_screen(TasksScreen())
+    return None
+
+
+def _host(screen: MainScreen, args: list[str]) -> str | None:
+    if len(args) != 1:
+        return "usage: :host NAME"
+    if not screen.show_host(args[0]):
+        known = ", ".join(h.name for h in screen.state.hosts) if screen.state else ""
+        return f"no such host: {args[0]} (known: {known})"
+    return None
+
+
+def _theme(screen: MainScreen, args: list[str]) -> str | None:
+    names = sorted(screen.app.available_themes)
+    if len(args) != 1:
+        return f"usage: :theme NAME ({', '.join(names)})"
+    if args[0] not in screen.app.available_themes:
+        return f"no such theme: {args[0]} (themes: {', '.join(names)})"
+    screen.app.theme = args[0]
+    return None
+
+
+def _sort(screen: MainScreen, args: list[str]) -> str | None:
+    from vimtui.ui.widgets.vm_table import SORT_COLUMNS, VmTable
+
+    if len(args) != 1:
+        return f"usage: :sort COLUMN ({', '.join(SORT_COLUMNS)})"
+    try:
+        screen.query_one(VmTable).sort_by(args[0].lower())
+    except ValueError:
+        return f"no such column: {args[0]} (columns: {', '.join(SORT_COLUMNS)})"
+    return None
+
+
+def _quit(screen: MainScreen, args: list[str]) -> str | None:
+    screen.app.call_later(screen.app.run_action, "quit")
+    return None
+
+
+def _help(screen: MainScreen, args: list[str]) -> str | None:
+    screen.app.call_later(screen.app.run_action, "help")
+    return None
+
+
+def _filter(screen: MainScreen, args: list[str]) -> str | None:
+    return None if screen._set_filter(" ".join(args)) else "bad filter"
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("vms", ("vm", "v"), "", "all VMs of all hosts", _vms),
+    Command("hosts", ("host-tree", "h"), "", "focus the host tree", _hosts),
+    Command("host", ("node",), "NAME", "show one host's VMs", _host),
+    Command("tasks", ("task", "t", "log"), "", "the task and event log, full screen", _tasks),
+    Command("theme", (), "NAME", "switch theme", _theme),
+    Command("sort", (), "COLUMN", "sort the VM table (again: reverse)", _sort),
+    Command("filter", ("f",), "TERMS", "filter the VM table (as /)", _filter),
+    Command("help", ("?",), "", "keys and commands", _help),
+    Command("quit", ("q", "q!", "exit"), "", "quit (asks if tasks are running)", _quit),
+)
+
+
+def find(word: str) -> Command | None:
+    word = word.lower()
+    for c in COMMANDS:
+        if word == c.name or word in c.aliases:
+            return c
+    return None
+
+
+def run_command(screen: MainScreen, text: str) -> str | None:
+    words = text.strip().lstrip(":").split()
+    if not words:
+        return None
+    command = find(words[0])
+    if command is None:
+        return f"unknown command: {words[0]} (try :help)"
+    return command.run(screen, words[1:])

@@ -1,0 +1,59 @@
+"""Command palette provider (ctrl+p): every `:` command, every host, every theme, every screen action."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from vimtui.ui.command_line import run_command
+from vimtui.ui.widgets.vm_table import SORT_COLUMNS
+
+
+class VimCommands(Provider):
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        from vimtui.ui.screens.main import MainScreen
+
+        app = self.app
+        screen = next((s for s in reversed(app.screen_stack) if isinstance(s, MainScreen)), None)
+        out: list[tuple[str, str, Callable[[], object]]] = []
+        if screen is not None:
+
+            def cmd(text: str) -> Callable[[], object]:
+                return partial(run_command, screen, text)
+
+            out += [
+                ("Go: all VMs", ":vms", cmd("vms")),
+                ("Go: host tree", ":hosts", cmd("hosts")),
+                ("Go: task and event log", ":tasks", cmd("tasks")),
+                ("Filter VMs", "/", partial(screen.action_filter)),
+                ("Clear filter", "esc", partial(screen.action_clear)),
+                ("Graphs: next time window", "w", partial(screen.action_graph_window)),
+                ("Graphs: next metric set", "m", partial(screen.action_graph_metrics)),
+                ("Details of the selection", "d / enter", partial(screen.action_details)),
+            ]
+            if screen.state is not None:
+                out += [
+                    (f"Host: {h.name}", f":host {h.name}", cmd(f"host {h.name}")) for h in screen.state.hosts
+                ]
+            for column in (c for c in SORT_COLUMNS if c != "mark"):
+                out.append((f"Sort by {column}", f":sort {column}", cmd(f"sort {column}")))
+        out += [
+            (f"Theme: {name}", f":theme {name}", partial(setattr, app, "theme", name))
+            for name in sorted(app.available_themes)
+        ]
+        out.append(("Help: keys and commands", "?", partial(app.run_action, "help")))
+        out.append(("Quit", "q", partial(app.run_action, "quit")))
+        return out
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

@@ -1,0 +1,111 @@
+"""Human units for the screen: short, fixed-width-friendly strings shared by the widgets.
+
+Pure functions (no Textual, no clock). Unknown values (None, NaN) come out as `missing` ("-" by default),
+never as a made-up zero. Sizes use binary units with one letter (K = KiB) and at most four characters:
+"512B", "1.2K", "34K", "412M", "1.0G".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+MISSING = "-"
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+_UNITS = "KMGTPE"
+
+
+def pct(value: float | None, *, digits: int = 1, missing: str = MISSING) -> str:
+    """A percentage: `pct(34.46)` -> "34.5%"; None -> "-"."""
+    if value is None or value != value:
+        return missing
+    return f"{value:.{digits}f}%"
+
+
+percent = pct
+
+
+def size(n_bytes: float | None, *, missing: str = MISSING) -> str:
+    """Bytes in binary units, at most four characters before any sign: "0B", "999B", "1.0K", "34K",
+    "412M", "9.8G". A value that would print as 1000 or more moves to the next unit ("1.0G", not
+    "1000M")."""
+    if n_bytes is None or n_bytes != n_bytes:
+        return missing
+    if math.isinf(n_bytes):
+        return "inf" if n_bytes > 0 else "-inf"
+    if n_bytes < 0:
+        return "-" + size(-n_bytes, missing=missing)
+    if n_bytes < 999.5:
+        return f"{n_bytes:.0f}B"
+    value = float(n_bytes)
+    for unit in _UNITS:
+        value /= 1024.0
+        if value < 999.5 or unit == _UNITS[-1]:
+            return f"{value:.1f}{unit}" if value < 9.95 else f"{value:.0f}{unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def kib(n_kib: float | None, *, missing: str = MISSING) -> str:
+    """A size given in KiB (libvirt's memory unit): `kib(421888)` -> "412M"."""
+    return size(None if n_kib is None else n_kib * 1024.0, missing=missing)
+
+
+def rate(bytes_per_s: float | None, *, per: str = "/s", missing: str = MISSING) -> str:
+    """A byte rate: `rate(1234)` -> "1.2K/s"; `per=""` for a column whose header carries the unit."""
+    if bytes_per_s is None or bytes_per_s != bytes_per_s:
+        return missing
+    return size(bytes_per_s) + per
+
+
+def pair(first: str, second: str) -> str:
+    """Two short values in one cell: "1.2K/34K"."""
+    return f"{first}/{second}"
+
+
+def mem_used_of(used_kib: float | None, total_kib: float | None) -> str:
+    """Memory used out of allocated: "412M/1.0G"; "?" for the side that is unknown ("?/1.0G")."""
+    return pair(kib(used_kib, missing="?"), kib(total_kib, missing="?"))
+
+
+def duration(seconds: float | None, *, missing: str = MISSING) -> str:
+    """A coarse duration in at most two units: "42s", "5m12s", "3h4m", "3d4h". Negative counts as 0."""
+    if seconds is None or seconds != seconds or math.isinf(seconds):
+        return missing
+    s = int(seconds) if seconds > 0 else 0
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s}s" if s else f"{m}m"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m}m" if m else f"{h}h"
+    d, h = divmod(h, 24)
+    return f"{d}d{h}h" if h else f"{d}d"
+
+
+def sparkline(values: Sequence[float], width: int, *, lo: float = 0.0, hi: float | None = 100.0) -> str:
+    """The last `width` values as block characters (▁ .. █), newest on the right, padded on the left with
+    spaces to exactly `width` characters. NaN is a gap (a space). `hi=None` scales to the largest value.
+    Values outside [lo, hi] are clamped; the lowest block still shows that a sample exists."""
+    if width <= 0:
+        return ""
+    tail = values[-width:]
+    top = hi
+    if top is None:
+        finite = [v for v in tail if v == v and not math.isinf(v)]
+        top = max(finite, default=lo)
+    span = top - lo
+    last = len(SPARK_BLOCKS) - 1
+    out: list[str] = []
+    for v in tail:
+        if v != v:
+            out.append(" ")
+            continue
+        if span <= 0:
+            index = 0
+        else:
+            frac = (v - lo) / span
+            index = last if frac >= 1.0 else (0 if frac <= 0.0 else int(frac * len(SPARK_BLOCKS)))
+        out.append(SPARK_BLOCKS[min(index, last)])
+    return " " * (width - len(tail)) + "".join(out)

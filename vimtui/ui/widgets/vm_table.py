@@ -1,0 +1,827 @@
+"""VmTable: one row per VM, drawn with the Line API so that 10,000 VMs cost what the visible rows cost.
+
+Only the rows on screen are ever formatted: `render_line(y)` builds the strip of row `scroll_y + y - 1`
+(line 0 is the header, fixed above the scrolled rows). A tick (`update`) re-sorts the list with C-level
+sort keys, finds the cursor's VM again and asks for one repaint; no per-row object is kept, no cell widget,
+no Rich table. Formatted strips are cached per VM key, keyed by the VmState object itself (a new object
+means new data), so rows that did not change, and rows scrolled back into view, are not formatted again.
+
+Cursor, marks and sort order survive every update: the cursor follows its VM by key (else stays at its
+index, clamped), and marks are a set of keys kept even for VMs the caller filtered out.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
+from typing import Any, ClassVar
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from vimtui.core.history import History
+from vimtui.core.model import VmState
+from vimtui.ui import format as fmt
+
+SPARK_CELLS = 8
+"""Cells of the CPU sparkline: one per sample, newest on the right."""
+
+MARK = "●"
+_SEP = " "
+_MAX_STR = "\U0010ffff"
+_INF = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: its id (what `sort_by` takes), header label and width range.
+
+    Columns are dropped lowest `priority` first until the rest fit; `priority >= 100` never goes. Space left
+    over widens the flexible columns (`max_width > width`) in display order."""
+
+    id: str
+    label: str
+    width: int
+    max_width: int
+    priority: int
+    right: bool = False
+    sort: str | None = None
+    """The column that sorting by this one means (the sparkline sorts by CPU); None: itself."""
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("mark", "", 1, 1, 100),
+    Column("name", "NAME", 12, 32, 100),
+    Column("host", "HOST", 6, 16, 50),
+    Column("state", "STATE", 7, 7, 100),
+    Column("vcpu", "VCPU", 4, 4, 30, right=True),
+    Column("cpu", "CPU%", 6, 6, 80, right=True),
+    Column("spark", "", SPARK_CELLS, SPARK_CELLS, 25, sort="cpu"),
+    Column("mem", "MEM", 9, 9, 70, right=True),
+    Column("disk", "DISK R/W", 9, 9, 10, right=True),
+    Column("net", "NET RX/TX", 9, 9, 5, right=True),
+    Column("ip", "IP", 15, 15, 15),
+    Column("uptime", "UPTIME", 7, 7, 40, right=True),
+    Column("tags", "TAGS", 4, 40, 1),
+)
+SORT_COLUMNS: tuple[str, ...] = tuple(c.id for c in COLUMNS if c.sort is None)
+"""What `sort_by` accepts."""
+
+_STATE_CLASS = {
+    "running": "vm-table--running",
+    "blocked": "vm-table--running",
+    "paused": "vm-table--paused",
+    "pmsuspended": "vm-table--paused",
+    "shutdown": "vm-table--paused",
+    "shutoff": "vm-table--shutoff",
+    "crashed": "vm-table--crashed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    column: Column
+    x: int
+    width: int
+
+
+def layout(width: int) -> tuple[_Slot, ...]:
+    """The columns that fit in `width` cells, with their widths: a column and one space per column."""
+    kept = list(COLUMNS)
+
+    def need(cols: list[Column]) -> int:
+        return sum(c.width for c in cols) + len(cols) - 1
+
+    for col in sorted(COLUMNS, key=lambda c: c.priority):
+        if need(kept) <= width or col.priority >= 100:
+            break
+        kept.remove(col)
+    widths = {c.id: c.width for c in kept}
+    spare = width - need(kept)
+    if spare < 0:  # narrower than the columns that never go: the name gives way, down to 4 cells
+        widths["name"] = max(4, widths["name"] + spare)
+    for col in kept:
+        if spare <= 0:
+            break
+        grow = min(spare, col.max_width - col.width)
+        widths[col.id] += grow
+        spare -= grow
+    slots: list[_Slot] = []
+    x = 0
+    for col in kept:
+        slots.append(_Slot(col, x, widths[col.id]))
+        x += widths[col.id] + 1
+    return tuple(slots)
+
+
+def _fit(text: str, width: int, right: bool) -> str:
+    """`text` in exactly `width` cells: padded, or cut with an ellipsis."""
+    if text.isascii():
+        n = len(text)
+        if n == width:
+            return text
+        if n < width:
+            return text.rjust(width) if right else text.ljust(width)
+        return text[: width - 1] + "…" if width > 1 else text[:width]
+    n = cell_len(text)
+    if n == width:
+        return text
+    if n < width:
+        pad = " " * (width - n)
+        return pad + text if right else text + pad
+    return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
+
+
+# ------------------------------------------------------------------------------------------- sort keys
+# Each takes the VM and the value that stands for "unknown": +inf / U+10FFFF ascending, -inf / "" when
+# reversed, so that unknown sorts last both ways within one C-level `sorted`.
+
+_HOST_NAME = attrgetter("host", "name")
+_NAME_HOST = attrgetter("name", "host")
+_UUID = attrgetter("uuid")
+
+
+def _vcpus(vm: VmState) -> int | None:
+    if vm.vcpus is not None:
+        return vm.vcpus
+    return vm.details.vcpus if vm.details is not None else None
+
+
+def _mem_total_kib(vm: VmState) -> int | None:
+    if vm.mem_current_kib:
+        return vm.mem_current_kib
+    if vm.mem_max_kib:
+        return vm.mem_max_kib
+    return vm.details.memory_kib if vm.details is not None and vm.details.memory_kib else None
+
+
+def _sum2(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _uptime(vm: VmState, now: float) -> float | None:
+    if vm.state != "running" or vm.state_since <= 0:
+        return None
+    return now - vm.state_since
+
+
+def _key_state(vm: VmState, missing: str, now: float, marks: set[str]) -> str:
+    return vm.state or missing
+
+
+def _key_vcpu(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    v = _vcpus(vm)
+    return missing if v is None else v
+
+
+def _key_cpu(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    r = vm.rates
+    v = None if r is None else r.cpu_pct
+    return missing if v is None else v
+
+
+def _key_mem(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    r = vm.rates
+    v = None if r is None else r.mem_used_kib
+    return missing if v is None else v
+
+
+def _key_disk(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    r = vm.rates
+    v = None if r is None else _sum2(r.disk_rd_bps, r.disk_wr_bps)
+    return missing if v is None else v
+
+
+def _key_net(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    r = vm.rates
+    v = None if r is None else _sum2(r.net_rx_bps, r.net_tx_bps)
+    return missing if v is None else v
+
+
+def _key_ip(vm: VmState, missing: str, now: float, marks: set[str]) -> str:
+    return vm.ips[0] if vm.ips else missing
+
+
+def _key_uptime(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    v = _uptime(vm, now)
+    return missing if v is None else v
+
+
+def _key_tags(vm: VmState, missing: str, now: float, marks: set[str]) -> str:
+    d = vm.details
+    return ",".join(d.tags) if d is not None and d.tags else missing
+
+
+def _key_mark(vm: VmState, missing: float, now: float, marks: set[str]) -> float:
+    return 0.0 if vm.key in marks else 1.0
+
+
+_SORT_KEYS: dict[str, tuple[Callable[..., Any], bool]] = {
+    "state": (_key_state, False),
+    "vcpu": (_key_vcpu, True),
+    "cpu": (_key_cpu, True),
+    "mem": (_key_mem, True),
+    "disk": (_key_disk, True),
+    "net": (_key_net, True),
+    "ip": (_key_ip, False),
+    "uptime": (_key_uptime, True),
+    "tags": (_key_tags, False),
+    "mark": (_key_mark, True),
+}
+"""Column -> (key function, numeric?)."""
+
+
+def sort_vms(
+    vms: Iterable[VmState], column: str, reverse: bool, *, now: float = 0.0, marks: set[str] | None = None
+) -> list[VmState]:
+    """`vms` ordered by `column` (one of SORT_COLUMNS), ties in host then name order, unknown values last
+    whichever the direction. Stable."""
+    if column == "host":
+        return sorted(vms, key=_HOST_NAME, reverse=reverse)
+    if column == "name":
+        return sorted(vms, key=_NAME_HOST, reverse=reverse)
+    try:
+        fn, numeric = _SORT_KEYS[column]
+    except KeyError:
+        raise ValueError(f"unknown column {column!r}; one of {', '.join(SORT_COLUMNS)}") from None
+    if numeric:
+        missing: object = -_INF if reverse else _INF
+    else:
+        missing = "" if reverse else _MAX_STR
+    key = partial(fn, missing=missing, now=now, marks=marks or set())
+    # sorted(reverse=True) keeps equal items in their original order, so ties stay in host/name order
+    return sorted(sorted(vms, key=_HOST_NAME), key=key, reverse=reverse)
+
+
+# ------------------------------------------------------------------------------------------- the widget
+
+
+class VmTable(ScrollView, can_focus=True):
+    """VMs, one row each, sortable by any column, with a row cursor and marks (for acting on several)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down,j", "cursor_down", "Down", show=False, id="vm_table.cursor_down"),
+        Binding("up,k", "cursor_up", "Up", show=False, id="vm_table.cursor_up"),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="vm_table.page_down"),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="vm_table.page_up"),
+        Binding("home,g", "first", "First", show=False, id="vm_table.first"),
+        Binding("end,G", "last", "Last", show=False, id="vm_table.last"),
+        Binding("space", "toggle_mark", "Mark", id="vm_table.toggle_mark"),
+        Binding("ctrl+a", "mark_all", "Mark all", show=False, id="vm_table.mark_all"),
+        Binding("u", "clear_marks", "Unmark all", show=False, id="vm_table.clear_marks"),
+        Binding("enter", "select", "Open", show=False, id="vm_table.select"),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "vm-table--header",
+        "vm-table--cursor",
+        "vm-table--marked",
+        "vm-table--stale",
+        "vm-table--spark",
+        "vm-table--running",
+        "vm-table--paused",
+        "vm-table--shutoff",
+        "vm-table--crashed",
+    }
+    """
+    | Class | Description |
+    | :- | :- |
+    | `vm-table--header` | The header row. |
+    | `vm-table--cursor` | The cursor row. |
+    | `vm-table--marked` | Marked rows (laid over the row). |
+    | `vm-table--stale` | Rows of VMs whose host is not answering (laid over the row). |
+    | `vm-table--spark` | The CPU sparkline. |
+    | `vm-table--running` ... `--crashed` | The STATE cell, by state. |
+    """
+
+    DEFAULT_CSS = """
+    VmTable {
+        background: $surface;
+        color: $foreground;
+        height: 1fr;
+        overflow-x: hidden;
+        overflow-y: auto;
+        & > .vm-table--header {
+            background: $panel;
+            color: $foreground;
+            text-style: bold;
+        }
+        & > .vm-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        &:focus > .vm-table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+        & > .vm-table--marked {
+            background: $accent 25%;
+            color: $text-accent;
+        }
+        & > .vm-table--stale {
+            text-style: dim italic;
+        }
+        & > .vm-table--spark {
+            color: $primary;
+        }
+        & > .vm-table--running {
+            color: $success;
+        }
+        & > .vm-table--paused {
+            color: $warning;
+        }
+        & > .vm-table--shutoff {
+            color: $text-muted;
+        }
+        & > .vm-table--crashed {
+            color: $error;
+            text-style: bold;
+        }
+    }
+    """
+
+    cursor: reactive[int] = reactive(0, repaint=False, init=False)
+    """Index of the cursor row in the current order (clamped to the rows there are)."""
+
+    # ------------------------------------------------------------------------------------------ messages
+
+    class Highlighted(Message):
+        """The cursor is on another VM now (`key` None: the table is empty). Coalesced: only the latest of
+        a burst of cursor moves is delivered."""
+
+        def __init__(self, key: str | None, *, table: VmTable | None = None) -> None:
+            super().__init__()
+            self.key = key
+            self.table = table
+
+        @property
+        def control(self) -> VmTable | None:
+            return self.table
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, VmTable.Highlighted) and message.table is self.table
+
+    class Selected(Message):
+        """Enter (or a double click) on the cursor's VM."""
+
+        def __init__(self, key: str, *, table: VmTable | None = None) -> None:
+            super().__init__()
+            self.key = key
+            self.table = table
+
+        @property
+        def control(self) -> VmTable | None:
+            return self.table
+
+    class MarksChanged(Message):
+        """The set of marked VM keys changed (coalesced: the latest set wins)."""
+
+        def __init__(self, keys: frozenset[str], *, table: VmTable | None = None) -> None:
+            super().__init__()
+            self.keys = keys
+            self.table = table
+
+        @property
+        def control(self) -> VmTable | None:
+            return self.table
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, VmTable.MarksChanged) and message.table is self.table
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def __init__(
+        self,
+        *,
+        spark_window: float = 60.0,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        """`spark_window`: seconds of CPU history read for the sparkline (its last SPARK_CELLS samples are
+        drawn); enough to hold them at the poll interval."""
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        self.spark_window = spark_window
+        self._order: list[VmState] = []
+        self._keys: tuple[str, ...] | None = None
+        self._marks: set[str] = set()
+        self._history: History | None = None
+        self._now = 0.0
+        self._sort_column = "host"
+        self._sort_reverse = False
+        self._highlighted: str | None = None
+        self._layout_width = -1
+        self._layout: tuple[_Slot, ...] = ()
+        self._generation = 0
+        """Bumped whenever every cached strip is invalid (layout, styles, history source)."""
+        self._strips: dict[str, tuple[VmState, int, float, int, Strip]] = {}
+        self._header: tuple[tuple[int, str, bool], Strip] | None = None
+        self._styles: dict[str, Style] = {}
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """VM keys in display order."""
+        if self._keys is None:
+            self._keys = tuple(vm.key for vm in self._order)
+        return self._keys
+
+    @property
+    def visible_count(self) -> int:
+        """How many VMs the table lists (after the caller's filter)."""
+        return len(self._order)
+
+    @property
+    def current_vm(self) -> VmState | None:
+        return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+
+    @property
+    def current_key(self) -> str | None:
+        vm = self.current_vm
+        return None if vm is None else vm.key
+
+    @property
+    def marked(self) -> frozenset[str]:
+        """Marked VM keys, including those not listed at the moment."""
+        return frozenset(self._marks)
+
+    @property
+    def sort_column(self) -> str:
+        return self._sort_column
+
+    @property
+    def sort_reverse(self) -> bool:
+        return self._sort_reverse
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Ids of the columns shown at the current width."""
+        return tuple(s.column.id for s in self._slots())
+
+    def update(self, vms: Sequence[VmState], *, history: History | None = None, now: float) -> None:
+        """Show `vms` (already filtered), sorted by the current column; `history` feeds the sparklines and
+        `now` (wall time) the uptimes. O(N) C-level work plus one repaint of the visible rows."""
+        if history is not self._history:
+            self._history = history
+            self._generation += 1
+        self._now = now
+        self._apply(sort_vms(vms, self._sort_column, self._sort_reverse, now=now, marks=self._marks))
+
+    def sort_by(self, column: str, reverse: bool | None = None) -> None:
+        """Sort by `column` (one of SORT_COLUMNS); the same column again reverses. Unknown values last."""
+        column = next((c.sort or c.id for c in COLUMNS if c.id == column), column)
+        if column not in SORT_COLUMNS:
+            raise ValueError(f"unknown column {column!r}; one of {', '.join(SORT_COLUMNS)}")
+        if reverse is None:
+            reverse = not self._sort_reverse if column == self._sort_column else False
+        self._sort_column, self._sort_reverse = column, reverse
+        self._header = None
+        self._apply(sort_vms(self._order, column, reverse, now=self._now, marks=self._marks))
+
+    def set_marks(self, keys: Iterable[str]) -> None:
+        """Replace the marks (say, to drop VMs that no longer exist)."""
+        marks = set(keys)
+        if marks != self._marks:
+            self._marks = marks
+            self._marks_changed()
+
+    def _apply(self, order: list[VmState]) -> None:
+        """Make `order` the rows, keeping the cursor on its VM (else on its index, clamped)."""
+        old = self.current_vm
+        index = self.cursor
+        self._order = order
+        self._keys = None
+        if old is not None:
+            found = self._locate(old)
+            if found is not None:
+                index = found
+        index = max(0, min(index, len(order) - 1))
+        self.set_reactive(VmTable.cursor, index)
+        self.virtual_size = Size(0, len(order) + 1)
+        self._scroll_to_cursor()
+        self.refresh()
+        self._note_highlight()
+
+    def _locate(self, old: VmState) -> int | None:
+        """The index of `old`'s VM (same host and uuid) in the current order: a bisection when sorted by
+        host and name (the usual case), else one C-level pass over the uuids."""
+        order = self._order
+        if self._sort_column == "host" and not self._sort_reverse:
+            i = bisect_left(order, (old.host, old.name), key=_HOST_NAME)
+            if i < len(order) and order[i].uuid == old.uuid and order[i].host == old.host:
+                return i
+        uuids = list(map(_UUID, order))
+        start = 0
+        while True:
+            try:
+                i = uuids.index(old.uuid, start)
+            except ValueError:
+                return None
+            if order[i].host == old.host:
+                return i
+            start = i + 1
+
+    # ------------------------------------------------------------------------------------------ cursor
+
+    def validate_cursor(self, value: int) -> int:
+        return max(0, min(value, len(self._order) - 1))
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._refresh_row(old)
+        self._refresh_row(new)
+        self._scroll_to_cursor()
+        self._note_highlight()
+
+    def _note_highlight(self) -> None:
+        key = self.current_key
+        if key != self._highlighted:
+            self._highlighted = key
+            self.post_message(self.Highlighted(key, table=self))
+
+    def _refresh_row(self, index: int) -> None:
+        if 0 <= index < len(self._order):
+            self.refresh_line(index + 1)  # virtual line 0 is the header
+
+    @property
+    def _page(self) -> int:
+        """Rows that fit below the header."""
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _scroll_to_cursor(self) -> None:
+        rows = self.scrollable_content_region.height - 1
+        if rows <= 0:
+            return
+        top = self.scroll_offset.y
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, force=True)
+        elif self.cursor >= top + rows:
+            self.scroll_to(y=self.cursor - rows + 1, animate=False, force=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._scroll_to_cursor()
+
+    def action_cursor_down(self) -> None:
+        self.cursor += 1
+
+    def action_cursor_up(self) -> None:
+        self.cursor -= 1
+
+    def action_page_down(self) -> None:
+        self.cursor += self._page
+
+    def action_page_up(self) -> None:
+        self.cursor -= self._page
+
+    def action_first(self) -> None:
+        self.cursor = 0
+
+    def action_last(self) -> None:
+        self.cursor = len(self._order) - 1
+
+    def action_select(self) -> None:
+        key = self.current_key
+        if key is not None:
+            self.post_message(self.Selected(key, table=self))
+
+    # ------------------------------------------------------------------------------------------ marks
+
+    def action_toggle_mark(self) -> None:
+        key = self.current_key
+        if key is None:
+            return
+        if key in self._marks:
+            self._marks.discard(key)
+        else:
+            self._marks.add(key)
+        self._refresh_row(self.cursor)
+        self._marks_changed(refresh=False)
+        self.cursor += 1
+
+    def action_mark_all(self) -> None:
+        before = len(self._marks)
+        self._marks.update(self.rows)
+        if len(self._marks) != before:
+            self._marks_changed()
+
+    def action_clear_marks(self) -> None:
+        if self._marks:
+            self._marks.clear()
+            self._marks_changed()
+
+    def _marks_changed(self, refresh: bool = True) -> None:
+        if refresh:
+            self.refresh()
+        if self._sort_column == "mark":
+            self._header = None
+        self.post_message(self.MarksChanged(frozenset(self._marks), table=self))
+
+    # ------------------------------------------------------------------------------------------ mouse
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            for slot in self._slots():
+                if slot.x <= offset.x < slot.x + slot.width + 1 and slot.column.id != "mark":
+                    self.sort_by(slot.column.id)
+                    break
+            return
+        index = self.scroll_offset.y + offset.y - 1
+        if 0 <= index < len(self._order):
+            self.cursor = index
+            if event.chain == 2:
+                self.action_select()
+
+    # ------------------------------------------------------------------------------------------ drawing
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+        self._strips.clear()
+        self._header = None
+        self._generation += 1
+        self.refresh()
+
+    def _style(self, name: str) -> Style:
+        """A component's style: "base" is the widget's own; row overlays and cell colours keep only what
+        their rule sets (colours blended as the full style blends them), so they can be laid over a row."""
+        style = self._styles.get(name)
+        if style is None:
+            if name == "base":
+                style = self.rich_style
+            elif name in ("vm-table--header", "vm-table--cursor"):
+                style = self.get_component_rich_style(name)
+            else:
+                full = self.get_component_rich_style(name)
+                part = self.get_component_rich_style(name, partial=True)
+                style = part + Style.from_color(
+                    full.color if part.color is not None else None,
+                    full.bgcolor if part.bgcolor is not None else None,
+                )
+            self._styles[name] = style
+        return style
+
+    def _slots(self) -> tuple[_Slot, ...]:
+        width = self.scrollable_content_region.width
+        if width != self._layout_width:
+            self._layout_width = width
+            self._layout = layout(width)
+            self._generation += 1
+            self._header = None
+        return self._layout
+
+    def render_line(self, y: int) -> Strip:
+        slots = self._slots()
+        width = self.size.width
+        if y == 0:
+            return self._header_strip(slots, width)
+        index = self.scroll_offset.y + y - 1
+        if 0 <= index < len(self._order):
+            return self._row_strip(index, slots, width)
+        return Strip.blank(width, self._style("base"))
+
+    def _header_strip(self, slots: tuple[_Slot, ...], width: int) -> Strip:
+        token = (self._generation, self._sort_column, self._sort_reverse)
+        if self._header is not None and self._header[0] == token:
+            return self._header[1]
+        parts: list[str] = []
+        for slot in slots:
+            col = slot.column
+            label = col.label
+            if col.id == self._sort_column:
+                arrow = "▼" if self._sort_reverse else "▲"
+                label = f"{label[: max(0, slot.width - 1)]}{arrow}" if label else arrow
+            parts.append(_fit(label, slot.width, col.right))
+        text = _SEP.join(parts)
+        style = self._style("vm-table--header")
+        strip = Strip([Segment(_fit(text, width, False), style)], width)
+        self._header = (token, strip)
+        return strip
+
+    def _row_strip(self, index: int, slots: tuple[_Slot, ...], width: int) -> Strip:
+        vm = self._order[index]
+        key = vm.key
+        marked = key in self._marks
+        flags = (index == self.cursor) | (marked << 1)
+        now_token = self._now if vm.state == "running" else 0.0
+        cached = self._strips.get(key)
+        if (
+            cached is not None
+            and cached[0] is vm
+            and cached[1] == flags
+            and cached[2] == now_token
+            and cached[3] == self._generation
+        ):
+            return cached[4]
+        strip = self._build_row(vm, key, flags, slots, width)
+        if len(self._strips) > max(256, 8 * self.size.height):
+            self._strips.clear()
+        self._strips[key] = (vm, flags, now_token, self._generation, strip)
+        return strip
+
+    def _build_row(self, vm: VmState, key: str, flags: int, slots: tuple[_Slot, ...], width: int) -> Strip:
+        cursor = bool(flags & 1)
+        marked = bool(flags & 2)
+        row = self._style("base")
+        if marked:
+            row += self._style("vm-table--marked")
+        if vm.stale:
+            row += self._style("vm-table--stale")
+        if cursor:
+            row += self._style("vm-table--cursor")
+            if vm.stale:
+                row += self._style("vm-table--stale")
+        segments: list[Segment] = []
+        run: list[str] = []
+        used = 0
+        last = len(slots) - 1
+        for i, slot in enumerate(slots):
+            cid = slot.column.id
+            text = _fit(self._cell(cid, vm, key, marked), slot.width, slot.column.right)
+            if i != last:
+                text += _SEP
+            used += slot.width + (i != last)
+            accent: Style | None = None
+            if not cursor:
+                if cid == "state":
+                    cls = _STATE_CLASS.get(vm.state)
+                    if cls is not None:
+                        accent = self._style(cls)
+                elif cid == "spark":
+                    accent = self._style("vm-table--spark")
+            if accent is None:
+                run.append(text)
+            else:
+                if run:
+                    segments.append(Segment("".join(run), row))
+                    run = []
+                segments.append(Segment(text[: slot.width], row + accent))
+                if i != last:
+                    run.append(_SEP)
+        if used < width:
+            run.append(" " * (width - used))
+        if run:
+            segments.append(Segment("".join(run), row))
+        strip = Strip(segments, max(width, used))
+        return strip.crop(0, width) if used > width else strip
+
+    def _cell(self, cid: str, vm: VmState, key: str, marked: bool) -> str:
+        if cid == "mark":
+            return MARK if marked else ""
+        if cid == "name":
+            return vm.name
+        if cid == "host":
+            return vm.host
+        if cid == "state":
+            return vm.state
+        if cid == "vcpu":
+            v = _vcpus(vm)
+            return "" if v is None else str(v)
+        r = vm.rates
+        if cid == "cpu":
+            return fmt.pct(r.cpu_pct if r is not None else None, missing="")
+        if cid == "spark":
+            h = self._history
+            if h is None or key not in h:
+                return ""
+            values = h.series(key, "cpu", self.spark_window, self._now)[1]
+            return fmt.sparkline(values, SPARK_CELLS) if values else ""
+        if cid == "mem":
+            used = r.mem_used_kib if r is not None else None
+            total = _mem_total_kib(vm)
+            if used is None and total is None:
+                return ""
+            return fmt.mem_used_of(used, total)
+        if cid == "disk":
+            if r is None or (r.disk_rd_bps is None and r.disk_wr_bps is None):
+                return ""
+            return fmt.pair(fmt.rate(r.disk_rd_bps, per=""), fmt.rate(r.disk_wr_bps, per=""))
+        if cid == "net":
+            if r is None or (r.net_rx_bps is None and r.net_tx_bps is None):
+                return ""
+            return fmt.pair(fmt.rate(r.net_rx_bps, per=""), fmt.rate(r.net_tx_bps, per=""))
+        if cid == "ip":
+            return vm.ips[0] if vm.ips else ""
+        if cid == "uptime":
+            up = _uptime(vm, self._now)
+            return "" if up is None else fmt.duration(up)
+        if cid == "tags":
+            d = vm.details
+            return ",".join(d.tags) if d is not None else ""
+        return ""

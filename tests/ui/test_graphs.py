@@ -210,6 +210,20 @@ async def test_two_graphs_do_not_share_plotext_state(no_color_unset: None) -> No
         plotext.figure.clear()
 
 
+async def test_a_one_sample_spike_survives_the_thinning(no_color_unset: None) -> None:
+    """900 samples go into ~50 columns: the columns keep their highest sample, so a spike still shows."""
+    app = TwoGraphsApp()
+    async with app.run_test(size=(60, 30)) as pilot:
+        a = app.query_one("#a", MetricGraph)
+        values = [0.0] * 900
+        values[700] = 100.0
+        a.update_series([Series("x", [NOW - 899 + i for i in range(900)], values)], window="15m", now=NOW)
+        await pilot.pause()
+        rows = canvas_rows(plain(a))
+        assert rows[0].strip(), "\n".join(rows)  # the 100 % row
+        assert rows[-1].strip()  # and the zeros
+
+
 async def test_colour_follows_the_theme(no_color_unset: None) -> None:
     app = PanelApp()
     async with app.run_test(size=(120, 40)) as pilot:

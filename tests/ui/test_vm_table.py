@@ -145,7 +145,13 @@ async def test_rows_render_in_host_then_name_order_under_a_fixed_header() -> Non
         await pilot.pause()
         header, *rows = lines(table)
         assert header.split()[:4] == ["NAME", "HOST▲", "STATE", "VCPU"]
-        assert table.rows == (key("cache"), key("db"), key("api", "kvm02"), key("web", "kvm02"), key("batch", "kvm03"))
+        assert table.rows == (
+            key("cache"),
+            key("db"),
+            key("api", "kvm02"),
+            key("web", "kvm02"),
+            key("batch", "kvm03"),
+        )
         assert table.visible_count == 5
         assert [r.split()[:3] for r in rows[:5]] == [
             ["cache", "kvm01", "shutoff"],
@@ -287,7 +293,9 @@ async def test_stale_rows_are_shown_dimmed_not_removed() -> None:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 50)])
-async def test_narrow_screens_drop_low_priority_columns_but_keep_name_and_state(size: tuple[int, int]) -> None:
+async def test_narrow_screens_drop_low_priority_columns_but_keep_name_and_state(
+    size: tuple[int, int],
+) -> None:
     app = TableApp()
     async with app.run_test(size=size) as pilot:
         table = app.query_one(VmTable)
@@ -354,7 +362,9 @@ async def test_enter_posts_selected_and_moves_post_highlighted() -> None:
         assert len(selected) == 1
         assert isinstance(selected[0], VmTable.Selected) and selected[0].key == key("db")
         assert selected[0].control is table
-        assert [m.key for m in app.of(VmTable.Highlighted) if isinstance(m, VmTable.Highlighted)][-1] == key("db")
+        assert [m.key for m in app.of(VmTable.Highlighted) if isinstance(m, VmTable.Highlighted)][-1] == key(
+            "db"
+        )
 
 
 async def test_a_click_moves_the_cursor_and_a_header_click_sorts() -> None:

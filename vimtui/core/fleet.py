@@ -36,8 +36,12 @@ class Fleet:
         specs: Iterable[HostSpec],
         settings: SessionSettings,
         runtime_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.clock = clock
+        """Wall time for snapshots, history and the activity log (injectable for reproducible screens)."""
         self.sessions: dict[str, HostSession] = {}
         for spec in specs:
             self.sessions[spec.name] = HostSession(
@@ -47,6 +51,7 @@ class Fleet:
                 on_change=self._changed,
                 on_event=self._event,
                 on_polled=self._changed_unless_ticking(spec.name),
+                clock=clock,
             )
         self._ticking: set[str] = set()
         """Hosts whose polls the running tick waits for: it publishes for them."""
@@ -56,7 +61,7 @@ class Fleet:
         self.activity = ActivityLog()
         """What the task log shows: host status changes, libvirt events, and (later) tasks."""
         self.state = FleetState(
-            version=0, time=time.time(), hosts=tuple(s.state for s in self.sessions.values())
+            version=0, time=self.clock(), hosts=tuple(s.state for s in self.sessions.values())
         )
         self._subscribers: list[Subscriber] = []
         self._event_subscribers: list[Callable[[HostEvent], None]] = []
@@ -120,7 +125,7 @@ class Fleet:
         return self.publish()
 
     def _record_history(self) -> None:
-        t = time.time()
+        t = self.clock()
         for s in self.sessions.values():
             if s.state.last_poll and s.state.rates is not None:
                 r = s.state.rates
@@ -196,7 +201,7 @@ class Fleet:
                     error=h.message if state == "failed" else "",
                 )
         self.state = FleetState(
-            version=self.state.version + 1, time=time.time(), hosts=tuple(hosts), vms=MappingProxyType(vms)
+            version=self.state.version + 1, time=self.clock(), hosts=tuple(hosts), vms=MappingProxyType(vms)
         )
         for fn in list(self._subscribers):
             fn(self.state)

@@ -134,7 +134,10 @@ class HostSession:
         on_change: Callable[[], None] = lambda: None,
         on_event: Callable[[HostEvent], None] = lambda e: None,
         on_polled: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
+        """Wall time (injectable, so screen snapshots are reproducible)."""
         self.spec = spec
         self.settings = settings
         self.runtime_dir = runtime_dir
@@ -160,7 +163,7 @@ class HostSession:
             read_only=spec.read_only,
             status=HostStatus.CONNECTING,
             message="",
-            status_since=time.time(),
+            status_since=self.clock(),
         )
         self.vms: dict[str, VmState] = {}
         self._samples: dict[str, DomainSample] = {}
@@ -180,7 +183,7 @@ class HostSession:
     def _set_status(self, status: HostStatus, message: str = "") -> None:
         if status == self.state.status and message == self.state.message:
             return
-        since = self.state.status_since if status == self.state.status else time.time()
+        since = self.state.status_since if status == self.state.status else self.clock()
         self.state = replace(self.state, status=status, message=message, status_since=since)
         if not status.healthy:
             self._mark_stale()
@@ -377,7 +380,7 @@ class HostSession:
 
     def _lifecycle(self, uuid: str, name: str, event: int, detail: int) -> None:
         kind = EVENT_NAMES[event] if 0 <= event < len(EVENT_NAMES) else f"event-{event}"
-        now = time.time()
+        now = self.clock()
         key = f"{self.spec.name}/{uuid}"
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             self.vms.pop(key, None)
@@ -417,7 +420,7 @@ class HostSession:
         )
 
     def _note_event(self, uuid: str, name: str, kind: str, detail: str = "") -> None:
-        self._on_event(HostEvent(time.time(), self.spec.name, name, uuid, kind, detail))
+        self._on_event(HostEvent(self.clock(), self.spec.name, name, uuid, kind, detail))
         self._on_change()
 
     # -- polling ----------------------------------------------------------------------------------
@@ -490,7 +493,7 @@ class HostSession:
     ) -> None:
         node, samples, local = result
         cpus = node.cpus or 1
-        now = time.time()
+        now = self.clock()
         vms: dict[str, VmState] = {}
         seen = set()
         for s in samples:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from vimtui.core.config import Config, Defaults, load_config, runtime_dir
@@ -30,5 +31,10 @@ def load_inventory(
     return config, build_inventory(config, connect)
 
 
-def make_fleet(config: Config, specs: Sequence[HostSpec], env: Mapping[str, str] = os.environ) -> Fleet:
-    return Fleet(specs, settings_from(config.defaults), runtime_dir(env))
+def make_fleet(
+    config: Config,
+    specs: Sequence[HostSpec],
+    env: Mapping[str, str] = os.environ,
+    clock: Callable[[], float] = time.time,
+) -> Fleet:
+    return Fleet(specs, settings_from(config.defaults), runtime_dir(env), clock=clock)

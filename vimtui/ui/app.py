@@ -143,7 +143,8 @@ def make_app(
     start_fleet: bool = True,
 ) -> VimApp:
     """The one factory shared by the CLI and the tests. Raises ConfigError for a bad [keys] table."""
-    app = VimApp(fleet or make_fleet(config, specs), config, wall=wall, clock=clock, start_fleet=start_fleet)
+    fleet = fleet or make_fleet(config, specs, clock=clock)
+    app = VimApp(fleet, config, wall=wall, clock=clock, start_fleet=start_fleet)
     apply_keymap(app, config)
     return app
 

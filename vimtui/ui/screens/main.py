@@ -55,7 +55,7 @@ class MainScreen(Screen[None]):
                 yield VmTable(id="vms")
                 yield GraphPanel(id="graphs")
         yield TaskLog(id="tasks")
-        yield Input(id="bar", placeholder="")
+        yield Input(id="bar", placeholder="", select_on_focus=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -191,6 +191,7 @@ class MainScreen(Screen[None]):
             else "command: vms, hosts, tasks, host NAME, theme NAME, sort COLUMN, quit"
         )
         bar.value = value
+        bar.cursor_position = len(value)
         bar.remove_class("-error")
         bar.display = True
         bar.focus()

@@ -88,7 +88,10 @@ GRAPHS: tuple[GraphSpec, ...] = (
 
 
 def _fmt_number(x: float) -> str:
-    return f"{x:.0f}" if x == int(x) else f"{x:.1f}".rstrip("0").rstrip(".") if x >= 1 else f"{x:.2g}"
+    """A tick value without trailing zeros: 100 -> "100", 2.5 -> "2.5", 0.25 -> "0.25"."""
+    if x == int(x):
+        return f"{x:.0f}"
+    return f"{x:.1f}".rstrip("0").rstrip(".") if x >= 1 else f"{x:.2g}"
 
 
 def _fmt_bytes(n: float) -> str:
@@ -190,6 +193,56 @@ def _gap_indices(times: Sequence[float], step: float) -> list[int]:
     typical = max(step, diffs[len(diffs) // 2])
     limit = 2.5 * typical
     return [i for i in range(1, len(times)) if times[i] - times[i - 1] > limit]
+
+
+def _downsample(
+    times: Sequence[float],
+    values: Sequence[float],
+    step: float,
+    start: float,
+    span: float,
+    buckets: int,
+    resolution: float = 0.0,
+) -> tuple[list[float], list[float], list[int]]:
+    """At most two points (the lowest and the highest, in time order) per column of `buckets` over
+    [start, start + span], one (the highest) when they differ by no more than `resolution`: plotext
+    spends tens of microseconds a point, and a column cannot show more. Buckets never straddle a gap;
+    returns (times, values, indices of the points that follow a gap)."""
+    out_t: list[float] = []
+    out_v: list[float] = []
+    breaks: list[int] = []
+    gaps = set(_gap_indices(times, step))
+    scale = buckets / span if span > 0 else 0.0
+    bucket = lo = hi = 0  # the open bucket, and the indices of its lowest and highest points
+    for i, t in enumerate(times):
+        b = int((t - start) * scale)
+        if i == 0 or b != bucket or i in gaps:
+            if i:
+                _flush(times, values, lo, hi, resolution, out_t, out_v)
+            if i in gaps:
+                breaks.append(len(out_t))
+            bucket, lo, hi = b, i, i
+        elif values[i] < values[lo]:
+            lo = i
+        elif values[i] > values[hi]:
+            hi = i
+    if times:
+        _flush(times, values, lo, hi, resolution, out_t, out_v)
+    return out_t, out_v, breaks
+
+
+def _flush(
+    times: Sequence[float],
+    values: Sequence[float],
+    lo: int,
+    hi: int,
+    resolution: float,
+    out_t: list[float],
+    out_v: list[float],
+) -> None:
+    for j in sorted({lo, hi}) if values[hi] - values[lo] > resolution else (hi,):
+        out_t.append(times[j])
+        out_v.append(values[j])
 
 
 def _plotext_color(color: RichColor | None) -> PlotextColor | None:
@@ -371,38 +424,37 @@ class MetricGraph(Widget):
 
     def _plot(self, width: int, height: int, look: _Look) -> Text:
         fig = self._figure
-        pass  # data, settings, sizes: nothing of the last build survives
+        fig.clear()  # data, settings, sizes: nothing of the last build survives
         fig.theme("colorless")  # frame and ticks without colour: they take the widget's own
         fig.canvas("default")
         fig.plot_size(width, height)
         now, span = self._now, WINDOW_SECONDS[self._window]
-        peak = 0.0
-        for i, s in enumerate(self._series[:2]):
-            xs = [t - now for t in s.times]
-            if not xs:
-                continue
-            peak = max(peak, max(s.values))
-            glyph = _MARKERS[i] if look.mono else _MARKERS[0]
-            sig = fig.signal(xs, list(s.values), marker=plotext_marker(glyph, look.colors[i]))
-            sig.lines()
-            for index in _gap_indices(s.times, self._step):
-                sig.line(index, False)
-            fig.draw(sig)
-        fig.legend(False)
+        series = self._series[:2]
+        peak = max((max(s.values) for s in series if s.values), default=0.0)
         # inside the frame: rows less the two borders and the x labels; at least two rows per tick
         top, yt, yl = y_ticks(self.unit, peak, min(4, max(1, (height - 3) // 2)))
         fig.ruler("y").lim(0, top)
         fig.ruler("y").ticks(yt, yl)
-        ylabel_width = max(len(label) for label in yl) + 1
-        xt, xl = x_ticks(self._window, now, width - ylabel_width)
+        canvas_width = max(1, width - max(len(label) for label in yl) - 2)
+        canvas_height = max(1, height - 3)
+        for i, s in enumerate(series):
+            if not s.values:
+                continue
+            ts, vs, breaks = _downsample(
+                s.times, s.values, self._step, now - span, span, canvas_width, top / (2 * canvas_height)
+            )
+            glyph = _MARKERS[i] if look.mono else _MARKERS[0]
+            sig = fig.signal([t - now for t in ts], vs, marker=plotext_marker(glyph, look.colors[i]))
+            sig.lines()
+            for index in breaks:
+                sig.line(index, False)
+            fig.draw(sig)
+        fig.legend(False)
+        xt, xl = x_ticks(self._window, now, canvas_width)
         fig.ruler("x").lim(-span, 0)
         fig.ruler("x").ticks(xt, xl)
         ansi = fig.build().string(colorless=look.mono)
-        text = Text.from_ansi(ansi, no_wrap=True, end="")
-        text.rstrip_end(width)
-        if text.plain.endswith("\n"):
-            text.right_crop(1)
-        return text
+        return Text.from_ansi(ansi.rstrip("\n"), no_wrap=True, end="")
 
 
 # -- the panel ---------------------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""The screen on libvirt's test driver: two hosts (tests/data/fleet-a.xml, fleet-b.xml), a fixed clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from vimtui.core.config import Config, parse_config
+from vimtui.core.inventory import build_inventory
+from vimtui.ui.app import VimApp, make_app
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+CLOCK = 1_790_000_000.0  # a fixed wall time: screens that show times are reproducible
+
+
+def fleet_config(extra: str = "") -> Config:
+    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA)) + extra
+    return parse_config(text, file=str(DATA / "fleet.toml"))
+
+
+def fleet_app(extra: str = "", *, wall: bool = False, config: Config | None = None) -> VimApp:
+    config = config or fleet_config(extra)
+    return make_app(config, build_inventory(config), wall=wall, clock=lambda: CLOCK)
+
+
+async def loaded(pilot: Pilot[None], vms: int = 8) -> None:
+    """Wait (on a condition, with a deadline) until the fleet's VMs are on the screen."""
+    app: VimApp = pilot.app  # type: ignore[assignment]
+    for _ in range(500):
+        state = app.fleet.state
+        if (
+            len(state.vms) >= vms
+            and all(h.last_poll for h in state.hosts)
+            and all(v.details is not None for v in state.vms.values())
+        ):
+            await pilot.pause()
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    pytest.fail(f"the fleet did not load: {[(h.name, h.status, h.message) for h in app.fleet.state.hosts]}")

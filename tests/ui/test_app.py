@@ -1,0 +1,239 @@
+"""The screen with Pilot: keys, filter, commands, marks, sorting, panes, detail screens, keymap, wall mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import fleet_app, fleet_config, loaded
+from vimtui.core.config import ConfigError
+from vimtui.core.inventory import build_inventory
+from vimtui.ui.app import make_app
+from vimtui.ui.screens.help import HelpScreen
+from vimtui.ui.screens.host_detail import HostDetailScreen
+from vimtui.ui.screens.main import MainScreen
+from vimtui.ui.screens.tasks import TasksScreen
+from vimtui.ui.screens.vm_detail import VmDetailScreen
+from vimtui.ui.screens.wall import WallScreen
+from vimtui.ui.widgets.graphs import GraphPanel
+from vimtui.ui.widgets.host_tree import HostTree, Scope
+from vimtui.ui.widgets.task_log import TaskLog
+from vimtui.ui.widgets.vm_table import VmTable
+
+SIZE = (120, 40)
+
+
+def names(table: VmTable) -> list[str]:
+    vms = table.app.fleet.state.vms  # type: ignore[attr-defined]
+    return [vms[k].name for k in table.rows]
+
+
+async def test_the_main_screen_shows_every_host_and_vm() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        assert sorted(names(table)) == sorted(
+            ["web01", "web02", "db01", "batch01", "old-app", "ci-runner1", "ci-runner2", "win10"]
+        )
+        text = "\n".join(table.render_line(y).text for y in range(table.size.height))
+        assert "paused" in text and "shutoff" in text and "running" in text
+        tree = app.screen.query_one(HostTree)
+        labels = [str(n.label) for n in tree.root.children[0].children]  # dc1 -> rack1
+        assert any("rack1" in label for label in labels)
+        assert "hosts 2/2 up" in str(app.screen.query_one("#title").render())
+
+
+async def test_filter_narrows_the_table_and_escape_clears_it() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        await pilot.press("slash", *"tag:web", "enter")
+        assert sorted(names(table)) == ["web01", "web02"]
+        await pilot.press("slash", *" !state:running")  # live while typing
+        await pilot.pause()
+        assert names(table) == []
+        await pilot.press("escape")  # closes the bar and clears the filter
+        assert len(table.rows) == 8
+
+
+async def test_a_bad_filter_is_refused_and_the_last_good_one_kept() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        await pilot.press("slash", *"state:paused", "enter")
+        assert names(table) == ["batch01"]
+        await pilot.press("slash", "ctrl+u", *"cpu>>x", "enter")
+        bar = app.screen.query_one("#bar")
+        assert bar.display and bar.has_class("-error")
+        assert names(table) == ["batch01"]
+
+
+async def test_commands_scope_sort_theme_and_errors() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        await pilot.press("colon", *"host kvm-b", "enter")
+        await pilot.pause()
+        assert sorted(names(table)) == ["ci-runner1", "ci-runner2", "win10"]
+        await pilot.press("colon", *"sort name", "enter")
+        assert names(table) == ["ci-runner1", "ci-runner2", "win10"]
+        await pilot.press("colon", *"sort name", "enter")  # again: reversed
+        assert names(table) == ["win10", "ci-runner2", "ci-runner1"]
+        await pilot.press("colon", *"theme light", "enter")
+        assert app.theme == "light"
+        await pilot.press("colon", *"nosuch", "enter")
+        assert app.screen.query_one("#bar").has_class("-error")
+        await pilot.press("escape", "colon", *"vms", "enter")
+        await pilot.pause()
+        assert len(table.rows) == 8
+
+
+async def test_marks_survive_ticks_and_ctrl_a_marks_what_is_visible() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        await pilot.press("space", "space")
+        assert len(table.marked) == 2 and table.cursor == 2
+        marked = set(table.marked)
+        await app.fleet.tick(deadline=5)  # a new snapshot: every VmState object is new
+        await pilot.pause()
+        assert set(table.marked) == marked and table.cursor == 2
+        await pilot.press("slash", *"host:kvm-b", "enter", "ctrl+a")
+        assert len(table.marked) == 2 + 3
+        assert "marked 5" in str(app.screen.query_one("#title").render())
+
+
+async def test_tab_moves_between_panes() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert isinstance(app.focused, VmTable)
+        seen = []
+        for _ in range(4):
+            await pilot.press("tab")
+            seen.append(type(app.focused).__name__)
+        assert {"HostTree", "TaskLog"} <= set(seen) and seen[-1] == "VmTable" or "VmTable" in seen
+
+
+async def test_choosing_a_host_in_the_tree_scopes_the_table() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        tree = app.screen.query_one(HostTree)
+        tree.focus()
+        assert tree.select_scope(Scope("host", "kvm-a"))
+        await pilot.pause()
+        assert sorted(names(app.screen.query_one(VmTable))) == [
+            "batch01",
+            "db01",
+            "old-app",
+            "web01",
+            "web02",
+        ]
+
+
+async def test_vm_detail_shows_overview_devices_and_xml() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon", *"sort name", "enter", "enter")  # first row: batch01
+        await pilot.pause()
+        assert isinstance(app.screen, VmDetailScreen)
+        body = str(app.screen.query_one("#overview-body").render())
+        assert "batch01" in body and "paused" in body and "batch" in body  # name, state, tag
+        devices = str(app.screen.query_one("#devices-body").render())
+        assert "vda" in devices and "/var/lib/libvirt/images/batch01.qcow2" in devices
+        for _ in range(100):
+            xml = str(app.screen.query_one("#xml-body").render())
+            if "loading" not in xml:
+                break
+            await pilot.pause(0.02)
+        assert "<name>batch01</name>" in xml
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_host_detail_shows_capacity_pools_and_networks() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        tree = app.screen.query_one(HostTree)
+        tree.focus()
+        tree.select_scope(Scope("host", "kvm-a"))
+        await pilot.press("d")
+        assert isinstance(app.screen, HostDetailScreen)
+        capacity = str(app.screen.query_one("#capacity").render())
+        assert "overcommit" in capacity and "16 x" in capacity
+        for _ in range(100):
+            pools = str(app.screen.query_one("#pools").render())
+            if "loading" not in pools:
+                break
+            await pilot.pause(0.02)
+        assert "default" in pools and "/var/lib/libvirt/images" in pools
+        assert "virbr0" in str(app.screen.query_one("#networks").render())
+
+
+async def test_help_lists_binding_ids_and_tasks_view_opens() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "colon", *"tasks", "enter")
+        assert isinstance(app.screen, TasksScreen)
+        log = app.screen.query_one(TaskLog)
+        assert any(e.action == "host up" for e in log.entries)
+
+
+async def test_keys_are_remapped_by_binding_id_from_the_config() -> None:
+    app = fleet_app('\n[keys]\n"vm_table.cursor_down" = "n"\n')
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        await pilot.press("n", "n")
+        assert table.cursor == 2
+
+
+def test_an_unknown_binding_id_is_a_config_error_with_its_line() -> None:
+    config = fleet_config('\n[keys]\n"vm_table.cursor_dwn" = "n"\n')
+    with pytest.raises(ConfigError) as info:
+        make_app(config, build_inventory(config))
+    assert info.value.key == "keys.vm_table.cursor_dwn" and info.value.line is not None
+    assert "did you mean 'vm_table.cursor_down'" in info.value.message
+
+
+async def test_80x24_keeps_the_table_usable() -> None:
+    app = fleet_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        assert not app.screen.query_one(GraphPanel).display
+        header = table.render_line(0).text
+        assert "NAME" in header and "STATE" in header
+        assert table.size.width >= 40 and table.size.height >= 8
+
+
+async def test_wall_mode_shows_counters_and_takes_no_commands() -> None:
+    app = fleet_app(wall=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert isinstance(app.screen, WallScreen)
+        assert "all clear" in str(app.screen.query_one("#banner").render())
+        group = str(app.screen.query_one("#group").render())
+        await pilot.press("colon", "question_mark")
+        assert isinstance(app.screen, WallScreen) and not app.screen.query("#bar")
+        await pilot.press("right")
+        assert str(app.screen.query_one("#group").render()) != group
+
+
+async def test_q_quits() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code == 0 or not app.is_running

@@ -20,9 +20,23 @@ def fleet_config(extra: str = "") -> Config:
     return parse_config(text, file=str(DATA / "fleet.toml"))
 
 
-def fleet_app(extra: str = "", *, wall: bool = False, config: Config | None = None) -> VimApp:
+def fleet_app(extra: str = "", wall: bool = False, config: Config | None = None) -> VimApp:
     config = config or fleet_config(extra)
     return make_app(config, build_inventory(config), wall=wall, clock=lambda: CLOCK)
+
+
+def plain(widget: object, width: int = 160) -> str:
+    """The text a Static shows, whatever it holds (str, Content, or a Rich renderable such as a Table)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    content = getattr(widget, "content", None)
+    if content is None or isinstance(content, str):
+        return str(content or "")
+    console = Console(width=width, file=StringIO(), color_system=None, record=True)
+    console.print(content)
+    return console.export_text()
 
 
 async def loaded(pilot: Pilot[None], vms: int = 8) -> None:

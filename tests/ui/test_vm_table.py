@@ -17,7 +17,7 @@ from vimtui.core.history import History
 from vimtui.core.model import VmState
 from vimtui.core.stats import VmRates
 from vimtui.ui import format as fmt
-from vimtui.ui.widgets.vm_table import SPARK_CELLS, VmTable, layout
+from vimtui.ui.widgets.vm_table import SORT_COLUMNS, SPARK_CELLS, Sorter, VmTable, layout, sort_vms
 
 NOW = 1_000_000.0
 METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
@@ -284,12 +284,16 @@ async def test_stale_rows_are_shown_dimmed_not_removed() -> None:
         table = app.query_one(VmTable)
         table.update([vm("fresh", cpu=1.0), vm("gone", cpu=2.0, stale=True)], history=None, now=NOW)
         table.focus()
-        await pilot.press("j")  # cursor on the stale row: still dim under the cursor
+        await pilot.pause()
         assert names_on_screen(table) == ["fresh", "gone"]
-        fresh, gone = table.render_line(1), table.render_line(2)
-        assert "2.0%" in gone.text
-        assert all(seg.style is not None and seg.style.dim for seg in gone)
-        assert not any(seg.style is not None and seg.style.dim for seg in fresh)
+
+        def dim(y: int) -> list[bool]:
+            return [bool(seg.style is not None and seg.style.dim) for seg in table.render_line(y)]
+
+        assert "2.0%" in table.render_line(2).text
+        assert all(dim(2)) and not any(dim(1))
+        await pilot.press("j")  # the cursor on the stale row: still dim under the cursor
+        assert all(dim(2)) and not any(dim(1))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 50)])
@@ -327,7 +331,7 @@ def test_layout_never_drops_name_or_state_and_fills_the_width() -> None:
         ids = [s.column.id for s in slots]
         assert "name" in ids and "state" in ids
         end = slots[-1].x + slots[-1].width
-        assert end <= width or width < 22, width
+        assert end <= width or width < 14, width  # 14: the mark, 4 cells of name, the state
     assert [s.column.id for s in layout(78)][:4] == ["mark", "name", "host", "state"]
 
 
@@ -441,6 +445,61 @@ async def test_focus_changes_the_cursor_look() -> None:
         await pilot.pause()
         blurred = first_style(table.render_line(1))
         assert blurred is not None and focused is not None and blurred.bgcolor != focused.bgcolor
+
+
+def test_every_column_sorts_unknown_last_both_ways_with_ties_in_host_then_name_order() -> None:
+    fleet = [
+        vm("y", "kvm03", state="shutoff"),
+        vm("b", "kvm02", cpu=10.0, used_kib=100, tags=("x",), ips=("10.0.0.2",)),
+        vm("z", "kvm01", state="shutoff"),
+        vm("a", "kvm02", cpu=10.0, used_kib=100, tags=("x",), ips=("10.0.0.2",)),
+        vm("c", "kvm01", cpu=50.0, used_kib=900, tags=("y",), ips=("10.0.0.9",)),
+    ]
+    # host then name: c z (kvm01), a b (kvm02), y (kvm03); y and z know no cpu, memory, ip, tags, uptime
+    expected = {
+        # column: (ascending, descending)
+        "host": ("czaby", "ybazc"),
+        "name": ("abcyz", "zycba"),
+        "state": ("cabzy", "zycab"),  # running < shutoff
+        "vcpu": ("czaby", "czaby"),  # all equal: host then name order both ways
+        "cpu": ("abczy", "cabzy"),
+        "mem": ("abczy", "cabzy"),
+        "disk": ("czaby", "czaby"),  # all unknown
+        "net": ("czaby", "czaby"),
+        "ip": ("abczy", "cabzy"),
+        "uptime": ("cabzy", "cabzy"),  # the running three started together
+        "tags": ("abczy", "cabzy"),
+        "mark": ("yczab", "czaby"),  # marked first
+    }
+    assert set(expected) == set(SORT_COLUMNS)
+    marks = {key("y", "kvm03")}
+    for column, (up, down) in expected.items():
+        assert "".join(v.name for v in sort_vms(fleet, column, False, now=NOW, marks=marks)) == up, column
+        assert "".join(v.name for v in sort_vms(fleet, column, True, now=NOW, marks=marks)) == down, column
+    with pytest.raises(ValueError):
+        sort_vms(fleet, "colour", False)
+
+
+def test_the_sorter_reuses_its_order_only_while_hosts_and_names_stay_in_place() -> None:
+    sorter = Sorter()
+    fleet = [vm("b"), vm("a"), vm("c", "kvm00")]
+    assert list(sorter.sort(fleet, "host", False)) == [2, 1, 0]
+    renamed = [vm("b"), vm("d"), vm("c", "kvm00")]  # a renamed to d: the order changes
+    assert list(sorter.sort(renamed, "host", False)) == [2, 0, 1]
+    moved = [vm("b"), vm("d"), vm("c", "kvm09")]  # c migrated to another host
+    assert list(sorter.sort(moved, "host", False)) == [0, 1, 2]
+    assert list(sorter.sort(moved, "host", True)) == [2, 1, 0]
+
+
+async def test_the_table_keeps_its_own_copy_of_the_callers_list() -> None:
+    app = TableApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(VmTable)
+        fleet = list(FLEET)
+        table.update(fleet, history=None, now=NOW)
+        fleet.clear()
+        await pilot.pause()
+        assert table.visible_count == 5 and names_on_screen(table)[0] == "cache"
 
 
 # --------------------------------------------------------------------------------------------- format

@@ -71,7 +71,8 @@ class ActivityLog:
         return entry
 
     def entries(self) -> list[Entry]:
-        return list(reversed(self._entries.values()))
+        """Newest first; entries of the same moment in host order (stable screens, readable logs)."""
+        return sorted(self._entries.values(), key=lambda e: (-e.time, e.host, -e.id))
 
     def __len__(self) -> int:
         return len(self._entries)

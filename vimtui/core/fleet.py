@@ -197,6 +197,7 @@ class Fleet:
                     "",
                     f"host {h.status}",
                     state,
+                    time=self.clock(),
                     message=h.message,
                     error=h.message if state == "failed" else "",
                 )

@@ -1,13 +1,17 @@
 """VmTable: one row per VM, drawn with the Line API so that 10,000 VMs cost what the visible rows cost.
 
 Only the rows on screen are ever formatted: `render_line(y)` builds the strip of row `scroll_y + y - 1`
-(line 0 is the header, fixed above the scrolled rows). A tick (`update`) re-sorts the list with C-level
-sort keys, finds the cursor's VM again and asks for one repaint; no per-row object is kept, no cell widget,
-no Rich table. Formatted strips are cached per VM key, keyed by the VmState object itself (a new object
-means new data), so rows that did not change, and rows scrolled back into view, are not formatted again.
+(line 0 is the header, fixed above the scrolled rows). A tick (`update`) works out the display order as a
+permutation of the caller's sequence, in C (`Sorter`), finds the cursor's VM again and asks for one
+repaint: no per-row object, no cell widget, no Rich table. Formatted strips are cached per VM key and
+checked against the VmState object itself (a new object means new data; a running VM's uptime also
+depends on `now`), so rows that did not change, and rows scrolled back into view, are not formatted again.
 
 Cursor, marks and sort order survive every update: the cursor follows its VM by key (else stays at its
 index, clamped), and marks are a set of keys kept even for VMs the caller filtered out.
+
+The app applies a tick with `table.update(vms, history=fleet.vm_history, now=state.time)`, inside
+`app.batch_update()` when other widgets change in the same tick.
 """
 
 from __future__ import annotations
@@ -174,23 +178,23 @@ def _uptime(vm: VmState, now: float) -> float | None:
     return now - vm.state_since
 
 
-def _keys_state(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_state(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [v.state or missing for v in vms]
 
 
-def _keys_vcpu(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_vcpu(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [missing if (n := _vcpus(v)) is None else n for v in vms]
 
 
-def _keys_cpu(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_cpu(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [missing if (r := v.rates) is None or (x := r.cpu_pct) is None else x for v in vms]
 
 
-def _keys_mem(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_mem(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [missing if (r := v.rates) is None or (x := r.mem_used_kib) is None else x for v in vms]
 
 
-def _keys_disk(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_disk(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [
         missing
         if (r := v.rates) is None or (r.disk_rd_bps is None and r.disk_wr_bps is None)
@@ -199,7 +203,7 @@ def _keys_disk(vms: list[VmState], missing: Any, now: float, marks: set[str]) ->
     ]
 
 
-def _keys_net(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_net(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [
         missing
         if (r := v.rates) is None or (r.net_rx_bps is None and r.net_tx_bps is None)
@@ -208,23 +212,23 @@ def _keys_net(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> 
     ]
 
 
-def _keys_ip(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_ip(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [v.ips[0] if v.ips else missing for v in vms]
 
 
-def _keys_uptime(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_uptime(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [now - v.state_since if v.state == "running" and v.state_since > 0 else missing for v in vms]
 
 
-def _keys_tags(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_tags(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [",".join(d.tags) if (d := v.details) is not None and d.tags else missing for v in vms]
 
 
-def _keys_mark(vms: list[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
+def _keys_mark(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
     return [0 if v.key in marks else 1 for v in vms]
 
 
-_SORT_KEYS: dict[str, tuple[Callable[[list[VmState], Any, float, set[str]], list[Any]], bool]] = {
+_SORT_KEYS: dict[str, tuple[Callable[[Sequence[VmState], Any, float, set[str]], list[Any]], bool]] = {
     "state": (_keys_state, False),
     "vcpu": (_keys_vcpu, True),
     "cpu": (_keys_cpu, True),
@@ -240,24 +244,29 @@ _SORT_KEYS: dict[str, tuple[Callable[[list[VmState], Any, float, set[str]], list
 
 
 class Sorter:
-    """Orders VMs for the table. Remembers the host/name permutation of the last input: an input with the
-    same hosts and names at the same places (every tick of a steady fleet) is not sorted again, only
-    permuted, which is what keeps the default order cheap at 10,000 VMs."""
+    """Orders VMs for the table, as a permutation: indices into the caller's sequence in display order.
+
+    The VMs themselves are never moved: with every row new each tick, building a list of 10,000 objects in
+    a sorted (so scattered) order costs more than sorting does, in cache misses. Keys are read in input
+    order, and only the rows on screen are ever fetched through the permutation.
+
+    The host/name permutation of the last input is remembered: an input with the same hosts and names at
+    the same places (every tick of a steady fleet) is not sorted again."""
 
     def __init__(self) -> None:
         self._hosts: list[str] = []
         self._names: list[str] = []
         self._perm: list[int] = []
 
-    def by_host(self, vms: Sequence[VmState]) -> list[VmState]:
-        """`vms` in host then name order (stable)."""
+    def by_host(self, vms: Sequence[VmState]) -> list[int]:
+        """Indices of `vms` in host then name order (stable). Do not modify the list: it is kept."""
         hosts = list(map(_HOST, vms))
         names = list(map(_NAME, vms))
         if hosts != self._hosts or names != self._names:
             perm = sorted(range(len(names)), key=names.__getitem__)
             perm.sort(key=hosts.__getitem__)
             self._hosts, self._names, self._perm = hosts, names, perm
-        return list(map(vms.__getitem__, self._perm))
+        return self._perm
 
     def sort(
         self,
@@ -267,34 +276,32 @@ class Sorter:
         *,
         now: float = 0.0,
         marks: set[str] | None = None,
-    ) -> list[VmState]:
-        """`vms` ordered by `column` (one of SORT_COLUMNS), ties in host then name order, unknown values
-        last whichever the direction. Stable; host descending is the exact reverse of host ascending."""
+    ) -> Sequence[int]:
+        """Indices of `vms` ordered by `column` (one of SORT_COLUMNS), ties in host then name order,
+        unknown values last whichever the direction. Stable; host descending is the exact reverse of host
+        ascending."""
         if column != "host" and column != "name" and column not in _SORT_KEYS:
             raise ValueError(f"unknown column {column!r}; one of {', '.join(SORT_COLUMNS)}")
         base = self.by_host(vms)
         if column == "host":
-            if reverse:
-                base.reverse()
-            return base
+            return base[::-1] if reverse else base
         if column == "name":
-            return sorted(base, key=_NAME, reverse=reverse)
+            return sorted(base, key=self._names.__getitem__, reverse=reverse)
         keys_of, numeric = _SORT_KEYS[column]
         if numeric:
             missing: Any = -_INF if reverse else _INF
         else:
             missing = "" if reverse else _MAX_STR
-        keys = keys_of(base, missing, now, marks if marks is not None else set())
+        keys = keys_of(vms, missing, now, marks if marks is not None else set())
         # sorted(reverse=True) keeps equal items in their original order: ties stay in host/name order
-        perm = sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
-        return list(map(base.__getitem__, perm))
+        return sorted(base, key=keys.__getitem__, reverse=reverse)
 
 
 def sort_vms(
     vms: Sequence[VmState], column: str, reverse: bool, *, now: float = 0.0, marks: set[str] | None = None
 ) -> list[VmState]:
-    """`Sorter().sort(...)`, for a one-off sort."""
-    return Sorter().sort(vms, column, reverse, now=now, marks=marks)
+    """`vms` in the order `Sorter().sort(...)` gives, for a one-off sort."""
+    return [vms[i] for i in Sorter().sort(vms, column, reverse, now=now, marks=marks)]
 
 
 # ------------------------------------------------------------------------------------------- the widget
@@ -449,7 +456,9 @@ class VmTable(ScrollView, can_focus=True):
         drawn); enough to hold them at the poll interval."""
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.spark_window = spark_window
-        self._order: list[VmState] = []
+        self._vms: Sequence[VmState] = ()
+        """The VMs as the caller gave them (copied): rows are `_vms[_perm[i]]`."""
+        self._perm: Sequence[int] = ()
         self._sorter = Sorter()
         self._keys: tuple[str, ...] | None = None
         self._marks: set[str] = set()
@@ -472,17 +481,18 @@ class VmTable(ScrollView, can_focus=True):
     def rows(self) -> tuple[str, ...]:
         """VM keys in display order."""
         if self._keys is None:
-            self._keys = tuple(vm.key for vm in self._order)
+            vms = self._vms
+            self._keys = tuple(vms[i].key for i in self._perm)
         return self._keys
 
     @property
     def visible_count(self) -> int:
         """How many VMs the table lists (after the caller's filter)."""
-        return len(self._order)
+        return len(self._perm)
 
     @property
     def current_vm(self) -> VmState | None:
-        return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+        return self._vms[self._perm[self.cursor]] if 0 <= self.cursor < len(self._perm) else None
 
     @property
     def current_key(self) -> str | None:
@@ -514,7 +524,10 @@ class VmTable(ScrollView, can_focus=True):
             self._history = history
             self._generation += 1
         self._now = now
-        self._apply(self._sorter.sort(vms, self._sort_column, self._sort_reverse, now=now, marks=self._marks))
+        vms = vms if isinstance(vms, tuple) else list(vms)  # ours: the caller may reuse its list
+        self._apply(
+            vms, self._sorter.sort(vms, self._sort_column, self._sort_reverse, now=now, marks=self._marks)
+        )
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         """Sort by `column` (one of SORT_COLUMNS); the same column again reverses. Unknown values last."""
@@ -525,7 +538,9 @@ class VmTable(ScrollView, can_focus=True):
             reverse = not self._sort_reverse if column == self._sort_column else False
         self._sort_column, self._sort_reverse = column, reverse
         self._header = None
-        self._apply(self._sorter.sort(self._order, column, reverse, now=self._now, marks=self._marks))
+        self._apply(
+            self._vms, self._sorter.sort(self._vms, column, reverse, now=self._now, marks=self._marks)
+        )
 
     def set_marks(self, keys: Iterable[str]) -> None:
         """Replace the marks (say, to drop VMs that no longer exist)."""
@@ -534,46 +549,48 @@ class VmTable(ScrollView, can_focus=True):
             self._marks = marks
             self._marks_changed()
 
-    def _apply(self, order: list[VmState]) -> None:
-        """Make `order` the rows, keeping the cursor on its VM (else on its index, clamped)."""
+    def _apply(self, vms: Sequence[VmState], perm: Sequence[int]) -> None:
+        """Make `vms` in the order `perm` the rows, keeping the cursor on its VM (else on its index,
+        clamped)."""
         old = self.current_vm
         index = self.cursor
-        self._order = order
+        self._vms, self._perm = vms, perm
         self._keys = None
         if old is not None:
             found = self._locate(old)
             if found is not None:
                 index = found
-        index = max(0, min(index, len(order) - 1))
+        index = max(0, min(index, len(perm) - 1))
         self.set_reactive(VmTable.cursor, index)
-        self.virtual_size = Size(0, len(order) + 1)
+        self.virtual_size = Size(0, len(perm) + 1)
         self._scroll_to_cursor()
         self.refresh()
         self._note_highlight()
 
     def _locate(self, old: VmState) -> int | None:
-        """The index of `old`'s VM (same host and uuid) in the current order: a bisection when sorted by
-        host and name (the usual case), else one C-level pass over the uuids."""
-        order = self._order
+        """The row of `old`'s VM (same host and uuid) now: a bisection when sorted by host and name (the
+        usual case), else C-level passes over the uuids and the permutation."""
+        vms, perm = self._vms, self._perm
         if self._sort_column == "host" and not self._sort_reverse:
-            i = bisect_left(order, (old.host, old.name), key=_HOST_NAME)
-            if i < len(order) and order[i].uuid == old.uuid and order[i].host == old.host:
+            target = (old.host, old.name)
+            i = bisect_left(range(len(perm)), target, key=lambda r: _HOST_NAME(vms[perm[r]]))
+            if i < len(perm) and (vm := vms[perm[i]]).uuid == old.uuid and vm.host == old.host:
                 return i
-        uuids = list(map(_UUID, order))
+        uuids = list(map(_UUID, vms))
         start = 0
         while True:
             try:
-                i = uuids.index(old.uuid, start)
+                j = uuids.index(old.uuid, start)
             except ValueError:
                 return None
-            if order[i].host == old.host:
-                return i
-            start = i + 1
+            if vms[j].host == old.host:
+                return perm.index(j)
+            start = j + 1
 
     # ------------------------------------------------------------------------------------------ cursor
 
     def validate_cursor(self, value: int) -> int:
-        return max(0, min(value, len(self._order) - 1))
+        return max(0, min(value, len(self._perm) - 1))
 
     def watch_cursor(self, old: int, new: int) -> None:
         self._refresh_row(old)
@@ -588,7 +605,7 @@ class VmTable(ScrollView, can_focus=True):
             self.post_message(self.Highlighted(key, table=self))
 
     def _refresh_row(self, index: int) -> None:
-        if 0 <= index < len(self._order):
+        if 0 <= index < len(self._perm):
             self.refresh_line(index + 1)  # virtual line 0 is the header
 
     @property
@@ -626,7 +643,7 @@ class VmTable(ScrollView, can_focus=True):
         self.cursor = 0
 
     def action_last(self) -> None:
-        self.cursor = len(self._order) - 1
+        self.cursor = len(self._perm) - 1
 
     def action_select(self) -> None:
         key = self.current_key
@@ -678,7 +695,7 @@ class VmTable(ScrollView, can_focus=True):
                     break
             return
         index = self.scroll_offset.y + offset.y - 1
-        if 0 <= index < len(self._order):
+        if 0 <= index < len(self._perm):
             self.cursor = index
             if event.chain == 2:
                 self.action_select()
@@ -734,7 +751,7 @@ class VmTable(ScrollView, can_focus=True):
         if y == 0:
             return self._header_strip(slots, width)
         index = top + y - 1
-        if 0 <= index < len(self._order):
+        if 0 <= index < len(self._perm):
             return self._row_strip(index, slots, width)
         return Strip.blank(width, self._style("base"))
 
@@ -757,7 +774,7 @@ class VmTable(ScrollView, can_focus=True):
         return strip
 
     def _row_strip(self, index: int, slots: tuple[_Slot, ...], width: int) -> Strip:
-        vm = self._order[index]
+        vm = self._vms[self._perm[index]]
         key = vm.key
         marked = key in self._marks
         flags = (index == self.cursor) | (marked << 1)

@@ -925,7 +925,7 @@ def part_memory() -> None:
     print(table(("RSS", "total", "added"), rows))
     print(
         f"  History.memory_bytes(): {mib(r['history_bytes'])} = {r['keys']:,} keys x {per_key:,.0f} B "
-        f"({r['metrics']} metrics x ({r['fine_slots']} + {r['coarse_slots']}) slots x 8 B + counts)"
+        f"({r['metrics']} metrics, rings as allocated: see History.memory_bytes)"
     )
     print(
         f"  check: {r['keys_with_latest']:,} keys with a latest value, {r['fine_points']} points in the "

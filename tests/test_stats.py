@@ -270,7 +270,7 @@ def test_rates_between_recorded_polls_match_the_hand_computed_ones(label0: str, 
 def test_cpu_percentages_are_capped_at_100() -> None:
     # the recorded CPU time over a hundredth of the interval: what a late poll timestamp would give
     prev, cur = sample("steady-0", "db01"), sample("steady-1", "db01")
-    early = dataclasses.replace(cur, t=prev.t + (cur.t - prev.t) / 100)
+    early = cur._replace(t=prev.t + (cur.t - prev.t) / 100)
     assert by_hand("steady-0", "steady-1", "db01")["cpu_pct"] * 100 > 100
     got = vm_rates(prev, early, host_cpus())
     assert got.cpu_pct == 100.0 and got.cpu_host_pct == 100.0

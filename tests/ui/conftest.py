@@ -15,13 +15,17 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 CLOCK = 1_790_000_000.0  # a fixed wall time: screens that show times are reproducible
 
 
-def fleet_config(extra: str = "") -> Config:
-    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA)) + extra
+def fleet_config(extra: str = "", defaults: str = "") -> Config:
+    """The test fleet; `defaults` goes into its [defaults] table, `extra` (more tables) at the end."""
+    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA))
+    text = text.replace("[defaults]\n", "[defaults]\n" + defaults, 1) + extra
     return parse_config(text, file=str(DATA / "fleet.toml"))
 
 
-def fleet_app(extra: str = "", wall: bool = False, config: Config | None = None) -> VimApp:
-    config = config or fleet_config(extra)
+def fleet_app(
+    extra: str = "", wall: bool = False, config: Config | None = None, defaults: str = ""
+) -> VimApp:
+    config = config or fleet_config(extra, defaults)
     return make_app(config, build_inventory(config), wall=wall, clock=lambda: CLOCK)
 
 

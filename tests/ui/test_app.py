@@ -219,7 +219,7 @@ async def test_80x24_keeps_the_table_usable() -> None:
 
 
 async def test_wall_mode_shows_counters_and_takes_no_commands() -> None:
-    app = fleet_app("\n[defaults]\nwall_cycle = 3600.0\n", wall=True)  # no page turns by the clock
+    app = fleet_app(defaults="wall_cycle = 3600.0\n", wall=True)  # no page turns by the clock
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         assert isinstance(app.screen, WallScreen)

@@ -38,7 +38,7 @@ def test_main_screen_80x24(snap_compare: SnapCompare) -> None:
 
 
 def test_light_theme_with_filter_and_marks(snap_compare: SnapCompare) -> None:
-    app = fleet_app('\n[defaults]\ntheme = "light"\n')
+    app = fleet_app(defaults='theme = "light"\n')
     assert snap_compare(
         app, terminal_size=(120, 40), run_before=ready("slash", *"tag:prod", "enter", "space")
     )

@@ -1,10 +1,30 @@
-"""Compact metric history per key (a VM or a host): ring buffers of doubles at two resolutions.
+"""Compact metric history per key (a VM or a host): ring buffers of 2-byte codes at two resolutions.
 
-Each key owns, per metric, one `array('d')` of 1-second slots covering the last 15 minutes and one of
-1-minute slots covering the last 24 hours: 8 bytes a slot, no Python object per sample. A slot holds NaN
-until something is recorded in it, so gaps (a host that did not answer, a VM that was off) stay visible
-as gaps. Several samples in one second: the fine slot keeps the last; the minute slot keeps their mean.
-Recording is O(metrics), except after a jump in time, which clears the skipped slots (at most one ring).
+Each key owns two rings: 1-second slots covering the last 15 minutes (`fine`) and 1-minute slots covering
+the last 24 hours (`coarse`). A ring is one `array('H')` holding every metric of a slot side by side (slot
+s, metric i at `position(s) * len(metrics) + i`), so a key costs three arrays and one small object,
+never a Python object per sample. A slot holds the code `NO_VALUE` until something is recorded in it, so
+gaps (a host that did not answer, a VM that was off) stay visible as gaps.
+
+Several samples in one second: the fine slot keeps the last; the minute slot keeps their mean. The open
+minute is kept as a running sum and count per metric (two doubles, `acc`) and written into its slot, as
+a code, when the next minute starts; `series()` reads it from there meanwhile.
+
+Memory. The fine ring is allocated at a key's first record, whole by default (`fine_chunk`); the coarse
+ring is allocated lazily and grows `coarse_chunk` slots (an hour) at a time up to `coarse_slots`, so a key
+recorded for 15 minutes holds 2 B x metrics x (900 + 60) slots, and one recorded for a day
+2 B x metrics x (900 + 1440). Recording is O(metrics), except after a jump in time, which clears the
+skipped slots (at most one ring) and, once in a while, when the coarse ring grows by a chunk.
+
+Encoding, chosen per metric by `History(percent=...)` (default: the naming rule below):
+
+- percent metrics (the names "cpu" and "mem", and every name ending in "pct", unless `percent` is given):
+  code = round(x * 100), i.e. steps of 0.01 %: a value in [0, 655.34] decodes within 0.005 of itself.
+- every other metric (byte rates): code = round(log1p(x) * 2048): a value in [0, about 7.9e13] decodes
+  within (1 + x) * 2.5e-4 of itself, i.e. under 0.025 % relative error for rates of a few B/s and up.
+
+A value below 0 is stored as 0 and one above the range as its top (`PCT_MAX`, `RATE_MAX`); None and NaN
+record nothing. `encode()` and `decode()` are the two directions, for one value.
 """
 
 from __future__ import annotations
@@ -13,74 +33,138 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 
-NAN = math.nan
+NO_VALUE = 0xFFFF
+"""The code of a slot with no value (nothing recorded, or None/NaN)."""
+MAX_CODE = NO_VALUE - 1
+PCT_SCALE = 100.0
+"""Codes per percent point: percent metrics are stored in steps of 0.01 %."""
+RATE_SCALE = 2048.0
+"""Codes per unit of log1p(x) for the other metrics: one step is a factor exp(1/2048), 0.049 %."""
+PCT_MAX = MAX_CODE / PCT_SCALE
+"""The largest percent value stored as itself (655.34); larger ones are stored as this."""
+RATE_MAX = math.expm1(MAX_CODE / RATE_SCALE)
+"""The largest rate stored as itself (about 7.9e13, past 1e13 B/s); larger ones are stored as this."""
+PCT_TOLERANCE = 0.5 / PCT_SCALE
+"""|decode(encode(x)) - x| for a percent value in [0, PCT_MAX] (plus float rounding)."""
+RATE_TOLERANCE = 2.5e-4
+"""|decode(encode(x)) - x| <= (1 + x) * RATE_TOLERANCE for a rate in [0, RATE_MAX]: exp(0.5/2048) - 1."""
+
+_PERCENT_NAMES = ("cpu", "mem")
 
 
-class _Ring:
-    """One resolution of one key: an array per metric, and the absolute number of the newest slot."""
+def is_percent_name(metric: str) -> bool:
+    """The default rule for which metrics are percentages: "cpu", "mem", and names ending in "pct"."""
+    return metric in _PERCENT_NAMES or metric.endswith("pct")
 
-    __slots__ = ("arrays", "head")
 
-    def __init__(self, n_metrics: int, blank: array[float]) -> None:
-        self.arrays = [array("d", blank) for _ in range(n_metrics)]
-        self.head: int | None = None
+def encode(value: float | None, percent: bool) -> int:
+    """The 2-byte code of one value (`NO_VALUE` for None or NaN), clamped to the metric's range."""
+    if value is None or value != value:
+        return NO_VALUE
+    if value <= 0.0:
+        return 0
+    if percent:
+        return MAX_CODE if value >= PCT_MAX else int(value * PCT_SCALE + 0.5)
+    return MAX_CODE if value >= RATE_MAX else int(math.log1p(value) * RATE_SCALE + 0.5)
 
-    def advance(self, slot: int, blank: array[float]) -> bool:
-        """Move the head to `slot`, clearing the slots skipped on the way; False for a slot in the past."""
-        head = self.head
-        if head is None:
-            self.head = slot
-            return True
-        if slot == head:
-            return True
-        if slot < head:
-            return False
-        size = len(blank)
-        skipped = min(slot - head, size)
-        start = (head + 1) % size
-        end = start + skipped
-        for arr in self.arrays:
-            if end <= size:
-                arr[start:end] = blank[:skipped]
-            else:
-                arr[start:] = blank[: size - start]
-                arr[: end - size] = blank[: end - size]
-        self.head = slot
-        return True
+
+def decode(code: int, percent: bool) -> float | None:
+    """The value a code stands for; None for `NO_VALUE`."""
+    if code == NO_VALUE:
+        return None
+    return code / PCT_SCALE if percent else math.expm1(code / RATE_SCALE)
+
+
+def _move(
+    arr: array[int], base: int, head: int, slot: int, size: int, chunk: int, blank: array[int]
+) -> tuple[array[int], int]:
+    """Make `slot` (> head) a ring's newest slot; return its array (a new one if it grew) and base.
+
+    Slot s lives at position (s - base) % size. Until the ring has wrapped once, `arr` may be shorter
+    than `size` slots (positions past `head - base` were never written, so they need no clearing) and
+    grows `chunk` slots at a time, into a new array of exactly that size (no over-allocation). After a
+    jump of a whole ring or more nothing survives: the ring starts a new first lap at `slot`."""
+    n = len(blank) // size  # codes a slot (one per metric)
+    if slot - head >= size:
+        arr[:] = blank[: len(arr)]
+        return arr, slot
+    offset = slot - base
+    have = len(arr) // n
+    if offset >= have:  # still in the first lap: grow to cover `slot`
+        want = min(size, (offset // chunk + 1) * chunk)
+        arr = arr + blank[: (want - have) * n]
+    first = max(head + 1, base + size)  # slots from here to `slot` hold the previous lap
+    if first <= slot:
+        start = (first - base) % size
+        end = start + slot - first + 1
+        if end <= size:
+            arr[start * n : end * n] = blank[: (end - start) * n]
+        else:
+            arr[start * n :] = blank[: (size - start) * n]
+            arr[: (end - size) * n] = blank[: (end - size) * n]
+    return arr, base
 
 
 class _Entry:
-    __slots__ = ("fine", "coarse", "counts")
+    """One key: its two rings (array, base slot, newest slot) and the open minute's sums and counts."""
 
-    def __init__(self, n_metrics: int, fine_blank: array[float], coarse_blank: array[float]) -> None:
-        self.fine = _Ring(n_metrics, fine_blank)
-        self.coarse = _Ring(n_metrics, coarse_blank)
-        self.counts = array("d", bytes(8 * n_metrics))
-        """Samples averaged so far into the open minute slot, per metric."""
+    __slots__ = ("fine", "fine_base", "fine_head", "coarse", "coarse_base", "coarse_head", "acc")
+
+    def __init__(self, fine_slot: int, coarse_slot: int, n_metrics: int) -> None:
+        self.fine: array[int] = array("H")
+        self.fine_base = fine_slot
+        self.fine_head = fine_slot - 1  # so that the first record grows the ring to cover its slot
+        self.coarse: array[int] = array("H")
+        self.coarse_base = self.coarse_head = coarse_slot
+        self.acc = array("d", bytes(16 * n_metrics))
+        """The open minute: the sum of the samples per metric, then their count per metric."""
 
 
 class History:
-    """Metric history for many keys, with a fixed metric set given at construction."""
+    """Metric history for many keys, with a fixed metric set given at construction.
+
+    `percent`: the metrics stored as percentages (0.01 % steps, up to 655.34); the others are stored
+    with a log code (rates in B/s, up to about 7.9e13). Default: `is_percent_name` of each metric.
+    `fine_chunk` (default: the whole ring) and `coarse_chunk` (default: 60 slots, an hour): how many
+    slots a ring is allocated at a time, until it holds `fine_slots` / `coarse_slots`."""
 
     def __init__(
         self,
         metrics: Sequence[str],
         *,
+        percent: Iterable[str] | None = None,
         fine_slots: int = 900,
         fine_step: float = 1.0,
         coarse_slots: int = 1440,
         coarse_step: float = 60.0,
+        fine_chunk: int | None = None,
+        coarse_chunk: int = 60,
     ) -> None:
         if len(set(metrics)) != len(metrics) or not metrics:
             raise ValueError(f"metrics must be distinct and not empty: {metrics!r}")
         if fine_slots < 1 or coarse_slots < 1 or fine_step <= 0 or coarse_step <= 0:
             raise ValueError("slot counts and steps must be positive")
+        fine_chunk = fine_slots if fine_chunk is None else fine_chunk
+        if fine_chunk < 1 or coarse_chunk < 1:
+            raise ValueError("chunks must be positive")
         self.metrics: tuple[str, ...] = tuple(metrics)
+        if percent is None:
+            pct = frozenset(m for m in self.metrics if is_percent_name(m))
+        else:
+            pct = frozenset(percent)
+            if not pct <= set(self.metrics):
+                raise ValueError(f"percent metrics not in the metric set: {sorted(pct - set(self.metrics))}")
+        self.percent: frozenset[str] = pct
+        """The metrics stored as percentages; the others get the log code."""
         self.fine_slots, self.fine_step = fine_slots, fine_step
         self.coarse_slots, self.coarse_step = coarse_slots, coarse_step
+        self._fine_chunk, self._coarse_chunk = fine_chunk, coarse_chunk
         self._index = {m: i for i, m in enumerate(self.metrics)}
-        self._fine_blank = array("d", [NAN]) * fine_slots
-        self._coarse_blank = array("d", [NAN]) * coarse_slots
+        self._pct = tuple(m in pct for m in self.metrics)
+        n = len(self.metrics)
+        self._fine_blank = array("H", [NO_VALUE]) * (fine_slots * n)
+        self._coarse_blank = array("H", [NO_VALUE]) * (coarse_slots * n)
+        self._zeros = array("d", bytes(16 * n))
         self._entries: dict[str, _Entry] = {}
 
     @property
@@ -91,58 +175,102 @@ class History:
     def record(self, key: str, t: float, values: Mapping[str, float | None]) -> None:
         """Record one sample at time `t` (seconds, increasing per key). None or NaN records nothing for
         that metric; a metric not in the set raises KeyError. A sample older than the key's newest slot
-        (a clock stepped back) is ignored."""
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = _Entry(len(self.metrics), self._fine_blank, self._coarse_blank)
+        (a clock stepped back) is ignored. Values are clamped to the metric's range (see the module)."""
         fine_slot = math.floor(t / self.fine_step)
         coarse_slot = math.floor(t / self.coarse_step)
-        coarse = entry.coarse
-        new_minute = coarse.head is None or coarse_slot > coarse.head
-        if not entry.fine.advance(fine_slot, self._fine_blank):
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(fine_slot, coarse_slot, len(self.metrics))
+        elif fine_slot < entry.fine_head or coarse_slot < entry.coarse_head:
             return
-        if not coarse.advance(coarse_slot, self._coarse_blank):
-            return
-        counts = entry.counts
-        if new_minute:
-            for i in range(len(counts)):
-                counts[i] = 0.0
-        fpos = fine_slot % self.fine_slots
-        cpos = coarse_slot % self.coarse_slots
-        index = self._index
+        if fine_slot != entry.fine_head:
+            entry.fine, entry.fine_base = _move(
+                entry.fine,
+                entry.fine_base,
+                entry.fine_head,
+                fine_slot,
+                self.fine_slots,
+                self._fine_chunk,
+                self._fine_blank,
+            )
+            entry.fine_head = fine_slot
+        acc = entry.acc
+        n = len(self._pct)
+        if coarse_slot != entry.coarse_head:
+            self._close_minute(entry, coarse_slot)
+        fine = entry.fine
+        base = ((fine_slot - entry.fine_base) % self.fine_slots) * n
+        index, pct = self._index, self._pct
         for name, value in values.items():
             i = index[name]
             if value is None or value != value:  # None or NaN: nothing known
                 continue
-            entry.fine.arrays[i][fpos] = value
-            n = counts[i] + 1.0
-            counts[i] = n
-            arr = coarse.arrays[i]
-            arr[cpos] = value if n == 1.0 else arr[cpos] + (value - arr[cpos]) / n
+            if value <= 0.0:
+                value, code = 0.0, 0
+            elif pct[i]:
+                if value >= PCT_MAX:
+                    value, code = PCT_MAX, MAX_CODE
+                else:
+                    code = int(value * PCT_SCALE + 0.5)
+            elif value >= RATE_MAX:
+                value, code = RATE_MAX, MAX_CODE
+            else:
+                code = int(math.log1p(value) * RATE_SCALE + 0.5)
+            fine[base + i] = code
+            acc[i] += value
+            acc[n + i] += 1.0
+
+    def _close_minute(self, entry: _Entry, coarse_slot: int) -> None:
+        """Move the coarse ring to `coarse_slot`, writing the minute that ends into its slot."""
+        head, size = entry.coarse_head, self.coarse_slots
+        entry.coarse, entry.coarse_base = _move(
+            entry.coarse, entry.coarse_base, head, coarse_slot, size, self._coarse_chunk, self._coarse_blank
+        )
+        acc, pct = entry.acc, self._pct
+        n = len(pct)
+        if coarse_slot - head < size:  # the minute that ends is still in the ring
+            base = ((head - entry.coarse_base) % size) * n
+            arr = entry.coarse
+            for i in range(n):
+                count = acc[n + i]
+                if count:
+                    arr[base + i] = encode(acc[i] / count, pct[i])
+        acc[:] = self._zeros
+        entry.coarse_head = coarse_slot
 
     def series(self, key: str, metric: str, window: float, now: float) -> tuple[list[float], list[float]]:
         """(times, values) of the slots that start in (now - window, now], oldest first, gaps left out.
         A window up to `fine_span` reads the 1-second ring, a longer one the 1-minute ring; a slot's
-        time is its start."""
+        time is its start. Values are decoded from their codes (see the module for the tolerance)."""
         i = self._index[metric]
         entry = self._entries.get(key)
         if entry is None:
             return [], []
-        if window <= self.fine_span:
-            ring, step, size = entry.fine, self.fine_step, self.fine_slots
+        pct = self._pct[i]
+        n = len(self._pct)
+        coarse = window > self.fine_span
+        if coarse:
+            arr, base, head = entry.coarse, entry.coarse_base, entry.coarse_head
+            step, size = self.coarse_step, self.coarse_slots
         else:
-            ring, step, size = entry.coarse, self.coarse_step, self.coarse_slots
-        if ring.head is None:
-            return [], []
-        hi = min(math.floor(now / step), ring.head)
-        lo = max(math.floor((now - window) / step) + 1, ring.head - size + 1)
-        arr = ring.arrays[i]
+            arr, base, head = entry.fine, entry.fine_base, entry.fine_head
+            step, size = self.fine_step, self.fine_slots
+        hi = min(math.floor(now / step), head)
+        lo = max(math.floor((now - window) / step) + 1, head - size + 1, base)
         times: list[float] = []
         values: list[float] = []
-        for slot in range(lo, hi + 1):
-            v = arr[slot % size]
-            if v == v:
+        last = hi - 1 if coarse and hi == head else hi  # the open minute is in `acc`, not yet in `arr`
+        for slot in range(lo, last + 1):
+            code = arr[((slot - base) % size) * n + i]
+            if code != NO_VALUE:
                 times.append(slot * step)
+                values.append(code / PCT_SCALE if pct else math.expm1(code / RATE_SCALE))
+        if last != hi and hi >= lo:
+            count = entry.acc[n + i]
+            if count:
+                v = decode(encode(entry.acc[i] / count, pct), pct)
+                assert v is not None
+                times.append(hi * step)
                 values.append(v)
         return times, values
 
@@ -150,10 +278,10 @@ class History:
         """The metric's value in the key's newest 1-second slot; None when that sample did not have it."""
         i = self._index[metric]
         entry = self._entries.get(key)
-        if entry is None or entry.fine.head is None:
+        if entry is None:
             return None
-        v = entry.fine.arrays[i][entry.fine.head % self.fine_slots]
-        return None if v != v else v
+        pos = (entry.fine_head - entry.fine_base) % self.fine_slots
+        return decode(entry.fine[pos * len(self._pct) + i], self._pct[i])
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -169,13 +297,15 @@ class History:
             del self._entries[key]
 
     def memory_bytes(self) -> int:
-        """Bytes held in the arrays of all keys: the two rings per metric and the open minute's counts."""
+        """Bytes of sample data held for all keys: the two rings as allocated so far (2 B a slot per
+        metric) and the open minute's sum and count per metric (8 B each). Python object headers are not
+        counted (about 500 B a key at 10,000 keys: the entry, its three arrays, its slot numbers and the
+        dict slot)."""
         total = 0
         for entry in self._entries.values():
-            for ring in (entry.fine, entry.coarse):
-                for arr in ring.arrays:
-                    total += arr.buffer_info()[1] * arr.itemsize
-            total += entry.counts.buffer_info()[1] * entry.counts.itemsize
+            for arr in (entry.fine, entry.coarse):
+                total += len(arr) * arr.itemsize
+            total += len(entry.acc) * entry.acc.itemsize
         return total
 
     def __contains__(self, key: object) -> bool:

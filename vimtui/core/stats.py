@@ -7,13 +7,19 @@ no clock) so it runs on recorded data in tests.
 Rules for rates: a rate needs a previous sample of the same running VM, a positive interval and counters
 that did not go backwards. Anything else is None ("unknown"), never a negative or a spike, and nothing is
 invented: memory use comes from the guest's balloon driver or not at all.
+
+This runs for every VM at every tick, so the per-VM types are NamedTuples (immutable, and several times
+cheaper to build than frozen dataclasses) and the parser stores each value with one dict lookup (see
+`parse_domain_stats`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple, TypeVar
 
 # libvirt.VIR_DOMAIN_STATS_{STATE,CPU_TOTAL,BALLOON,VCPU,INTERFACE,BLOCK}, OR-ed: what the parser reads.
 DOMAIN_STATS = 1 | 2 | 4 | 8 | 16 | 32
@@ -22,12 +28,15 @@ RUNNING = 1
 
 _NS = 1e9
 
+_new = tuple.__new__
+"""_new(SomeNamedTuple, fields): a NamedTuple from a tuple of all its fields in order, without the
+argument handling of its own __new__ (for the hot paths, where the fields are right by construction)."""
+
 
 # ---------------------------------------------------------------------------------------------- samples
 
 
-@dataclass(frozen=True, slots=True)
-class DiskSample:
+class DiskSample(NamedTuple):
     """One block device's counters (libvirt's block.N.*). A counter libvirt did not report is None."""
 
     name: str
@@ -40,8 +49,7 @@ class DiskSample:
     allocation: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class NicSample:
+class NicSample(NamedTuple):
     """One interface's counters (libvirt's net.N.*), as seen from the host side of the tap: rx is what the
     host received from the guest."""
 
@@ -52,8 +60,7 @@ class NicSample:
     tx_pkts: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class DomainSample:
+class DomainSample(NamedTuple):
     """One VM at one poll. Memory in KiB, CPU time in ns, `t` the poll's monotonic time in seconds."""
 
     uuid: str
@@ -102,13 +109,208 @@ class DomainSample:
         return sum(n.tx_bytes or 0 for n in self.nics)
 
 
+# How parse_domain_stats works: every key of a record maps to a slot of a list (the same key to the same
+# slot in every record), through one shared table, `_Layout.table`; the loop over a record's items is then
+# one dict lookup and one list store per key. The layout is learnt from the keys as they come: a key not
+# in the table yet is classified the general way (`_learn`, under a lock: lanes parse on their own
+# threads) and a new layout with it is published (copy on write, so a parse in progress keeps reading a
+# consistent one; slots are only ever added, so a slot keeps its meaning across layouts). A key the
+# parser does not read goes to slot 0, the dump. A record with a key that fits no slot (a device index
+# like "01", or a table grown past its bound) is parsed again by `_parse_general`, the plain algorithm
+# that defines the result.
+
+_MISSING: Any = object()
+"""The initial value of a slot whose absence and a None value mean different things."""
+
+# fixed slots: the dump, then DomainSample's fields in order (one itemgetter reads them all)
+_DUMP, _UUID, _NAME, _T, _STATE, _REASON, _CPU_TIME, _VCPUS, _VCPUS_MAX = range(9)
+_BALLOON = {"maximum": 9, "current": 10, "available": 11, "unused": 12, "usable": 13, "rss": 14}
+_DISKS, _NICS = 15, 16
+_FIXED_INIT: tuple[Any, ...] = (None,) * 4 + (0, 0) + (None,) * 11  # state and reason default to 0
+_FIELDS = itemgetter(*range(_UUID, _NICS + 1))
+
+# per device index: a block.N region holds DiskSample's fields in order (presence: a name that is not
+# None); a net.N region holds NicSample's fields in order and then a marker that any other net.N.* key
+# sets (presence: any of the six not _MISSING)
+_BLOCK_FIELDS = ("name", "path", "rd.bytes", "wr.bytes", "rd.reqs", "wr.reqs", "capacity", "allocation")
+_NET_FIELDS = ("name", "rx.bytes", "tx.bytes", "rx.pkts", "tx.pkts")
+_NET_REGION = len(_NET_FIELDS) + 1
+_NIC_ABSENT = (_MISSING,) * len(_NET_FIELDS)
+
+_MAX_KEYS = 8192
+_MAX_SLOTS = 2048
+"""Bounds of the learnt layout; a record that would grow it further takes the general path."""
+
+
+class _Layout(NamedTuple):
+    table: dict[str, int]
+    """key -> slot"""
+    init: list[Any]
+    """the slots' initial values (a parse starts from a copy)"""
+    vcpu_times: tuple[int, ...]
+    """slots of the vcpu.*.time keys, summed when cpu.time is missing"""
+    disks: tuple[tuple[int, Callable[[list[Any]], tuple[Any, ...]]], ...]
+    """per block index, in index order: the name's slot, a getter of DiskSample's fields"""
+    nics: tuple[tuple[str, Callable[[list[Any]], tuple[Any, ...]], int], ...]
+    """per net index, in index order: the default name, a getter of NicSample's fields, the marker's slot"""
+    block_bases: dict[str, int]
+    """block index -> its region's first slot"""
+    net_bases: dict[str, int]
+
+
+_layout = _Layout({}, list(_FIXED_INIT), (), (), (), {}, {})
+_learning = threading.Lock()
+
+
 def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float) -> DomainSample:
-    """Turn one getAllDomainStats record into a DomainSample in a single pass over its keys.
+    """Turn one getAllDomainStats record into a DomainSample in a single pass over its items.
 
     Per-device keys ("block.0.rd.bytes") are grouped by index on the way; the devices are then built in
     index order. With VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING a disk's backing images repeat its name:
-    the first entry (the top image) is kept.
+    the first entry (the top image) is kept. CPU time falls back to the sum of vcpu.N.time where cpu.time
+    is missing (no cgroup).
     """
+    lay = _layout
+    table = lay.table
+    slots = lay.init[:]
+    items = iter(stats.items())
+    key: Any = _MISSING
+    while True:
+        try:
+            for key, value in items:
+                slots[table[key]] = value
+            break
+        except KeyError:
+            if key is _MISSING or key in table:
+                raise  # not from our lookup: from the mapping's own iteration
+            learnt = _learn(key)
+            if learnt is None:  # a key outside the usual layout: the general way, from the start
+                return _parse_general(uuid, name, stats, t)
+            lay = learnt
+            table = lay.table
+            slots += lay.init[len(slots) :]
+            slots[table[key]] = value
+
+    if slots[_CPU_TIME] is None and lay.vcpu_times:  # cpu.time missing: the vCPUs' times
+        vcpu_time = None
+        for i in lay.vcpu_times:
+            v = slots[i]
+            if v is not _MISSING:
+                vcpu_time = (vcpu_time or 0) + v
+        slots[_CPU_TIME] = vcpu_time
+
+    disks: tuple[DiskSample, ...] = ()
+    for name_slot, get in lay.disks:
+        dev = slots[name_slot]
+        if dev is not None and not (disks and dev in {d[0] for d in disks}):  # not a backing image
+            disks += (_new(DiskSample, get(slots)),)
+    nics: tuple[NicSample, ...] = ()
+    for default, get, marker in lay.nics:
+        f = get(slots)
+        if _MISSING in f:
+            if f == _NIC_ABSENT and slots[marker] is _MISSING:
+                continue  # no net.N.* key in this record
+            f = tuple(None if v is _MISSING else v for v in f)
+        if not f[0]:
+            f = (default, *f[1:])
+        nics += (_new(NicSample, f),)
+
+    slots[_UUID] = uuid
+    slots[_NAME] = name
+    slots[_T] = t
+    slots[_DISKS] = disks
+    slots[_NICS] = nics
+    return _new(DomainSample, _FIELDS(slots))
+
+
+def _learn(key: str) -> _Layout | None:
+    """The current layout with `key` in it (learnt now, or meanwhile by another thread), or None when
+    the key fits no slot."""
+    global _layout
+    with _learning:
+        lay = _layout
+        if key in lay.table:
+            return lay
+        if len(lay.table) >= _MAX_KEYS:
+            return None
+        table = dict(lay.table)
+        init = list(lay.init)
+        vcpu_times = lay.vcpu_times
+        block_bases, net_bases = lay.block_bases, lay.net_bases
+        slot = _DUMP
+        group, _, rest = key.partition(".")
+        if group == "block" or group == "net":
+            index, _, field = rest.partition(".")
+            if field:  # not "block.count"
+                if not _plain_index(index):
+                    return None
+                bases = block_bases if group == "block" else net_bases
+                base = bases.get(index)
+                if base is None:
+                    base = len(init)
+                    if group == "block":
+                        init += [None] * len(_BLOCK_FIELDS)
+                        block_bases = {**block_bases, index: base}
+                    else:
+                        init += [_MISSING] * _NET_REGION
+                        net_bases = {**net_bases, index: base}
+                if group == "block":
+                    if field in _BLOCK_FIELDS:
+                        slot = base + _BLOCK_FIELDS.index(field)
+                elif field in _NET_FIELDS:
+                    slot = base + _NET_FIELDS.index(field)
+                else:
+                    slot = base + _NET_REGION - 1
+        elif group == "balloon":
+            slot = _BALLOON.get(rest, _DUMP)
+        elif group == "cpu":
+            if rest == "time":
+                slot = _CPU_TIME
+        elif group == "vcpu":
+            if rest == "current":
+                slot = _VCPUS
+            elif rest == "maximum":
+                slot = _VCPUS_MAX
+            elif rest.endswith(".time"):
+                slot = len(init)
+                init.append(_MISSING)
+                vcpu_times = (*vcpu_times, slot)
+        elif group == "state":
+            if rest == "state":
+                slot = _STATE
+            elif rest == "reason":
+                slot = _REASON
+        if len(init) > _MAX_SLOTS:
+            return None
+        table[key] = slot
+        _layout = _Layout(
+            table=table,
+            init=init,
+            vcpu_times=vcpu_times,
+            disks=tuple(
+                (base, itemgetter(*range(base, base + len(_BLOCK_FIELDS))))
+                for _, base in sorted(block_bases.items(), key=lambda item: _index_order(item[0]))
+            ),
+            nics=tuple(
+                (f"net{index}", itemgetter(*range(base, base + len(_NET_FIELDS))), base + _NET_REGION - 1)
+                for index, base in sorted(net_bases.items(), key=lambda item: _index_order(item[0]))
+            ),
+            block_bases=block_bases,
+            net_bases=net_bases,
+        )
+        return _layout
+
+
+def _plain_index(index: str) -> bool:
+    """A device index that sorts the same in every record: a number without leading zeros, or a name
+    (never seen from libvirt) that cannot tie with one."""
+    if index.isdigit():
+        return index.isascii() and (index == "0" or index[0] != "0")
+    return index != ""  # "" would tie with 1 << 30 in _index_order
+
+
+def _parse_general(uuid: str, name: str, stats: Mapping[str, Any], t: float) -> DomainSample:
+    """parse_domain_stats the plain way, for records whose keys do not fit the learnt layout."""
     state = reason = 0
     cpu_time: int | None = None
     vcpus: int | None = None
@@ -244,8 +446,7 @@ def parse_node(
 # ---------------------------------------------------------------------------------------------- rates
 
 
-@dataclass(frozen=True, slots=True)
-class DiskRates:
+class DiskRates(NamedTuple):
     """One disk's rates over the last interval, by device name (bytes/s and requests/s)."""
 
     name: str
@@ -255,8 +456,7 @@ class DiskRates:
     wr_iops: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class NicRates:
+class NicRates(NamedTuple):
     """One interface's rates over the last interval (bytes/s and packets/s, host's view)."""
 
     name: str
@@ -266,8 +466,7 @@ class NicRates:
     tx_pps: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class VmRates:
+class VmRates(NamedTuple):
     """What a VM did between two polls, and its memory use now. None means unknown, never zero."""
 
     cpu_pct: float | None
@@ -294,24 +493,6 @@ class VmRates:
         return next((n for n in self.nics if n.name == name), None)
 
 
-def _rate(prev: int | None, cur: int | None, dt: float) -> float | None:
-    """A counter's rate; None when either end is missing or the counter went backwards (a reset)."""
-    d = _delta(prev, cur)
-    return None if d is None else d / dt
-
-
-def _total(rates: list[float | None], complete: bool) -> float | None:
-    """The sum of per-device rates, known only when every device's rate is (and no device came or went)."""
-    if not complete:
-        return None
-    total = 0.0
-    for r in rates:
-        if r is None:
-            return None
-        total += r
-    return total
-
-
 def mem_used_kib(s: DomainSample) -> int | None:
     """Memory the guest uses, from its balloon driver's report; None when it reports nothing usable."""
     avail = s.mem_available_kib
@@ -332,80 +513,121 @@ def vm_rates(prev: DomainSample | None, cur: DomainSample, host_cpus: int) -> Vm
     too. Otherwise each counter that went backwards, and each device in only one of the two samples,
     gives None for its own rate and for the VM's total of that kind.
     """
-    used = mem_used_kib(cur)
-    base = cur.mem_current_kib or cur.mem_max_kib
+    uuid, _, t, state, _, cpu, vcpus, _, mem_max, mem_current, avail, unused, usable, _, disks, nics = cur
+    used = None  # mem_used_kib(cur), inline
+    if avail is not None:
+        free = usable if usable is not None else unused
+        if not (free is None or free > avail):
+            used = avail - free
+    base = mem_current or mem_max
     mem_pct = used * 100.0 / base if used is not None and base else None
 
-    dt = cur.t - prev.t if prev is not None else 0.0
+    if prev is None:
+        return _new(VmRates, (None, None, used, mem_pct, None, None, None, None, None, None, (), ()))
+    p_uuid, _, p_t, p_state, _, p_cpu, _, _, _, _, _, _, _, _, p_disks, p_nics = prev
+    dt = t - p_t
     if (
-        prev is None
-        or prev.uuid != cur.uuid
+        p_uuid != uuid
         or dt <= 0
-        or not (prev.running and cur.running)
-        or (
-            prev.cpu_time_ns is not None
-            and cur.cpu_time_ns is not None
-            and cur.cpu_time_ns < prev.cpu_time_ns
-        )
+        or not (p_state == RUNNING and state == RUNNING)
+        or (p_cpu is not None and cpu is not None and cpu < p_cpu)
     ):
-        return VmRates(None, None, used, mem_pct, None, None, None, None, None, None)
+        return _new(VmRates, (None, None, used, mem_pct, None, None, None, None, None, None, (), ()))
 
     cpu_pct = cpu_host_pct = None
-    cpu_ns = _rate(prev.cpu_time_ns, cur.cpu_time_ns, dt)
-    if cpu_ns is not None:
-        if cur.vcpus:
-            cpu_pct = min(100.0, cpu_ns * 100.0 / (_NS * cur.vcpus))
+    if p_cpu is not None and cpu is not None:  # and not backwards (above)
+        cpu_ns = (cpu - p_cpu) / dt
+        if vcpus:
+            pct = cpu_ns * 100.0 / (_NS * vcpus)
+            cpu_pct = pct if pct < 100.0 else 100.0  # min(100.0, pct)
         if host_cpus > 0:
-            cpu_host_pct = min(100.0, cpu_ns * 100.0 / (_NS * host_cpus))
+            pct = cpu_ns * 100.0 / (_NS * host_cpus)
+            cpu_host_pct = pct if pct < 100.0 else 100.0
 
-    prev_disks = {d.name: d for d in prev.disks}
-    disks: list[DiskRates] = []
-    for d in cur.disks:
-        p = prev_disks.get(d.name)
-        if p is None:
-            disks.append(DiskRates(d.name, None, None, None, None))
-            continue
-        disks.append(
-            DiskRates(
-                d.name,
-                _rate(p.rd_bytes, d.rd_bytes, dt),
-                _rate(p.wr_bytes, d.wr_bytes, dt),
-                _rate(p.rd_reqs, d.rd_reqs, dt),
-                _rate(p.wr_reqs, d.wr_reqs, dt),
-            )
-        )
-    prev_nics = {n.name: n for n in prev.nics}
-    nics: list[NicRates] = []
-    for n in cur.nics:
-        q = prev_nics.get(n.name)
-        if q is None:
-            nics.append(NicRates(n.name, None, None, None, None))
-            continue
-        nics.append(
-            NicRates(
-                n.name,
-                _rate(q.rx_bytes, n.rx_bytes, dt),
-                _rate(q.tx_bytes, n.tx_bytes, dt),
-                _rate(q.rx_pkts, n.rx_pkts, dt),
-                _rate(q.tx_pkts, n.tx_pkts, dt),
-            )
-        )
-    same_disks = len(prev_disks) == len(cur.disks) and all(d.name in prev_disks for d in cur.disks)
-    same_nics = len(prev_nics) == len(cur.nics) and all(n.name in prev_nics for n in cur.nics)
-    return VmRates(
-        cpu_pct=cpu_pct,
-        cpu_host_pct=cpu_host_pct,
-        mem_used_kib=used,
-        mem_pct=mem_pct,
-        disk_rd_bps=_total([d.rd_bps for d in disks], same_disks),
-        disk_wr_bps=_total([d.wr_bps for d in disks], same_disks),
-        disk_rd_iops=_total([d.rd_iops for d in disks], same_disks),
-        disk_wr_iops=_total([d.wr_iops for d in disks], same_disks),
-        net_rx_bps=_total([n.rx_bps for n in nics], same_nics),
-        net_tx_bps=_total([n.tx_bps for n in nics], same_nics),
-        disks=tuple(disks),
-        nics=tuple(nics),
+    # one disk and one NIC, the same as last time, is the usual case: inline; anything else is general
+    disk_rates: tuple[DiskRates, ...]
+    if len(disks) == 1 and len(p_disks) == 1 and (d := disks[0])[0] == (p := p_disks[0])[0]:
+        _, _, a0, a1, a2, a3, _, _ = p
+        name, _, b0, b1, b2, b3, _, _ = d
+        r0 = None if a0 is None or b0 is None or b0 < a0 else (b0 - a0) / dt
+        r1 = None if a1 is None or b1 is None or b1 < a1 else (b1 - a1) / dt
+        r2 = None if a2 is None or b2 is None or b2 < a2 else (b2 - a2) / dt
+        r3 = None if a3 is None or b3 is None or b3 < a3 else (b3 - a3) / dt
+        disk_rates = (_new(DiskRates, (name, r0, r1, r2, r3)),)
+        rd_bps = None if r0 is None else 0.0 + r0  # totals, as _device_rates sums them
+        wr_bps = None if r1 is None else 0.0 + r1
+        rd_iops = None if r2 is None else 0.0 + r2
+        wr_iops = None if r3 is None else 0.0 + r3
+    elif not disks and not p_disks:
+        disk_rates, rd_bps, wr_bps, rd_iops, wr_iops = (), 0.0, 0.0, 0.0, 0.0
+    else:
+        disk_rates, rd_bps, wr_bps, rd_iops, wr_iops = _device_rates(p_disks, disks, dt, 2, DiskRates)
+    nic_rates: tuple[NicRates, ...]
+    if len(nics) == 1 and len(p_nics) == 1 and (n := nics[0])[0] == (q := p_nics[0])[0]:
+        _, a0, a1, a2, a3 = q
+        name, b0, b1, b2, b3 = n
+        rx_bps = None if a0 is None or b0 is None or b0 < a0 else (b0 - a0) / dt
+        tx_bps = None if a1 is None or b1 is None or b1 < a1 else (b1 - a1) / dt
+        rx_pps = None if a2 is None or b2 is None or b2 < a2 else (b2 - a2) / dt
+        tx_pps = None if a3 is None or b3 is None or b3 < a3 else (b3 - a3) / dt
+        nic_rates = (_new(NicRates, (name, rx_bps, tx_bps, rx_pps, tx_pps)),)
+        rx_total = None if rx_bps is None else 0.0 + rx_bps
+        tx_total = None if tx_bps is None else 0.0 + tx_bps
+    elif not nics and not p_nics:
+        nic_rates, rx_total, tx_total = (), 0.0, 0.0
+    else:
+        nic_rates, rx_total, tx_total, _, _ = _device_rates(p_nics, nics, dt, 1, NicRates)
+    return _new(
+        VmRates,
+        (
+            cpu_pct,
+            cpu_host_pct,
+            used,
+            mem_pct,
+            rd_bps,
+            wr_bps,
+            rd_iops,
+            wr_iops,
+            rx_total,
+            tx_total,
+            disk_rates,
+            nic_rates,
+        ),
     )
+
+
+_R = TypeVar("_R", DiskRates, NicRates)
+
+
+def _device_rates(
+    prev: Sequence[tuple[Any, ...]], cur: Sequence[tuple[Any, ...]], dt: float, first: int, cls: type[_R]
+) -> tuple[tuple[_R, ...], float | None, float | None, float | None, float | None]:
+    """Each device's rates of its four counters (at `first`.. in its sample; its name at 0), matched by
+    name, and the four totals: known when every device's rate is and no device came or went."""
+    n = len(cur)
+    last = first + 4
+    by_name = {d[0]: d for d in prev}
+    t0: float | None = 0.0 if len(by_name) == n and all(d[0] in by_name for d in cur) else None
+    t1, t2, t3 = t0, t0, t0
+    out = []
+    for c in cur:
+        p = by_name.get(c[0])
+        if p is None:
+            out.append(_new(cls, (c[0], None, None, None, None)))
+            t0 = t1 = t2 = t3 = None
+            continue
+        a0, a1, a2, a3 = p[first:last]
+        b0, b1, b2, b3 = c[first:last]
+        r0 = None if a0 is None or b0 is None or b0 < a0 else (b0 - a0) / dt
+        r1 = None if a1 is None or b1 is None or b1 < a1 else (b1 - a1) / dt
+        r2 = None if a2 is None or b2 is None or b2 < a2 else (b2 - a2) / dt
+        r3 = None if a3 is None or b3 is None or b3 < a3 else (b3 - a3) / dt
+        out.append(_new(cls, (c[0], r0, r1, r2, r3)))
+        t0 = None if t0 is None or r0 is None else t0 + r0
+        t1 = None if t1 is None or r1 is None else t1 + r1
+        t2 = None if t2 is None or r2 is None else t2 + r2
+        t3 = None if t3 is None or r3 is None else t3 + r3
+    return tuple(out), t0, t1, t2, t3
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ from textual.message import Message
 from vimtui.core.model import FleetState
 
 
-class FleetUpdated(Message):
+class FleetUpdated(Message, bubble=False):
     """A new fleet snapshot. A newer one replaces an older one still waiting in a queue (coalesced), so a
-    slow screen skips frames instead of falling behind."""
+    slow screen skips frames instead of falling behind. It does not bubble: the app hands it to each
+    screen, and bubbling back up would hand it out again, forever."""
 
     def __init__(self, state: FleetState) -> None:
         super().__init__()

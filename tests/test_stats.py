@@ -17,7 +17,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vimtui.core.stats import (
@@ -26,6 +26,7 @@ from vimtui.core.stats import (
     DomainSample,
     NodeSample,
     VmRates,
+    _parse_general,
     host_rates,
     parse_domain_stats,
     parse_node,
@@ -514,3 +515,37 @@ def test_rates_are_never_negative_and_cpu_never_above_100(
     assert got.cpu_pct is None or got.cpu_pct <= 100.0
     assert got.cpu_host_pct is None or got.cpu_host_pct <= 100.0
     assert got.mem_used_kib is None or got.mem_used_kib >= 0
+
+
+# the parser's learnt key layout against the plain algorithm it stands for, on records of any shape: keys
+# in any order, devices at any index (gaps, "01", names), fields missing or None, keys it does not read
+
+_indexes = st.sampled_from(["0", "1", "2", "3", "10", "01", "00", "", "x", "1073741824"])
+_record_keys = st.one_of(
+    st.builds(
+        "block.{}.{}".format, _indexes, st.sampled_from(["name", "path", "rd.bytes", "wr.reqs", "fl.reqs"])
+    ),
+    st.builds(
+        "net.{}.{}".format, _indexes, st.sampled_from(["name", "rx.bytes", "tx.pkts", "rx.errs", "x.y"])
+    ),
+    st.sampled_from(
+        ["state.state", "state.reason", "cpu.time", "cpu.user", "vcpu.current", "vcpu.maximum", "vcpu.0.time"]
+        + ["vcpu.1.time", "vcpu.9.time", "vcpu.0.wait", "balloon.current", "balloon.available"]
+        + ["balloon.usable", "balloon.rss", "balloon.swap_in", "block.count", "net.count", "block.0", "other"]
+    ),
+)
+
+
+@st.composite
+def any_records(draw: st.DrawFn) -> dict[str, Any]:
+    keys = draw(st.lists(_record_keys, max_size=40, unique=True))
+    values = st.one_of(st.integers(0, 2**40), st.none(), st.sampled_from(["vda", "vdb", "vnet0", ""]))
+    # vcpu.N.time is summed by the plain parser whether needed or not: a number, as libvirt sends
+    return {k: draw(st.integers(0, 2**40) if k.endswith(".time") else values) for k in keys}
+
+
+@settings(max_examples=300)
+@given(records=st.lists(any_records(), min_size=1, max_size=4))
+def test_the_parser_gives_what_the_plain_algorithm_gives(records: list[dict[str, Any]]) -> None:
+    for stats in records:
+        assert parse_domain_stats("u", "vm", stats, 1.0) == _parse_general("u", "vm", stats, 1.0)

@@ -48,10 +48,12 @@ async def loaded(pilot: Pilot[None], vms: int = 8) -> None:
     app: VimApp = pilot.app  # type: ignore[assignment]
     for _ in range(500):
         state = app.fleet.state
+        shown = getattr(app.screen, "state", None)
         if (
             len(state.vms) >= vms
             and all(h.last_poll for h in state.hosts)
             and all(v.details is not None for v in state.vms.values())
+            and shown is state  # the screen has applied the newest snapshot
         ):
             await pilot.pause()
             await pilot.pause()

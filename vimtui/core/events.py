@@ -70,17 +70,17 @@ _impl: ThreadSafeEventImpl | None = None
 def ensure_event_impl(loop: asyncio.AbstractEventLoop | None = None) -> ThreadSafeEventImpl:
     """Register the event implementation (before opening connections).
 
-    libvirt takes one implementation per process, for good. When the loop it was bound to has closed (a
-    second `asyncio.run` in the same process), it is moved to the new loop: the old loop's handles died
-    with their connections."""
+    libvirt takes one implementation per process, for good. When the loop it was bound to is no longer
+    running (a second `asyncio.run` in the same process), it is moved to the new loop: the old loop's
+    handles died with their connections, or can no longer be served anyway."""
     global _impl
     loop = loop or asyncio.get_running_loop()
     if _impl is None:
         _impl = ThreadSafeEventImpl(loop=loop).register()
         libvirtaio._current_impl = _impl
     elif _impl.loop is not loop:
-        if not _impl.loop.is_closed():
-            raise RuntimeError("libvirt events are bound to another event loop that is still open")
+        if _impl.loop.is_running():  # another thread's loop: its connections still need it
+            raise RuntimeError("libvirt events are bound to another event loop that is running")
         _impl.loop = loop
         _impl.callbacks.clear()
         _impl.descriptors.clear()

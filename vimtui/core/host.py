@@ -214,6 +214,7 @@ class HostSession:
                 attempt = 0
                 self._set_status(HostStatus.UP)
                 self.connected.set()
+                self.start_poll()  # a first picture now, not at the next tick
                 await self._lost.wait()
                 self.connected.clear()
                 if not self._closing:

@@ -15,9 +15,21 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 CLOCK = 1_790_000_000.0  # a fixed wall time: screens that show times are reproducible
 
 
+def stable_data_dir() -> Path:
+    """The fleet XML files at a path that is the same in every checkout (the host detail screen shows
+    the URI, and snapshots must not depend on where the repository was cloned)."""
+    import shutil
+
+    stable = Path("/tmp/vimtui-test-fleet")
+    stable.mkdir(exist_ok=True)
+    for f in DATA.glob("fleet-*.xml"):
+        shutil.copyfile(f, stable / f.name)
+    return stable
+
+
 def fleet_config(extra: str = "", defaults: str = "") -> Config:
     """The test fleet; `defaults` goes into its [defaults] table, `extra` (more tables) at the end."""
-    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA))
+    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(stable_data_dir()))
     text = text.replace("[defaults]\n", "[defaults]\n" + defaults, 1) + extra
     return parse_config(text, file=str(DATA / "fleet.toml"))
 

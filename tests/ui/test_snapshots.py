@@ -25,6 +25,8 @@ def ready(*keys: str, before: Callable[[Pilot[None]], Awaitable[None]] | None = 
         if keys:
             await pilot.press(*keys)
         await pilot.pause()
+        await pilot.app.workers.wait_for_complete()  # detail screens load the XML, pools ... on the lane
+        await pilot.pause()
 
     return run_before
 

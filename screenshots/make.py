@@ -44,7 +44,9 @@ async def warm(pilot: Pilot[None], ticks: int = 8) -> None:
 
 
 def read_config(path: Path, extra: str) -> Config:
-    return parse_config(path.read_text() + extra, file=str(path), path=path)
+    """The lab's config with `extra` lines added to its [defaults] table."""
+    text = path.read_text().replace("[defaults]\n", "[defaults]\n" + extra, 1)
+    return parse_config(text, file=str(path), path=path)
 
 
 async def shot(
@@ -78,7 +80,7 @@ async def main() -> None:
     cfg = lab.config_file
     await shot(cfg, "main", (140, 44))
     await shot(cfg, "main-80x24", (80, 24))
-    await shot(cfg, "light", (140, 44), extra='\n[defaults]\ntheme = "light"\n')
+    await shot(cfg, "light", (140, 44), extra='theme = "light"\n')
     await shot(cfg, "vm-detail", (140, 44), ["colon", *"sort name", "enter", "enter"])
     await shot(cfg, "host-detail", (140, 44), ["d"], host="kvm01")
     await shot(cfg, "wall", (140, 44), wall=True)

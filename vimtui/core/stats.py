@@ -191,7 +191,7 @@ def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float)
             slots += lay.init[len(slots) :]
             slots[table[key]] = value
 
-    if slots[_CPU_TIME] is None and lay.vcpu_times:  # cpu.time missing: the vCPUs' times
+    if slots[_CPU_TIME] is None and lay.vcpu_times:  # cpu.time missing: the vCPUs' times (ints: any order)
         vcpu_time = None
         for i in lay.vcpu_times:
             v = slots[i]

@@ -55,6 +55,14 @@ def plain(widget: object, width: int = 160) -> str:
     return console.export_text()
 
 
+async def typed(pilot: Pilot[None], *keys: str) -> None:
+    """Press keys one at a time, letting the screen settle after each (a bar opened by `:` or `/` has its
+    focus before the next key arrives)."""
+    for key in keys:
+        await pilot.press(key)
+        await pilot.pause()
+
+
 async def loaded(pilot: Pilot[None], vms: int = 8) -> None:
     """Wait (on a condition, with a deadline) until the fleet's VMs are on the screen."""
     app: VimApp = pilot.app  # type: ignore[assignment]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.conftest import fleet_app, fleet_config, loaded, plain
+from tests.ui.conftest import fleet_app, fleet_config, loaded, plain, typed
 from vimtui.core.config import ConfigError
 from vimtui.core.inventory import build_inventory
 from vimtui.ui.app import make_app
@@ -48,12 +48,12 @@ async def test_filter_narrows_the_table_and_escape_clears_it() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(VmTable)
-        await pilot.press("slash", *"tag:web", "enter")
+        await typed(pilot, "slash", *"tag:web", "enter")
         assert sorted(names(table)) == ["web01", "web02"]
-        await pilot.press("slash", *" !state:running")  # live while typing
+        await typed(pilot, "slash", *" !state:running")  # live while typing
         await pilot.pause()
         assert names(table) == []
-        await pilot.press("escape")  # closes the bar and clears the filter
+        await typed(pilot, "escape")  # closes the bar and clears the filter
         assert len(table.rows) == 8
 
 
@@ -62,9 +62,9 @@ async def test_a_bad_filter_is_refused_and_the_last_good_one_stays() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(VmTable)
-        await pilot.press("slash", *"state:paused", "enter")
+        await typed(pilot, "slash", *"state:paused", "enter")
         assert names(table) == ["batch01"]
-        await pilot.press("slash", "ctrl+u", *"cpu>>x", "enter")
+        await typed(pilot, "slash", "ctrl+u", *"cpu>>x", "enter")
         bar = app.screen.query_one("#bar")
         assert bar.display and bar.has_class("-error")  # refused: the bar stays open, marked
         # while typing, each text that parsed was applied: the last good one is "cpu" (plain text)
@@ -76,18 +76,18 @@ async def test_commands_scope_sort_theme_and_errors() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(VmTable)
-        await pilot.press("colon", *"host kvm-b", "enter")
+        await typed(pilot, "colon", *"host kvm-b", "enter")
         await pilot.pause()
         assert sorted(names(table)) == ["ci-runner1", "ci-runner2", "win10"]
-        await pilot.press("colon", *"sort name", "enter")
+        await typed(pilot, "colon", *"sort name", "enter")
         assert names(table) == ["ci-runner1", "ci-runner2", "win10"]
-        await pilot.press("colon", *"sort name", "enter")  # again: reversed
+        await typed(pilot, "colon", *"sort name", "enter")  # again: reversed
         assert names(table) == ["win10", "ci-runner2", "ci-runner1"]
-        await pilot.press("colon", *"theme light", "enter")
+        await typed(pilot, "colon", *"theme light", "enter")
         assert app.theme == "light"
-        await pilot.press("colon", *"nosuch", "enter")
+        await typed(pilot, "colon", *"nosuch", "enter")
         assert app.screen.query_one("#bar").has_class("-error")
-        await pilot.press("escape", "colon", *"vms", "enter")
+        await typed(pilot, "escape", "colon", *"vms", "enter")
         await pilot.pause()
         assert len(table.rows) == 8
 
@@ -97,13 +97,13 @@ async def test_marks_survive_ticks_and_ctrl_a_marks_what_is_visible() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(VmTable)
-        await pilot.press("space", "space")
+        await typed(pilot, "space", "space")
         assert len(table.marked) == 2 and table.cursor == 2
         marked = set(table.marked)
         await app.fleet.tick(deadline=5)  # a new snapshot: every VmState object is new
         await pilot.pause()
         assert set(table.marked) == marked and table.cursor == 2
-        await pilot.press("slash", *"host:kvm-b", "enter", "ctrl+a")
+        await typed(pilot, "slash", *"host:kvm-b", "enter", "ctrl+a")
         assert len(table.marked) == 2 + 3
         assert "marked 5" in str(app.screen.query_one("#title").render())
 
@@ -115,7 +115,7 @@ async def test_tab_moves_between_panes() -> None:
         assert isinstance(app.focused, VmTable)
         seen = []
         for _ in range(4):
-            await pilot.press("tab")
+            await typed(pilot, "tab")
             seen.append(type(app.focused).__name__)
         assert {"HostTree", "TaskLog"} <= set(seen) and seen[-1] == "VmTable" or "VmTable" in seen
 
@@ -141,7 +141,7 @@ async def test_vm_detail_shows_overview_devices_and_xml() -> None:
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("colon", *"sort name", "enter", "enter")  # first row: batch01
+        await typed(pilot, "colon", *"sort name", "enter", "enter")  # first row: batch01
         await pilot.pause()
         assert isinstance(app.screen, VmDetailScreen)
         body = plain(app.screen.query_one("#overview-body"))
@@ -154,7 +154,7 @@ async def test_vm_detail_shows_overview_devices_and_xml() -> None:
                 break
             await pilot.pause(0.02)
         assert "<name>batch01</name>" in xml
-        await pilot.press("escape")
+        await typed(pilot, "escape")
         assert isinstance(app.screen, MainScreen)
 
 
@@ -165,7 +165,7 @@ async def test_host_detail_shows_capacity_pools_and_networks() -> None:
         tree = app.screen.query_one(HostTree)
         tree.focus()
         tree.select_scope(Scope("host", "kvm-a"))
-        await pilot.press("d")
+        await typed(pilot, "d")
         assert isinstance(app.screen, HostDetailScreen)
         capacity = plain(app.screen.query_one("#capacity"))
         assert "overcommit" in capacity and "16 x" in capacity
@@ -182,9 +182,9 @@ async def test_help_lists_binding_ids_and_tasks_view_opens() -> None:
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("question_mark")
+        await typed(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
-        await pilot.press("escape", "colon", *"tasks", "enter")
+        await typed(pilot, "escape", "colon", *"tasks", "enter")
         assert isinstance(app.screen, TasksScreen)
         log = app.screen.query_one(TaskLog)
         assert any(e.action == "host up" for e in log.entries)
@@ -197,7 +197,7 @@ async def test_keys_are_remapped_by_binding_id_from_the_config() -> None:
         table = app.screen.query_one(VmTable)
         table.focus()
         start = table.current_key
-        await pilot.press("n", "n")
+        await typed(pilot, "n", "n")
         assert table.rows.index(table.current_key) == table.rows.index(start) + 2  # type: ignore[arg-type]
 
 
@@ -227,9 +227,9 @@ async def test_wall_mode_shows_counters_and_takes_no_commands() -> None:
         assert isinstance(app.screen, WallScreen)
         assert "all clear" in str(app.screen.query_one("#banner").render())
         group = str(app.screen.query_one("#group").render())
-        await pilot.press("colon", "question_mark")
+        await typed(pilot, "colon", "question_mark")
         assert isinstance(app.screen, WallScreen) and not app.screen.query("#bar")
-        await pilot.press("right")
+        await typed(pilot, "right")
         assert str(app.screen.query_one("#group").render()) != group
 
 
@@ -237,6 +237,6 @@ async def test_q_quits() -> None:
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("q")
+        await typed(pilot, "q")
         await pilot.pause()
         assert app.return_code == 0 or not app.is_running

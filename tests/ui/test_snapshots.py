@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tests.ui.conftest import fleet_app, loaded
+from tests.ui.conftest import fleet_app, loaded, typed
 from vimtui.ui.widgets.host_tree import HostTree, Scope
 
 SnapCompare = Callable[..., bool]
@@ -22,8 +22,7 @@ def ready(*keys: str, before: Callable[[Pilot[None]], Awaitable[None]] | None = 
         await loaded(pilot)
         if before is not None:
             await before(pilot)
-        if keys:
-            await pilot.press(*keys)
+        await typed(pilot, *keys)
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()  # detail screens load the XML, pools ... on the lane
         await pilot.pause()

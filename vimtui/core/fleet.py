@@ -121,31 +121,31 @@ class Fleet:
             if task is not None and not task.done():
                 self.sessions[name].note_late()
         self.ticks += 1
-        self._record_history()
         return self.publish()
 
-    def _record_history(self) -> None:
+    def _record_history(self, s: HostSession) -> None:
+        """Every poll of a host goes into the history (at the poll, so what it holds does not depend on
+        when the poll ended relative to a tick)."""
         t = self.clock()
-        for s in self.sessions.values():
-            if s.state.last_poll and s.state.rates is not None:
-                r = s.state.rates
-                self.host_history.record(s.spec.name, t, {"cpu": r.cpu_pct, "mem": r.mem_pct})
-            for vm in s.vms.values():
-                if vm.rates is None or vm.stale:
-                    continue
-                vr = vm.rates
-                self.vm_history.record(
-                    vm.key,
-                    t,
-                    {
-                        "cpu": vr.cpu_pct,
-                        "mem": vr.mem_pct,
-                        "disk_rd": vr.disk_rd_bps,
-                        "disk_wr": vr.disk_wr_bps,
-                        "net_rx": vr.net_rx_bps,
-                        "net_tx": vr.net_tx_bps,
-                    },
-                )
+        if s.state.last_poll and s.state.rates is not None:
+            r = s.state.rates
+            self.host_history.record(s.spec.name, t, {"cpu": r.cpu_pct, "mem": r.mem_pct})
+        for vm in s.vms.values():
+            if vm.rates is None or vm.stale:
+                continue
+            vr = vm.rates
+            self.vm_history.record(
+                vm.key,
+                t,
+                {
+                    "cpu": vr.cpu_pct,
+                    "mem": vr.mem_pct,
+                    "disk_rd": vr.disk_rd_bps,
+                    "disk_wr": vr.disk_wr_bps,
+                    "net_rx": vr.net_rx_bps,
+                    "net_tx": vr.net_tx_bps,
+                },
+            )
 
     # -- publishing -------------------------------------------------------------------------------
 
@@ -164,9 +164,10 @@ class Fleet:
                 self._publish_handle = asyncio.get_running_loop().call_soon(self.publish)
 
     def _changed_unless_ticking(self, name: str) -> Callable[[], None]:
-        """A poll ended: the tick waiting for it publishes; a late one publishes on its own."""
+        """A poll ended: record it; the tick waiting for it publishes, a late one publishes on its own."""
 
         def polled() -> None:
+            self._record_history(self.sessions[name])
             if name not in self._ticking:
                 self._changed()
 

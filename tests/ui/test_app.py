@@ -97,7 +97,7 @@ async def test_marks_survive_ticks_and_ctrl_a_marks_what_is_visible() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(VmTable)
-        await typed(pilot, "space", "space")
+        await typed(pilot, "g", "space", "space")
         assert len(table.marked) == 2 and table.cursor == 2
         marked = set(table.marked)
         await app.fleet.tick(deadline=5)  # a new snapshot: every VmState object is new
@@ -141,7 +141,7 @@ async def test_vm_detail_shows_overview_devices_and_xml() -> None:
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await typed(pilot, "colon", *"sort name", "enter", "enter")  # first row: batch01
+        await typed(pilot, "colon", *"sort name", "enter", "g", "enter")  # first row: batch01
         await pilot.pause()
         assert isinstance(app.screen, VmDetailScreen)
         body = plain(app.screen.query_one("#overview-body"))

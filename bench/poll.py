@@ -55,6 +55,7 @@ from vimtui.core.host import NOWAIT, STATS, SessionSettings
 from vimtui.core.inventory import HostSpec
 from vimtui.core.lane import CallTimeout
 from vimtui.core.model import HostStatus
+from vimtui.core.startup import tune_gc
 from vimtui.core.stats import NodeSample, parse_domain_stats, parse_node, vm_rates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +258,7 @@ async def _measure_real(lab: Any, ticks: int, warmup: int) -> RealRun:
 
             async def loop_side() -> int:
                 session._apply(last[0], time.monotonic())
-                fleet._record_history()
+                fleet._record_history(session)
                 fleet.publish()
                 return len(session.vms)
 
@@ -672,7 +673,7 @@ class SessionPath:
         self.session._apply((node, samples, None), time.monotonic())
         m2 = now()
         clock.now = wall
-        self.fleet._record_history()
+        self.fleet._record_history(self.session)
         m3 = now()
         self.fleet.publish()
         m4 = now()
@@ -746,6 +747,8 @@ def part_scale(profile: bool) -> None:
         f"  {SCALE_TICKS} ticks timed after {SCALE_WARMUP} warm-up, {TICK_SECONDS:.0f} s apart (simulated); "
         "wall = perf_counter, CPU = process_time"
     )
+    tune_gc()  # as the CLI and the screen do at start
+    print(f"  gc: frozen after start, thresholds {gc.get_threshold()} (vimtui.core.startup.tune_gc)")
     if GC not in gc.callbacks:
         gc.callbacks.append(GC)
     results = []
@@ -870,7 +873,7 @@ def memory_child() -> None:
         began = time.monotonic()
         for s in range(HISTORY_SECONDS):
             clock.now = wall0 + 10 + s
-            fleet._record_history()
+            fleet._record_history(session)
             if (s + 1) % 100 == 0 or s + 1 == HISTORY_SECONDS:
                 print(
                     f"  history: {s + 1}/{HISTORY_SECONDS} s recorded for {MEMORY_VMS:,} keys "

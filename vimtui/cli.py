@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vimtui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from vimtui import headless
+    from vimtui.core.startup import tune_gc
 
     try:
         if args.command is None:
@@ -102,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.setdefault("TEXTUAL_FPS", str(config.defaults.max_fps))
             from vimtui.ui.app import run_app
 
+            tune_gc()
             return run_app(config, specs, wall=args.wall)
+        tune_gc()
         return asyncio.run(headless.run(args, config, specs))
     except (headless.UsageError, RuntimeError) as exc:  # RuntimeError: an unsafe runtime dir
         print(f"vimtui: error: {exc}", file=sys.stderr)

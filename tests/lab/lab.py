@@ -452,8 +452,15 @@ class Lab:
         for ns in namespaces:  # whatever else still runs in a host's network namespace
             rest.update(int(p) for p in run(["ip", "netns", "pids", ns], check=False).split())
         _kill_and_reap(rest)
+        # A veth dies with its namespace, but the kernel cleans namespaces up later: delete the links now
+        # and wait them out, or an `up` right after this one finds their names taken.
+        veths = [f"vl{self.octet}h{i}" for i in range(1, 100)]
+        for link in veths:
+            if Path(f"/sys/class/net/{link}").exists():
+                run(["ip", "link", "delete", link], check=False)
         for ns in namespaces:
             run(["ip", "netns", "delete", ns], check=False)
+        wait_for("lab links to go", lambda: not any(Path(f"/sys/class/net/{v}").exists() for v in veths), 30)
         if Path(f"/sys/class/net/{self.bridge}").exists():
             run(["ip", "link", "delete", self.bridge], check=False)
         wait_for("lab cgroups to empty", lambda: _remove_cgroups(f"vtlab-{self.name}"), 30)

@@ -15,6 +15,11 @@ from dataclasses import dataclass, replace
 _ids = itertools.count(1)
 
 
+def next_id() -> int:
+    """Ids shared by events and tasks: one sequence, so an id names one entry of the log."""
+    return next(_ids)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     id: int
@@ -54,7 +59,7 @@ class ActivityLog:
         return lambda: self._subscribers.remove(fn)
 
     def add(self, host: str, vm: str, action: str, state: str = "event", **fields: object) -> Entry:
-        entry = Entry(next(_ids), fields.pop("time", None) or time.time(), host, vm, action, state)  # type: ignore[arg-type]
+        entry = Entry(next_id(), fields.pop("time", None) or time.time(), host, vm, action, state)  # type: ignore[arg-type]
         entry = replace(entry, **fields)  # type: ignore[arg-type]
         if entry.finished and entry.ended is None:
             entry = replace(entry, ended=entry.time)

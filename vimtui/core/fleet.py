@@ -17,11 +17,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from vimtui.core.activity import ActivityLog
+from vimtui.core.audit import AuditLog
 from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
 from vimtui.core.history import History
 from vimtui.core.host import HostEvent, HostSession, SessionSettings
 from vimtui.core.inventory import HostSpec
 from vimtui.core.model import FleetState, HostState, VmState
+from vimtui.core.tasks import TaskManager
 
 VM_METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
 HOST_METRICS = ("cpu", "mem")
@@ -38,6 +40,7 @@ class Fleet:
         runtime_dir: Path,
         *,
         clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -69,6 +72,8 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._updated = asyncio.Condition()
         self.ticks = 0
+        self.tasks = TaskManager(self, audit)
+        """Every action runs as a task here (one task lane per host, beside its poll lane)."""
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -82,6 +87,7 @@ class Fleet:
             self._tasks.append(loop.create_task(self._tick_loop(), name="fleet-tick"))
 
     async def stop(self) -> None:
+        await self.tasks.close()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
@@ -162,6 +168,10 @@ class Fleet:
         if self._publish_handle is None:
             with contextlib.suppress(RuntimeError):  # no running loop: the next tick publishes
                 self._publish_handle = asyncio.get_running_loop().call_soon(self.publish)
+
+    def notify(self) -> None:
+        """Something subscribers show changed outside the sessions (a task's progress): publish soon."""
+        self._changed()
 
     def _changed_unless_ticking(self, name: str) -> Callable[[], None]:
         """A poll ended: record it; the tick waiting for it publishes, a late one publishes on its own."""

@@ -100,6 +100,8 @@ class SessionSettings:
     connect_timeout: float = 10.0
     keepalive_interval: float = 3.0
     keepalive_count_max: int = 2
+    host_stats_every: int = 5
+    """Node CPU and memory stats every Nth poll (and on the first one after connecting)."""
     backoff_max: float = 30.0
     """Cap of the wait between attempts when the host answered but refused (auth, host key, libvirt)."""
     probe_max: float = 2.0
@@ -169,6 +171,7 @@ class HostSession:
         self.vms: dict[str, VmState] = {}
         self._samples: dict[str, DomainSample] = {}
         self._node: NodeSample | None = None
+        self._polls = 0
         self._details: dict[str, DomainDetails] = {}
         self._dirty: set[str] = set()
         self._event_time: dict[str, float] = {}
@@ -290,6 +293,7 @@ class HostSession:
             await self._disconnect()
             raise
         self.state = replace(self.state, info=info)
+        self._polls = 0  # the first poll after connecting reads the host's counters too
 
     async def _watch_tunnel(self, tunnel: SshTunnel) -> None:
         await tunnel.wait_closed()
@@ -370,6 +374,18 @@ class HostSession:
         tunnel, self._tunnel = self._tunnel, None
         if tunnel is not None:
             await tunnel.close()
+
+    def connection(self) -> Any:
+        """The open libvirt connection (for the task lane); NotConnected while there is none."""
+        conn = self._conn
+        if conn is None:
+            raise NotConnected(f"{self.spec.name} is {self.status}")
+        return conn
+
+    def poll_soon(self) -> None:
+        """Poll now rather than at the next tick (after a task, so its effect shows at once)."""
+        if self._conn is not None and not self.polling:
+            self.start_poll()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` on this host's lane with the call deadline (detail screens, tasks)."""
@@ -467,7 +483,7 @@ class HostSession:
         if self._conn is not None and (self._side_task is None or self._side_task.done()):
             self._side_task = asyncio.get_running_loop().create_task(self._side_work())
 
-    def _poll_blocking(self) -> tuple[NodeSample, list[DomainSample], LocalMetrics | None]:
+    def _poll_blocking(self) -> tuple[NodeSample | None, list[DomainSample], LocalMetrics | None]:
         """One tick on the lane: node CPU and memory, and ONE bulk stats call for every domain."""
         conn = self._conn
         if conn is None:
@@ -477,8 +493,12 @@ class HostSession:
         node_info = (
             [info.cpu_model, info.memory_kib // 1024, info.cpus, info.cpu_mhz] if info else conn.getInfo()
         )
-        cpu = _or_empty(conn.getCPUStats, -1)
-        mem = _or_empty(conn.getMemoryStats, -1)
+        # the first two polls after connecting both read them: host CPU % shows as soon as the VMs' do
+        node_due = self._polls < 2 or self._polls % self.settings.host_stats_every == 0
+        self._polls += 1
+        if node_due:
+            cpu = _or_empty(conn.getCPUStats, -1)
+            mem = _or_empty(conn.getMemoryStats, -1)
         try:
             records = conn.getAllDomainStats(STATS, NOWAIT)
         except libvirt.libvirtError as exc:
@@ -486,15 +506,19 @@ class HostSession:
                 raise
             records = conn.getAllDomainStats(STATS, 0)  # a driver without NOWAIT
         samples = [parse_domain_stats(dom.UUIDString(), dom.name(), stats, t) for dom, stats in records]
-        node = parse_node(node_info, cpu, mem, t)
+        node = parse_node(node_info, cpu, mem, t) if node_due else None
         local = _local_metrics() if info is not None and info.local else None
         return node, samples, local
 
     def _apply(
-        self, result: tuple[NodeSample, list[DomainSample], LocalMetrics | None], started: float
+        self, result: tuple[NodeSample | None, list[DomainSample], LocalMetrics | None], started: float
     ) -> None:
         node, samples, local = result
-        cpus = node.cpus or 1
+        if node is None:  # not this poll's turn: the host's figures stay as they were
+            node, rates = self._node, self.state.rates
+        else:
+            rates, self._node = host_rates(self._node, node), node
+        cpus = (node.cpus if node else 0) or 1
         now = self.clock()
         host = self.spec.name
         prefix = host + "/"
@@ -554,8 +578,6 @@ class HostSession:
         for gone in all_details.keys() - polled.keys():
             del all_details[gone]
         self.vms = vms
-        rates = host_rates(self._node, node)
-        self._node = node
         self.state = replace(
             self.state,
             node=node,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,24 @@ class TransportError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind  # "unreachable" | "auth-failed" | "hostkey-mismatch"
+
+
+@functools.cache
+def _prefer_gcm() -> bool:
+    """AES-GCM first when the CPU has AES instructions: every libvirt RPC is a few SSH packets, and in
+    asyncssh GCM costs half of chacha20-poly1305's CPU per packet there (0.43 against 0.89 ms per small
+    RPC on the lab). Not when an ssh config names its own `Ciphers`: the operator's choice stands."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    if not re.search(r"^flags\s*:.*\baes\b", flags, re.M):
+        return False
+    for config in (Path.home() / ".ssh" / "config", Path("/etc/ssh/ssh_config")):
+        with contextlib.suppress(OSError):
+            if re.search(r"^\s*ciphers\b", config.read_text(), re.M | re.I):
+                return False
+    return True
 
 
 def remote_socket(uri: str, read_only: bool) -> str:
@@ -88,6 +108,8 @@ class SshTunnel:
             kwargs["username"] = spec.user
         if spec.identity:
             kwargs["client_keys"] = [os.path.expanduser(spec.identity)]
+        if _prefer_gcm():
+            kwargs["encryption_algs"] = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
         return kwargs
 
     async def open(self) -> str:

@@ -1,0 +1,137 @@
+"""What every VM action is: a plain blocking function of (TaskContext, domain, **arguments) that returns a
+line saying what it did, plus what the screen, the palette and the CLI need to offer it (title, key, the
+states it applies to, whether it destroys something and must be confirmed)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+from vimtui.core.model import FleetState, VmState
+from vimtui.core.tasks import ActionError, TaskContext
+
+ActionFn = Callable[..., str]
+Check = Callable[[VmState, dict[str, Any], FleetState], str | None]
+
+RUNNING = frozenset({"running"})
+ACTIVE = frozenset({"running", "paused", "blocked", "pmsuspended"})
+INACTIVE = frozenset({"shutoff", "crashed"})
+
+
+@dataclass(frozen=True)
+class VmAction:
+    name: str
+    """Verb: CLI `vimtui vm NAME`, palette and task log."""
+    title: str
+    help: str
+    run: ActionFn
+    states: frozenset[str] | None = None
+    """The states it applies to (None: any)."""
+    not_applicable: str = ""
+    """Why not, in other states: '{vm} is {state}: ...' is prefixed."""
+    check: Check | None = None
+    """Further checks before anything is touched (arguments, names, other hosts); returns why not."""
+    mutates: bool = True
+    """Refused on read-only hosts."""
+    destructive: bool = False
+    """Asks first (with what goes), and is audited like every task."""
+    abort: Callable[[Any], None] | None = None
+    """Given the domain's connection and uuid, stops the running job (abortJob): cancellable while running."""
+    timeout: float = 300.0
+    key: str = ""
+    """Default key on the VM table ('' = palette and `:` only)."""
+    bulk: bool = True
+    """Offered for a marked selection."""
+
+    def refusal(self, vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
+        """Why this action cannot run on `vm` now (None: it can). Touches nothing."""
+        if self.states is not None and vm.state not in self.states:
+            why = self.not_applicable or f"{self.name} needs it {' or '.join(sorted(self.states))}"
+            return f"{vm.name} is {vm.state}: {why}"
+        host = state.host(vm.host)
+        if host is None or not host.status.healthy:
+            status = host.status if host else "not in the inventory"
+            return f"host {vm.host} is {status}"
+        if self.mutates and host.read_only:
+            return f"host {vm.host} is connected read-only"
+        if vm.stale:
+            return f"{vm.name}: its host's last poll failed; its state is not known"
+        if self.check is not None:
+            return self.check(vm, args, state)
+        return None
+
+
+def domain(ctx: TaskContext, uuid: str) -> Any:
+    try:
+        return ctx.conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise ActionError(f"the VM is no longer defined on {ctx.host}") from exc
+        raise
+
+
+def dom_state(dom: Any) -> int:
+    return int(dom.state()[0])
+
+
+@contextmanager
+def job_progress(ctx: TaskContext, dom: Any, label: str, interval: float = 0.5) -> Iterator[None]:
+    """While the body runs a libvirt job (migration, save, snapshot ...), report its progress from the job
+    stats, read on a thread of its own (a libvirt connection takes calls from several threads)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            try:
+                stats = dom.jobStats()
+            except libvirt.libvirtError:
+                continue
+            pct, text = job_percent(stats)
+            if pct is not None:
+                ctx.progress(pct, f"{label}: {text}")
+
+    thread = threading.Thread(target=watch, name=f"job-{ctx.host}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def job_percent(stats: dict[str, Any]) -> tuple[float | None, str]:
+    """Percent done and a short text from virDomainGetJobStats (None when the job reports no totals)."""
+    total = stats.get("data_total") or stats.get("disk_total") or stats.get("memory_total")
+    done = stats.get("data_processed")
+    if done is None:
+        done = (stats.get("disk_processed") or 0) + (stats.get("memory_processed") or 0)
+    if not total:
+        return None, ""
+    pct = max(0.0, min(99.0, done * 100.0 / total))
+    remaining = stats.get("data_remaining")
+    text = f"{done / 2**20:,.0f} of {total / 2**20:,.0f} MiB"
+    if remaining is not None:
+        text += f", {remaining / 2**20:,.0f} MiB left"
+    return pct, text
+
+
+def check_cancel_between(ctx: TaskContext) -> None:
+    ctx.check_cancelled()
+
+
+__all__ = [
+    "ACTIVE",
+    "INACTIVE",
+    "RUNNING",
+    "ActionError",
+    "VmAction",
+    "domain",
+    "dom_state",
+    "job_progress",
+    "job_percent",
+]

@@ -1,0 +1,350 @@
+"""Tasks: every action on a host runs as one, with a state, progress, an entry in the task log and a record
+in the audit log.
+
+Each host has a task lane of its own (a thread beside the lane its polls use): tasks for one host run one
+after the other in the order asked, tasks for different hosts in parallel, and a migration that takes a
+minute never delays that host's polls. An action is a plain blocking function of a TaskContext (the
+host's connection, progress reporting, cancellation); it runs on the task lane, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import libvirt
+
+from vimtui.core.activity import Entry, next_id
+from vimtui.core.audit import AuditLog
+from vimtui.core.lane import CallTimeout, Lane
+
+if TYPE_CHECKING:
+    from vimtui.core.fleet import Fleet
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class TaskCancelled(Exception):
+    """Raised inside an action when the operator cancelled it: the task ends cancelled, not failed."""
+
+
+class ActionError(Exception):
+    """An action refused or failed for a reason the operator can act on; the message says it all."""
+
+
+class TaskContext:
+    """What an action function gets: the host's connection and a way to report progress. Thread-safe:
+    the action runs on the host's task lane, the loop reads the progress."""
+
+    def __init__(self, task: Task, conn: Any, manager: TaskManager, loop: asyncio.AbstractEventLoop) -> None:
+        self.task = task
+        self.conn = conn
+        self.host = task.host
+        self._manager = manager
+        self._loop = loop
+        self.cancel_event = task.cancel_event
+
+    def progress(self, percent: float | None, message: str = "") -> None:
+        self._loop.call_soon_threadsafe(self._manager._progress, self.task, percent, message)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise TaskCancelled("cancelled")
+
+    def wait(self, predicate: Callable[[], object], timeout: float, interval: float = 0.25) -> bool:
+        """Ask `predicate` until it holds (True) or `timeout` passes (False); cancellation interrupts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            if self.cancel_event.wait(min(interval, max(0.0, deadline - time.monotonic()))):
+                raise TaskCancelled("cancelled")
+
+    def peer(self, host: str) -> Any:
+        """The connection of another host of the inventory (a migration's destination)."""
+        return self._manager.connection(host)
+
+
+Runner = Callable[[TaskContext], str | None]
+Aborter = Callable[[Any], None]
+
+
+@dataclass(slots=True)
+class Task:
+    id: int
+    host: str
+    vm: str
+    """The VM's name ('' for a host-wide task)."""
+    uuid: str
+    action: str
+    args: Mapping[str, Any]
+    run: Runner = field(repr=False)
+    abort: Aborter | None = field(default=None, repr=False)
+    """Stops the running job from another thread (abortJob): makes the task cancellable while it runs."""
+    timeout: float = 300.0
+    state: TaskState = TaskState.QUEUED
+    progress: float | None = None
+    message: str = ""
+    created: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    result: str = ""
+    error: str = ""
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def cancellable(self) -> bool:
+        return self.state == TaskState.QUEUED or (self.state == TaskState.RUNNING and self.abort is not None)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == TaskState.DONE
+
+    def entry(self) -> Entry:
+        return Entry(
+            id=self.id,
+            time=self.created,
+            host=self.host,
+            vm=self.vm,
+            action=self.action,
+            state=str(self.state),
+            progress=self.progress,
+            message=self.result or self.message,
+            ended=self.ended,
+            error=self.error,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "vm": self.vm,
+            "uuid": self.uuid,
+            "action": self.action,
+            "args": dict(self.args),
+            "state": str(self.state),
+            "progress": self.progress,
+            "message": self.message,
+            "created": self.created,
+            "started": self.started,
+            "ended": self.ended,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+TASK_LANE_CALL_LIMIT = 24 * 3600.0
+
+
+class TaskManager:
+    """Queues, runs and records tasks; the Fleet owns one (`fleet.tasks`)."""
+
+    def __init__(self, fleet: Fleet, audit: AuditLog | None = None) -> None:
+        self.fleet = fleet
+        self.audit = audit
+        self.tasks: dict[int, Task] = {}
+        self._lanes: dict[str, Lane] = {}
+        self._runners: set[asyncio.Task[None]] = set()
+        self._subscribers: list[Callable[[Task], None]] = []
+
+    # -- asking -----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        host: str,
+        action: str,
+        run: Runner,
+        *,
+        vm: str = "",
+        uuid: str = "",
+        args: Mapping[str, Any] | None = None,
+        abort: Aborter | None = None,
+        timeout: float = 300.0,
+    ) -> Task:
+        now = self.fleet.clock()
+        task = Task(next_id(), host, vm, uuid, action, dict(args or {}), run, abort, timeout, created=now)
+        self.tasks[task.id] = task
+        self._changed(task)
+        runner = asyncio.get_running_loop().create_task(self._run(task))
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+        return task
+
+    def refuse(
+        self, host: str, action: str, reason: str, *, vm: str = "", args: Mapping[str, Any] | None = None
+    ) -> Task:
+        """An action that will not run (unknown VM, wrong state, read-only host): a failed task saying why,
+        in the task log and the audit log, and nothing touched."""
+        now = self.fleet.clock()
+        task = Task(
+            next_id(), host, vm, "", action, dict(args or {}), _never, None, 0.0, created=now, started=now
+        )
+        self.tasks[task.id] = task
+        self._finish(task, TaskState.FAILED, error=reason, outcome="refused")
+        return task
+
+    def cancel(self, task_id: int) -> str | None:
+        """Cancel a queued task, or abort a running one that can be; None if done, else why not."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            return f"no task {task_id}"
+        if task.state.finished:
+            return f"task {task_id} has already ended ({task.state})"
+        if not task.cancellable:
+            return f"{task.action} cannot be cancelled once it runs"
+        task.cancel_event.set()
+        if task.state == TaskState.RUNNING and task.abort is not None:
+            session = self.fleet.sessions.get(task.host)
+            abort = task.abort
+            if session is not None:
+                runner = asyncio.get_running_loop().create_task(self._abort(session, abort, task))
+                self._runners.add(runner)
+                runner.add_done_callback(self._runners.discard)
+        return None
+
+    async def _abort(self, session: Any, abort: Aborter, task: Task) -> None:
+        try:
+            await session.call(lambda conn: abort(conn))
+        except Exception as exc:  # the job may have ended meanwhile: say so, the task ends on its own
+            self._progress(task, task.progress, f"abort: {exc}")
+
+    async def wait(self, tasks: Sequence[Task], within: float | None = None) -> bool:
+        """Until every task has ended (True), or `within` seconds passed (False)."""
+        try:
+            async with asyncio.timeout(within):
+                for t in tasks:
+                    await t.done.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def subscribe(self, fn: Callable[[Task], None]) -> Callable[[], None]:
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    def active(self) -> list[Task]:
+        return [t for t in self.tasks.values() if not t.state.finished]
+
+    def connection(self, host: str) -> Any:
+        session = self.fleet.sessions.get(host)
+        if session is None:
+            raise ActionError(f"no host {host!r} in the inventory")
+        return session.connection()
+
+    async def close(self) -> None:
+        for t in self.active():
+            t.cancel_event.set()
+        for lane in self._lanes.values():
+            lane.close()
+        self._lanes.clear()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _lane(self, host: str) -> Lane:
+        lane = self._lanes.get(host)
+        if lane is None:
+            lane = self._lanes[host] = Lane(f"{host}-tasks")
+        return lane
+
+    async def _run(self, task: Task) -> None:
+        loop = asyncio.get_running_loop()
+
+        def body() -> str | None:
+            if task.cancel_event.is_set():
+                raise TaskCancelled("cancelled before it started")
+            conn = self.connection(task.host)
+            loop.call_soon_threadsafe(self._started, task)
+            return task.run(TaskContext(task, conn, self, loop))
+
+        try:
+            result = await self._lane(task.host).call(task.timeout or TASK_LANE_CALL_LIMIT, body)
+        except TaskCancelled as exc:
+            self._finish(task, TaskState.CANCELLED, error=str(exc))
+        except CallTimeout as exc:
+            self._lanes.pop(task.host, None)  # its thread may stay stuck in the call: a fresh lane
+            self._finish(task, TaskState.FAILED, error=str(exc))
+        except libvirt.libvirtError as exc:
+            if task.cancel_event.is_set():
+                self._finish(task, TaskState.CANCELLED, error=f"cancelled: {_libvirt_message(exc)}")
+            else:
+                self._finish(task, TaskState.FAILED, error=_libvirt_message(exc))
+        except Exception as exc:  # an action's own error, NotConnected, ...: the message is the point
+            self._finish(task, TaskState.FAILED, error=str(exc) or type(exc).__name__)
+        else:
+            self._finish(task, TaskState.DONE, result=result or "")
+
+    def _started(self, task: Task) -> None:
+        if task.state == TaskState.QUEUED:
+            task.state = TaskState.RUNNING
+            task.started = self.fleet.clock()
+            self._changed(task)
+
+    def _progress(self, task: Task, percent: float | None, message: str) -> None:
+        if task.state.finished:
+            return
+        task.progress = percent
+        task.message = message
+        self._changed(task)
+
+    def _finish(
+        self, task: Task, state: TaskState, *, result: str = "", error: str = "", outcome: str = ""
+    ) -> None:
+        task.state = state
+        task.ended = self.fleet.clock()
+        task.result = result
+        task.error = error
+        if state == TaskState.DONE:
+            task.progress = 100.0 if task.progress is not None else None
+        if self.audit is not None:
+            self.audit.record(
+                time=task.ended,
+                host=task.host,
+                vm=task.vm,
+                action=task.action,
+                args=task.args,
+                outcome=outcome or str(state),
+                error=error,
+                task=task.id,
+            )
+        self._changed(task)
+        task.done.set()
+        session = self.fleet.sessions.get(task.host)
+        if session is not None and outcome != "refused":
+            session.poll_soon()  # show the effect now, not at the next tick
+
+    def _changed(self, task: Task) -> None:
+        self.fleet.activity.put(task.entry())
+        for fn in list(self._subscribers):
+            fn(task)
+        self.fleet.notify()
+
+
+def _never(_ctx: TaskContext) -> str:
+    raise AssertionError("a refused task never runs")
+
+
+def _libvirt_message(exc: libvirt.libvirtError) -> str:
+    msg = exc.get_error_message() or str(exc)
+    return msg.strip()

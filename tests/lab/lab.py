@@ -415,6 +415,51 @@ class Lab:
         finally:
             conn.close()
 
+    def add_guest(
+        self, host: str, name: str, *, mib: int = 112, vcpus: int = 1, disk: bool = False, start: bool = True
+    ) -> None:
+        """Define (and start) a scratch guest like the planned ones, for tests that change or remove
+        guests: the shared ones stay as every other test expects them."""
+        kernel, initrd = build_image()
+        with self.connect(host) as conn:
+            disk_xml = ""
+            if disk:
+                conn.storagePoolLookupByName("default").createXML(_VOLUME_XML.format(name=name), 0)
+                disk_xml = _DISK_XML.format(name=name)
+            virt = "kvm" if hardware_virt() else "qemu"
+            dom = conn.defineXML(
+                _DOMAIN_XML.format(
+                    virt=virt, name=name, mib=mib, vcpus=vcpus, kernel=kernel, initrd=initrd, disk=disk_xml
+                )
+            )
+            if start:
+                dom.create()
+
+    def remove_guest(self, host: str, name: str) -> None:
+        """Force off and undefine a guest (snapshots, managed save included) and delete volumes whose names
+        start with its name; quiet when it is not there."""
+        import libvirt
+
+        with self.connect(host) as conn:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom = conn.lookupByName(name)
+                with contextlib.suppress(libvirt.libvirtError):
+                    dom.destroy()
+                for snap in dom.listAllSnapshots():
+                    with contextlib.suppress(libvirt.libvirtError):
+                        snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+                dom.undefineFlags(
+                    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                )
+            with contextlib.suppress(libvirt.libvirtError):
+                pool = conn.storagePoolLookupByName("default")
+                pool.refresh(0)
+                for vol in pool.listAllVolumes():
+                    if vol.name() == f"{name}.qcow2" or vol.name().startswith(f"{name}-"):
+                        vol.delete(0)
+
     def _write_access_files(self) -> None:
         lines = []
         for h in self.hosts:

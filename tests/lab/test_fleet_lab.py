@@ -6,58 +6,26 @@ import asyncio
 import os
 import stat
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import libvirt
 import pytest
 
 from tests.lab.lab import Lab
+from tests.lab.support import FAST, spec, started, until
 from vimtui.core.config import Defaults
 from vimtui.core.fleet import Fleet
-from vimtui.core.host import SessionSettings
 from vimtui.core.inventory import HostSpec
 from vimtui.core.model import FleetState, HostState, HostStatus
 from vimtui.core.startup import settings_from
 
 pytestmark = pytest.mark.lab
 
-FAST = SessionSettings(
-    interval=1.0,
-    call_timeout=4.0,
-    connect_timeout=4.0,
-    keepalive_interval=1.0,
-    keepalive_count_max=2,
-    backoff_max=2.0,
-)
-
-
-def spec(lab: Lab, host: str, **kw: object) -> HostSpec:
-    h = lab.host(host)
-    base = HostSpec(
-        name=h.name,
-        transport="ssh",
-        uri="qemu:///system",
-        address=h.address,
-        user="root",
-        identity=str(lab.key_file),
-        known_hosts=str(lab.known_hosts),
-        group="lab",
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
-
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Path:
     return tmp_path / "run"
-
-
-async def started(lab: Lab, runtime: Path, *, tick: bool = True, **over: object) -> Fleet:
-    fleet = Fleet([spec(lab, h.name) for h in lab.hosts], replace(FAST, **over), runtime)  # type: ignore[arg-type]
-    await fleet.start(tick=tick)
-    await fleet.connected(within=30)
-    return fleet
 
 
 @pytest.fixture
@@ -70,18 +38,6 @@ async def fleet(lab: Lab, runtime: Path) -> AsyncIterator[Fleet]:
 def direct_names(lab: Lab, host: str) -> set[str]:
     with lab.connect(host) as conn:
         return {d.name() for d in conn.listAllDomains()}
-
-
-async def until(
-    fleet: Fleet, what: str, pred: Callable[[FleetState], object], within: float = 30
-) -> FleetState:
-    try:
-        return await fleet.wait_for(pred, within)
-    except TimeoutError:
-        pytest.fail(
-            f"timed out after {within} s waiting for {what}; last state: "
-            f"{[(h.name, str(h.status), h.message) for h in fleet.state.hosts]}"
-        )
 
 
 async def test_fleet_over_ssh_sees_every_host_and_its_own_guests(lab: Lab, fleet: Fleet) -> None:

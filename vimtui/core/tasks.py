@@ -81,6 +81,10 @@ class TaskContext:
             if self.cancel_event.wait(min(interval, max(0.0, deadline - time.monotonic()))):
                 raise TaskCancelled("cancelled")
 
+    def poll_soon(self, host: str) -> None:
+        """Ask for a poll of another host once this returns (a migration's destination shows the VM)."""
+        self._loop.call_soon_threadsafe(self._manager._poll_soon, host)
+
     def peer(self, host: str) -> Any:
         """The connection of another host of the inventory (a migration's destination)."""
         return self._manager.connection(host)
@@ -294,6 +298,11 @@ class TaskManager:
             self._finish(task, TaskState.FAILED, error=str(exc) or type(exc).__name__)
         else:
             self._finish(task, TaskState.DONE, result=result or "")
+
+    def _poll_soon(self, host: str) -> None:
+        session = self.fleet.sessions.get(host)
+        if session is not None:
+            session.poll_soon()
 
     def _started(self, task: Task) -> None:
         if task.state == TaskState.QUEUED:

@@ -1,0 +1,96 @@
+"""What lab tests of the core share: a host's spec over SSH, fast settings, a fleet over the lab, waiting on
+published states, and running actions as tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab.lab import Lab
+from vimtui.core import operations
+from vimtui.core.audit import AuditLog
+from vimtui.core.fleet import Fleet
+from vimtui.core.host import SessionSettings
+from vimtui.core.inventory import HostSpec
+from vimtui.core.model import FleetState
+from vimtui.core.tasks import Task
+
+FAST = SessionSettings(
+    interval=1.0,
+    call_timeout=4.0,
+    connect_timeout=4.0,
+    keepalive_interval=1.0,
+    keepalive_count_max=2,
+    backoff_max=2.0,
+)
+
+
+def spec(lab: Lab, host: str, **kw: object) -> HostSpec:
+    h = lab.host(host)
+    base = HostSpec(
+        name=h.name,
+        transport="ssh",
+        uri="qemu:///system",
+        address=h.address,
+        user="root",
+        identity=str(lab.key_file),
+        known_hosts=str(lab.known_hosts),
+        group="lab",
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+async def started(
+    lab: Lab, runtime: Path, *, tick: bool = True, audit: AuditLog | None = None, **over: object
+) -> Fleet:
+    settings = replace(FAST, **over)  # type: ignore[arg-type]
+    fleet = Fleet([spec(lab, h.name) for h in lab.hosts], settings, runtime, audit=audit)
+    await fleet.start(tick=tick)
+    await fleet.connected(within=30)
+    return fleet
+
+
+async def until(
+    fleet: Fleet, what: str, pred: Callable[[FleetState], object], within: float = 30
+) -> FleetState:
+    try:
+        return await fleet.wait_for(pred, within)
+    except TimeoutError:
+        pytest.fail(
+            f"timed out after {within} s waiting for {what}; last state: "
+            f"{[(h.name, str(h.status), h.message) for h in fleet.state.hosts]}"
+        )
+
+
+async def seen(fleet: Fleet, host: str, vm: str, within: float = 30) -> FleetState:
+    """Until the fleet shows `vm` on `host` (a guest the test just defined)."""
+    return await until(fleet, f"{vm} on {host}", lambda s: s.find_vm(vm, host), within)
+
+
+async def act(
+    fleet: Fleet,
+    name: str,
+    vms: Sequence[str],
+    host: str | None = None,
+    within: float = 120,
+    **args: Any,
+) -> list[Task]:
+    """Run one action on VMs by name through the same path as the screen and the CLI; wait for the end."""
+    found, errors = operations.resolve(fleet.state, vms, host)
+    tasks = operations.refuse_unresolved(fleet, name, errors, host)
+    tasks += operations.submit(fleet, operations.plan(fleet.state, name, found, args))
+    if not await fleet.tasks.wait(tasks, within=within):
+        pytest.fail(f"{name} {list(vms)}: not done after {within} s: {[t.as_dict() for t in tasks]}")
+    return tasks
+
+
+def dom_state(lab: Lab, host: str, name: str) -> str:
+    """A guest's state as libvirt says it, over a direct connection (not through vimtui)."""
+    from vimtui.core.model import state_name
+
+    with lab.connect(host) as conn:
+        return state_name(conn.lookupByName(name).state()[0])

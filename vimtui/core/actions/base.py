@@ -40,7 +40,7 @@ class VmAction:
     """Refused on read-only hosts."""
     destructive: bool = False
     """Asks first (with what goes), and is audited like every task."""
-    abort: Callable[[Any], None] | None = None
+    abort: Callable[[Any, str], None] | None = None
     """Given the domain's connection and uuid, stops the running job (abortJob): cancellable while running."""
     timeout: float = 300.0
     key: str = ""

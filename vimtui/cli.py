@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", metavar="N", type=_count, default=1, help="samples to print (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON document per sample (JSON Lines)")
+    from vimtui.vm_cli import add_vm_parser
+
+    add_vm_parser(sub, common)
     return parser
 
 
@@ -106,12 +109,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_gc()
             return run_app(config, specs, wall=args.wall)
         tune_gc()
+        if args.command == "vm":
+            from vimtui.vm_cli import run_vm
+
+            return asyncio.run(run_vm(args, config, specs))
         return asyncio.run(headless.run(args, config, specs))
-    except (headless.UsageError, RuntimeError) as exc:  # RuntimeError: an unsafe runtime dir
+    except (
+        headless.UsageError,
+        vm_usage_error(),
+        RuntimeError,
+    ) as exc:  # RuntimeError: an unsafe runtime dir
         print(f"vimtui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def vm_usage_error() -> type[Exception]:
+    from vimtui.vm_cli import UsageError
+
+    return UsageError
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ published states, and running actions as tasks."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -94,3 +95,28 @@ def dom_state(lab: Lab, host: str, name: str) -> str:
 
     with lab.connect(host) as conn:
         return state_name(conn.lookupByName(name).state()[0])
+
+
+def serial_log(lab: Lab, host: str, guest: str) -> str:
+    """What a guest wrote on its serial console (its log file, read from the host's directory)."""
+    path = Path(lab.host(host).dir) / "var-log-libvirt" / "qemu" / f"{guest}-serial.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def booted_times(lab: Lab, host: str, guest: str) -> int:
+    """How many times the guest reached the end of its start-up (its serial log is appended to)."""
+    return serial_log(lab, host, guest).count(f"vimtui-guest {guest} up")
+
+
+async def eventually(what: str, pred: Callable[[], object], within: float = 30) -> object:
+    """Ask `pred` (quick, blocking) until it holds, without holding up the event loop (the fleet under test
+    keeps polling); fail naming `what` at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await asyncio.to_thread(pred)
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.2)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.lab.lab import Lab
+from tests.lab.support import serial_log
 
 pytestmark = pytest.mark.lab
 
@@ -127,11 +128,6 @@ def test_libvirtd_stops_and_starts_while_guests_keep_running(lab: Lab) -> None:
         # the restarted libvirtd found the guests' cgroups again: per-VM CPU time is still there
         for _dom, stats in conn.domainListGetStats(active, libvirt.VIR_DOMAIN_STATS_CPU_TOTAL):
             assert "cpu.time" in stats
-
-
-def serial_log(lab: Lab, host: str, guest: str) -> str:
-    path = Path(lab.host(host).dir) / "var-log-libvirt" / "qemu" / f"{guest}-serial.log"
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def test_a_lab_comes_down_leaving_nothing_behind() -> None:

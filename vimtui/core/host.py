@@ -382,6 +382,17 @@ class HostSession:
             raise NotConnected(f"{self.spec.name} is {self.status}")
         return conn
 
+    async def refresh(self, within: float) -> None:
+        """Poll once more, starting after this call (a poll already running may predate what the caller
+        just did): when it returns, the host's state includes it. Never raises; gives up at `within`."""
+        if self._conn is None:
+            return
+        if self.polling and self._poll_task is not None:
+            await asyncio.wait([self._poll_task], timeout=within)
+        task = self.start_poll()
+        if task is not None:
+            await asyncio.wait([task], timeout=within)
+
     def poll_soon(self) -> None:
         """Poll now rather than at the next tick (after a task, so its effect shows at once)."""
         if self._conn is not None and not self.polling:

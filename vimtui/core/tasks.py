@@ -82,8 +82,9 @@ class TaskContext:
                 raise TaskCancelled("cancelled")
 
     def poll_soon(self, host: str) -> None:
-        """Ask for a poll of another host once this returns (a migration's destination shows the VM)."""
-        self._loop.call_soon_threadsafe(self._manager._poll_soon, host)
+        """Another host this task changed (a migration's destination): it is polled before the task ends,
+        like the task's own host, so that a finished task's effect is in the fleet state."""
+        self.task.touched.add(host)
 
     def peer(self, host: str) -> Any:
         """The connection of another host of the inventory (a migration's destination)."""
@@ -113,9 +114,14 @@ class Task:
     created: float = 0.0
     started: float | None = None
     ended: float | None = None
+    returned: float | None = None
+    """When the action function returned and the lane was free for the next task (the task ends after
+    the polls that show its effect)."""
     result: str = ""
     error: str = ""
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    touched: set[str] = field(default_factory=set, repr=False)
+    """Other hosts the task changed."""
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -154,6 +160,7 @@ class Task:
             "created": self.created,
             "started": self.started,
             "ended": self.ended,
+            "returned": self.returned,
             "result": self.result,
             "error": self.error,
         }
@@ -280,10 +287,16 @@ class TaskManager:
                 raise TaskCancelled("cancelled before it started")
             conn = self.connection(task.host)
             loop.call_soon_threadsafe(self._started, task)
-            return task.run(TaskContext(task, conn, self, loop))
+            try:
+                return task.run(TaskContext(task, conn, self, loop))
+            finally:
+                task.returned = self.fleet.clock()
 
         try:
-            result = await self._lane(task.host).call(task.timeout or TASK_LANE_CALL_LIMIT, body)
+            try:
+                result = await self._lane(task.host).call(task.timeout or TASK_LANE_CALL_LIMIT, body)
+            finally:
+                await self._refresh(task)
         except TaskCancelled as exc:
             self._finish(task, TaskState.CANCELLED, error=str(exc))
         except CallTimeout as exc:
@@ -299,10 +312,13 @@ class TaskManager:
         else:
             self._finish(task, TaskState.DONE, result=result or "")
 
-    def _poll_soon(self, host: str) -> None:
-        session = self.fleet.sessions.get(host)
-        if session is not None:
-            session.poll_soon()
+    async def _refresh(self, task: Task) -> None:
+        """Poll the hosts the task changed before it ends: whoever waits on a task then finds its effect
+        in the fleet state (and the next action is checked against it, not against the state before)."""
+        sessions = [self.fleet.sessions.get(h) for h in {task.host, *task.touched}]
+        await asyncio.gather(
+            *(s.refresh(self.fleet.settings.poll_timeout) for s in sessions if s is not None and task.started)
+        )
 
     def _started(self, task: Task) -> None:
         if task.state == TaskState.QUEUED:
@@ -339,9 +355,6 @@ class TaskManager:
             )
         self._changed(task)
         task.done.set()
-        session = self.fleet.sessions.get(task.host)
-        if session is not None and outcome != "refused":
-            session.poll_soon()  # show the effect now, not at the next tick
 
     def _changed(self, task: Task) -> None:
         self.fleet.activity.put(task.entry())

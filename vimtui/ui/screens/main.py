@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Static
 from vimtui.core.model import FleetState, VmState
 from vimtui.core.query import Query, QueryError, describe, parse_query
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.vm_actions import ActionsMixin, action_bindings
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import ALL, HostTree, Scope
 from vimtui.ui.widgets.task_log import TaskLog
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 PANES = ("#tree", "#vms", "#graphs", "#tasks")
 
 
-class MainScreen(Screen[None]):
+class MainScreen(ActionsMixin, Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter", key_display="/", id="main.filter"),
         Binding("escape", "clear", "Clear", show=False, id="main.clear"),
@@ -34,6 +35,7 @@ class MainScreen(Screen[None]):
         Binding("w", "graph_window", "Window", id="main.graph_window"),
         Binding("m", "graph_metrics", "Metrics", id="main.graph_metrics"),
         Binding("d", "details", "Details", id="main.details"),
+        *action_bindings("main"),
     ]
 
     def __init__(self) -> None:
@@ -46,6 +48,20 @@ class MainScreen(Screen[None]):
     @property
     def vimapp(self) -> VimApp:
         return self.app  # type: ignore[return-value]
+
+    def action_targets(self) -> list[VmState]:
+        """The marked VMs, else the one under the cursor (what an action applies to)."""
+        if self.state is None:
+            return []
+        table = self.query_one(VmTable)
+        marked = table.marked
+        if marked:
+            return [v for k in marked if (v := self.state.vms.get(k)) is not None]
+        vm = table.current_vm
+        return [self.state.vms.get(vm.key, vm)] if vm is not None else []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.check_vm_action(action, parameters)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title")
@@ -83,6 +99,7 @@ class MainScreen(Screen[None]):
             self._refresh_graphs()
             self.query_one(TaskLog).update(self.vimapp.fleet.activity.entries())
             self._refresh_title()
+        self.refresh_bindings()
 
     def _visible_vms(self) -> list[VmState]:
         if self.state is None:
@@ -146,10 +163,12 @@ class MainScreen(Screen[None]):
     @on(VmTable.Highlighted)
     def _vm_highlighted(self) -> None:
         self._refresh_graphs()
+        self.refresh_bindings()
 
     @on(VmTable.MarksChanged)
     def _marks_changed(self) -> None:
         self._refresh_title()
+        self.refresh_bindings()
 
     @on(VmTable.Selected)
     def _vm_selected(self, event: VmTable.Selected) -> None:

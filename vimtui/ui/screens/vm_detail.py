@@ -21,6 +21,7 @@ from vimtui.core.lane import CallTimeout
 from vimtui.core.model import VmState
 from vimtui.ui.format import duration, pct, rate, size
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.vm_actions import ActionsMixin, action_bindings
 from vimtui.ui.widgets.graphs import GraphPanel
 
 if TYPE_CHECKING:
@@ -98,11 +99,12 @@ def devices_table(vm: VmState) -> Table:
     return t
 
 
-class VmDetailScreen(Screen[None]):
+class VmDetailScreen(ActionsMixin, Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="vm_detail.back"),
         Binding("w", "graph_window", "Window", id="vm_detail.graph_window"),
         Binding("r", "reload", "Reload", id="vm_detail.reload"),
+        *action_bindings("vm_detail"),
     ]
     DEFAULT_CSS = """
     VmDetailScreen #head { height: 1; padding: 0 1; background: $panel; }
@@ -120,6 +122,13 @@ class VmDetailScreen(Screen[None]):
 
     def vm(self) -> VmState | None:
         return self.vimapp.fleet.state.vms.get(self.key)
+
+    def action_targets(self) -> list[VmState]:
+        vm = self.vm()
+        return [vm] if vm is not None else []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.check_vm_action(action, parameters)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="head")
@@ -142,6 +151,7 @@ class VmDetailScreen(Screen[None]):
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         self._refresh()
+        self.refresh_bindings()
 
     def _refresh(self) -> None:
         vm = self.vm()

@@ -1,0 +1,138 @@
+"""VM actions from the screen on libvirt's test driver: keys greyed out where they do not apply, a form and
+a confirmation before destructive or bulk actions, one task per VM, the effect in the next snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.ui.conftest import fleet_app, loaded, typed
+from vimtui.core.model import FleetState
+from vimtui.ui.app import VimApp
+from vimtui.ui.screens.prompt import PromptScreen
+from vimtui.ui.widgets.vm_table import VmTable
+
+SIZE = (160, 48)
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    return tmp_path
+
+
+async def until(
+    pilot: Pilot[None], what: str, pred: Callable[[FleetState], object], within: float = 10
+) -> None:
+    app: VimApp = pilot.app  # type: ignore[assignment]
+    for _ in range(int(within / 0.02)):
+        if pred(app.fleet.state):
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+async def to_vm(pilot: Pilot[None], name: str) -> None:
+    table = pilot.app.screen.query_one(VmTable)
+    await typed(pilot, "g")
+    for _ in range(len(table.rows)):
+        vm = table.current_vm
+        if vm is not None and vm.name == name:
+            return
+        await typed(pilot, "j")
+    pytest.fail(f"{name} is not in the table")
+
+
+def state_of(app: VimApp, name: str) -> str:
+    (vm,) = app.fleet.state.find_vm(name)
+    return vm.state
+
+
+async def test_keys_apply_to_the_vm_under_the_cursor_and_are_greyed_out_otherwise() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await to_vm(pilot, "web01")
+        screen = app.screen
+        assert screen.check_action("vm_action", ("start",)) is None  # running: start does not apply
+        assert screen.check_action("vm_action", ("suspend",)) is True
+        await typed(pilot, "p")  # suspend
+        await until(pilot, "web01 paused", lambda s: state_of(app, "web01") == "paused")
+        assert screen.check_action("vm_action", ("suspend",)) is None
+        assert screen.check_action("vm_action", ("resume",)) is True
+        await typed(pilot, "s")  # start: greyed out, nothing happens
+        await pilot.pause()
+        assert state_of(app, "web01") == "paused"
+        await typed(pilot, "P")  # resume
+        await until(pilot, "web01 running", lambda s: state_of(app, "web01") == "running")
+        entries = [e for e in app.fleet.activity.entries() if e.vm == "web01" and e.state != "event"]
+        assert [(e.action, e.state) for e in entries[:2]] == [("resume", "done"), ("suspend", "done")]
+
+
+async def test_bulk_force_off_asks_first_and_lists_every_vm(data_home: Path) -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        running = sorted(v.name for v in app.fleet.state.vms.values() if v.state == "running")
+        assert len(running) >= 3
+        await typed(pilot, "slash", *"state:running", "enter", "ctrl+a", "X")
+        await until(pilot, "the confirmation", lambda s: isinstance(app.screen, PromptScreen))
+        detail = str(app.screen.query_one("#detail").render())
+        assert all(name in detail for name in running)
+        await typed(pilot, "escape")  # no: nothing happens
+        await pilot.pause()
+        assert sorted(v.name for v in app.fleet.state.vms.values() if v.state == "running") == running
+        await typed(pilot, "X")
+        await until(pilot, "the confirmation", lambda s: isinstance(app.screen, PromptScreen))
+        await pilot.click("#ok")
+        await until(pilot, "all forced off", lambda s: all(state_of(app, n) == "shutoff" for n in running))
+    records = [json.loads(line) for line in (data_home / "vimtui" / "audit.log").read_text().splitlines()]
+    assert sorted((r["vm"], r["action"], r["outcome"]) for r in records) == [
+        (n, "destroy", "done") for n in running
+    ]
+
+
+async def test_delete_shows_what_goes_and_keeps_disks_unless_ticked() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await to_vm(pilot, "old-app")  # shut off
+        assert state_of(app, "old-app") == "shutoff"
+        await typed(pilot, "ctrl+d")
+        await until(pilot, "the delete form", lambda s: isinstance(app.screen, PromptScreen))
+        assert app.screen.query("#f-rm-vda")  # one box per disk, not ticked
+        await pilot.click("#ok")
+        await until(
+            pilot,
+            "the confirmation",
+            lambda s: isinstance(app.screen, PromptScreen) and app.screen.query("#detail"),
+        )
+        detail = str(app.screen.query_one("#detail").render())
+        assert "the definition of old-app" in detail and "kept: vda" in detail
+        await pilot.click("#ok")
+        await until(pilot, "old-app gone", lambda s: not s.find_vm("old-app"))
+
+
+async def test_a_refused_action_says_why_in_the_task_log() -> None:
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await to_vm(pilot, "web01")
+        await typed(pilot, "space")
+        await to_vm(pilot, "old-app")
+        await typed(pilot, "space", "P")  # resume: applies to neither (running, shut off)
+        await pilot.pause()
+        assert not isinstance(app.screen, PromptScreen)
+        await typed(pilot, "X")  # force off: web01 yes, old-app no
+        await until(pilot, "the confirmation", lambda s: isinstance(app.screen, PromptScreen))
+        detail = str(app.screen.query_one("#detail").render())
+        assert "old-app is shutoff" in detail
+        await pilot.click("#ok")
+        await until(pilot, "web01 off", lambda s: state_of(app, "web01") == "shutoff")
+        failed = [e for e in app.fleet.activity.entries() if e.state == "failed" and e.vm == "old-app"]
+        assert failed and "old-app is shutoff" in failed[0].error

@@ -1,0 +1,59 @@
+"""When the screen hands the terminal to something else: the serial console and $EDITOR.
+
+The app is suspended (Textual gives the terminal back) while the blocking part runs in a thread, so the
+event loop keeps polling every host and running tasks underneath; the screen comes back when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from vimtui.core import operations
+from vimtui.core.model import VmState
+from vimtui.core.queries import domain_xml
+
+if TYPE_CHECKING:
+    from vimtui.ui.app import VimApp
+
+
+async def console(app: VimApp, vm: VmState) -> None:
+    from vimtui.core.actions import console as core_console
+
+    refusal = core_console.console_refusal(vm)
+    if refusal:
+        app.notify(refusal, severity="warning")
+        return
+    try:
+        conn = app.fleet.sessions[vm.host].connection()
+    except Exception as exc:
+        app.notify(str(exc), severity="error")
+        return
+    try:
+        with app.suspend():
+            message = await asyncio.to_thread(core_console.attach_terminal, conn, vm.uuid)
+    except Exception as exc:  # SuspendNotSupported, a console that would not open
+        app.notify(f"console of {vm.name}: {exc}", severity="error")
+        return
+    app.notify(f"console of {vm.name}: {message or 'detached'}", timeout=3)
+
+
+async def edit_xml(app: VimApp, vm: VmState) -> None:
+    from vimtui.core.actions import xmledit
+
+    session = app.fleet.sessions[vm.host]
+    try:
+        before = await session.call(domain_xml, vm.uuid)
+    except Exception as exc:
+        app.notify(f"{vm.name}: {exc}", severity="error")
+        return
+    try:
+        with app.suspend():
+            after = await asyncio.to_thread(xmledit.edit_text, before)
+    except Exception as exc:
+        app.notify(f"editor: {exc}", severity="error")
+        return
+    if after is None or after == before:
+        app.notify(f"{vm.name}: XML unchanged", timeout=3)
+        return
+    operations.submit(app.fleet, operations.plan(app.fleet.state, "edit", [vm], {"xml": after}))

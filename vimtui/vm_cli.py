@@ -1,0 +1,272 @@
+"""`vimtui vm VERB NAME... [--host H] [--yes] [--dry-run] [--json]`: the screen's actions, headless.
+
+The same core as the screen: names are resolved against a fresh poll, each VM gets one task (refused ones
+say why), destructive verbs ask first (or take --yes), and every task is audited. Exit status: 0 when every
+task succeeded, 1 when any failed or was refused, 2 for usage errors, 3 when a host needed is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vimtui.core import operations
+from vimtui.core.actions import ACTIONS
+from vimtui.core.actions.remove import preview
+from vimtui.core.config import Config
+from vimtui.core.fleet import Fleet
+from vimtui.core.inventory import HostSpec
+from vimtui.core.queries import snapshots
+from vimtui.core.startup import make_fleet
+from vimtui.core.tasks import Task
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+ArgsFrom = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+class UsageError(Exception):
+    pass
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+
+def _flags(p: argparse.ArgumentParser, *, many: bool = True) -> None:
+    p.add_argument("names", metavar="NAME", nargs="+" if many else 1, help="VM name, or HOST/NAME")
+    p.add_argument("--host", metavar="H", help="the host the VMs are on (when a name is on several)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before a destructive action")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be done")
+    p.add_argument("--json", action="store_true", help="the tasks as JSON")
+
+
+VERBS: dict[str, tuple[str, ArgsFrom]] = {}
+"""verb -> (action name, arguments of the action from the parsed options)."""
+
+
+def _verb(sub: Any, common: argparse.ArgumentParser, verb: str, action: str, help: str, **kw: Any) -> Any:
+    p = sub.add_parser(verb, parents=[common], help=help, description=help)
+    _flags(p, many=kw.pop("many", True))
+    VERBS[verb] = (action, kw.pop("args", lambda ns: {}))
+    return p
+
+
+def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    vm = sub.add_parser("vm", parents=[common], help="act on VMs: start, shutdown, delete, snapshot ...")
+    verbs = vm.add_subparsers(dest="verb", metavar="VERB", required=True)
+    VERBS.clear()
+    for name in ("start", "reboot", "reset", "destroy", "suspend", "resume", "save"):
+        _verb(verbs, common, name, name, ACTIONS[name].help)
+    p = _verb(
+        verbs,
+        common,
+        "shutdown",
+        "shutdown",
+        "ACPI shutdown; with --wait, until the guest is off (--timeout), then --force forces it off",
+        args=lambda ns: {"timeout": ns.timeout if ns.wait else 0.0, "force": ns.force},
+    )
+    p.add_argument("--wait", action="store_true", help="wait until the guest has powered off")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds to wait (120)")
+    p.add_argument("--force", action="store_true", help="force off when the guest is still on at --timeout")
+    p = _verb(
+        verbs,
+        common,
+        "autostart",
+        "autostart",
+        "start with the host (--off: no longer)",
+        args=lambda ns: {"enable": not ns.off},
+    )
+    p.add_argument("--off", action="store_true")
+    p = _verb(
+        verbs,
+        common,
+        "delete",
+        "delete",
+        ACTIONS["delete"].help,
+        args=lambda ns: {"force": ns.force, "remove_storage": tuple(ns.remove_storage or ())},
+    )
+    p.add_argument("--force", action="store_true", help="force off a running VM first")
+    p.add_argument(
+        "--remove-storage",
+        action="append",
+        metavar="DISK",
+        help="also remove this disk's volume (target such as vda, or its source); repeatable",
+    )
+    snap = verbs.add_parser("snapshot", parents=[common], help="create, list, revert or delete snapshots")
+    ops = snap.add_subparsers(dest="snapshot_verb", metavar="OP", required=True)
+    p = _verb(
+        ops,
+        common,
+        "create",
+        "snapshot",
+        ACTIONS["snapshot"].help,
+        args=lambda ns: {"name": ns.name, "description": ns.description, "disk_only": ns.disk_only},
+    )
+    p.add_argument("--name", required=True, metavar="SNAP")
+    p.add_argument("--description", default="", metavar="TEXT")
+    p.add_argument("--disk-only", action="store_true", help="external, disks only (no memory)")
+    p = ops.add_parser("list", parents=[common], help="the snapshot tree of each VM")
+    _flags(p)
+    VERBS["list"] = ("", lambda ns: {})
+    p = _verb(ops, common, "revert", "revert", ACTIONS["revert"].help, args=lambda ns: {"name": ns.name})
+    p.add_argument("--name", required=True, metavar="SNAP")
+    p = _verb(
+        ops,
+        common,
+        "delete",
+        "snapshot-delete",
+        ACTIONS["snapshot-delete"].help,
+        args=lambda ns: {"name": ns.name, "children": ns.children},
+    )
+    p.add_argument("--name", required=True, metavar="SNAP")
+    p.add_argument("--children", action="store_true", help="and every snapshot under it")
+    _extra_verbs(verbs, common)
+
+
+def _extra_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
+    """Verbs whose actions take more than a VM name (clone, migrate, devices, XML)."""
+    if "clone" in ACTIONS:
+        p = _verb(
+            verbs,
+            common,
+            "clone",
+            "clone",
+            ACTIONS["clone"].help,
+            many=False,
+            args=lambda ns: {"name": ns.name, "linked": ns.linked, "start": ns.start},
+        )
+        p.add_argument("--name", required=True, metavar="NEW", help="the clone's name")
+        p.add_argument("--linked", action="store_true", help="qcow2 overlays on the source's disks")
+        p.add_argument("--start", action="store_true", help="start the clone")
+    if "migrate" in ACTIONS:
+        p = _verb(
+            verbs,
+            common,
+            "migrate",
+            "migrate",
+            ACTIONS["migrate"].help,
+            args=lambda ns: {"dest": ns.to, "copy_storage": ns.copy_storage},
+        )
+        p.add_argument("--to", required=True, metavar="HOST", help="destination host (from the inventory)")
+        p.add_argument("--copy-storage", action="store_true", help="copy the disks too (no shared storage)")
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+
+def _ask(lines: Sequence[str], question: str) -> bool:
+    print("\n".join(lines))
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question}: not asking without a terminal; add --yes to go ahead")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
+    verb = args.snapshot_verb if args.verb == "snapshot" else args.verb
+    action, args_from = VERBS[verb]
+    fleet = make_fleet(config, specs)
+    await fleet.start(tick=False)
+    try:
+        d = config.defaults
+        await fleet.connected(within=d.connect_timeout + d.call_timeout + 5)
+        state = await fleet.tick(deadline=d.call_timeout)
+        unreachable = [h for h in state.hosts if not h.status.healthy]
+        vms, errors = operations.resolve(state, args.names, args.host)
+        if errors and unreachable:
+            for h in unreachable:
+                print(f"vimtui: {h.name}: {h.status}: {h.message}", file=sys.stderr)
+        if verb == "list" and args.verb == "snapshot":
+            return await _list_snapshots(fleet, vms, errors, args.json)
+        steps = operations.plan(state, action, vms, args_from(args))
+        if args.dry_run:
+            return _dry_run(steps, errors, args.json)
+        act = ACTIONS[action]
+        runnable = [s for s in steps if s.refusal is None]
+        if act.destructive and runnable and not args.yes:
+            lines = await _what_goes(fleet, runnable)
+            if not _ask(lines, f"{act.title}: {len(runnable)} VM(s)"):
+                print("nothing done", file=sys.stderr)
+                return EXIT_FAILED
+        tasks = operations.refuse_unresolved(fleet, action, errors, args.host)
+        tasks += operations.submit(fleet, steps)
+        await fleet.tasks.wait(tasks)
+        _report(tasks, args.json)
+        if unreachable and errors:
+            return EXIT_UNREACHABLE
+        return EXIT_OK if all(t.ok for t in tasks) else EXIT_FAILED
+    finally:
+        await fleet.stop()
+
+
+async def _what_goes(fleet: Fleet, steps: Sequence[operations.Step]) -> list[str]:
+    lines = []
+    for s in steps:
+        lines.append(f"{s.action.title} {s.host}/{s.vm}:")
+        if s.action.name == "delete":
+            try:
+                plan = await fleet.sessions[s.host].call(preview, s.uuid, s.args.get("remove_storage", ()))
+            except Exception as exc:  # the task will refuse with the same reason
+                lines.append(f"  (cannot run: {exc})")
+                continue
+            lines += [f"  - {line}" for line in plan.lines()]
+        else:
+            lines.append(f"  - {s.action.help}")
+    return lines
+
+
+def _dry_run(steps: Sequence[operations.Step], errors: Sequence[tuple[str, str]], as_json: bool) -> int:
+    rows = [
+        {"vm": s.vm, "host": s.host, "action": s.action.name, "args": dict(s.args), "refused": s.refusal}
+        for s in steps
+    ] + [{"vm": name, "host": None, "action": None, "args": {}, "refused": why} for name, why in errors]
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        for s in steps:
+            print(f"would {s.describe()}")
+        for name, why in errors:
+            print(f"would refuse {name}: {why}")
+    return EXIT_OK if not errors and all(s.refusal is None for s in steps) else EXIT_FAILED
+
+
+def _report(tasks: Sequence[Task], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([t.as_dict() for t in tasks], indent=2, default=str))
+        return
+    for t in tasks:
+        where = f"{t.host}/{t.vm}" if t.host else t.vm
+        text = t.result if t.ok else t.error
+        print(f"{t.action} {where}: {t.state}: {text}")
+
+
+async def _list_snapshots(
+    fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str, str]], as_json: bool
+) -> int:
+    out: dict[str, Any] = {}
+    for vm in vms:
+        snaps = await fleet.sessions[vm.host].call(snapshots, vm.uuid)
+        out[f"{vm.host}/{vm.name}"] = snaps
+    if as_json:
+        doc = {k: [_snap_dict(s) for s in v] for k, v in out.items()}
+        print(json.dumps(doc, indent=2))
+    else:
+        for key, snaps in out.items():
+            print(f"{key}: {len(snaps)} snapshot(s)")
+            depth: dict[str | None, int] = {None: 0}
+            for s in snaps:
+                level = depth.get(s.parent, 0) + (1 if s.parent else 0)
+                depth[s.name] = level
+                mark = " (current)" if s.current else ""
+                kind = "external" if s.external else "internal"
+                print(f"  {'  ' * level}{s.name}{mark}  [{s.state}, {kind}]  {s.description}")
+    for name, why in errors:
+        print(f"vimtui: {name}: {why}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _snap_dict(s: Any) -> dict[str, Any]:
+    return {f: getattr(s, f) for f in s.__slots__}

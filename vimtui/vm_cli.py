@@ -8,6 +8,7 @@ task succeeded, 1 when any failed or was refused, 2 for usage errors, 3 when a h
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -152,6 +153,65 @@ def _extra_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
         )
         p.add_argument("--to", required=True, metavar="HOST", help="destination host (from the inventory)")
         p.add_argument("--copy-storage", action="store_true", help="copy the disks too (no shared storage)")
+    p = _verb(
+        verbs,
+        common,
+        "attach-disk",
+        "attach-disk",
+        ACTIONS["attach-disk"].help,
+        many=False,
+        args=lambda ns: {
+            "source": ns.source,
+            "target": ns.target,
+            "bus": ns.bus,
+            "device": "cdrom" if ns.cdrom else "disk",
+            "readonly": ns.readonly or ns.cdrom,
+        },
+    )
+    p.add_argument("--source", required=True, help="POOL/VOLUME, or a path of a volume on the host")
+    p.add_argument("--target", help="device name in the guest (default: the next free one)")
+    p.add_argument("--bus", default="virtio", help="virtio (default), scsi, sata ...")
+    p.add_argument("--cdrom", action="store_true")
+    p.add_argument("--readonly", action="store_true")
+    p = _verb(
+        verbs,
+        common,
+        "detach-disk",
+        "detach-disk",
+        ACTIONS["detach-disk"].help,
+        many=False,
+        args=lambda ns: {"target": ns.target},
+    )
+    p.add_argument("--target", required=True, help="the disk's device name (vdb ...)")
+    p = _verb(
+        verbs,
+        common,
+        "attach-nic",
+        "attach-nic",
+        ACTIONS["attach-nic"].help,
+        many=False,
+        args=lambda ns: {"network": ns.network, "bridge": ns.bridge, "model": ns.model, "mac": ns.mac},
+    )
+    p.add_argument("--network", help="libvirt network (default: default)")
+    p.add_argument("--bridge", help="host bridge instead of a network")
+    p.add_argument("--model", default="virtio")
+    p.add_argument("--mac", help="MAC address (default: a new one)")
+    p = _verb(
+        verbs,
+        common,
+        "detach-nic",
+        "detach-nic",
+        ACTIONS["detach-nic"].help,
+        many=False,
+        args=lambda ns: {"mac": ns.mac},
+    )
+    p.add_argument("--mac", required=True)
+    p = verbs.add_parser("edit", parents=[common], help="edit the domain XML in $EDITOR, then redefine it")
+    _flags(p, many=False)
+    VERBS["edit"] = ("edit", lambda ns: {})
+    p = verbs.add_parser("console", parents=[common], help="attach to the serial console (escape: ctrl+])")
+    _flags(p, many=False)
+    VERBS["console"] = ("", lambda ns: {})
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -181,7 +241,16 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
                 print(f"vimtui: {h.name}: {h.status}: {h.message}", file=sys.stderr)
         if verb == "list" and args.verb == "snapshot":
             return await _list_snapshots(fleet, vms, errors, args.json)
-        steps = operations.plan(state, action, vms, args_from(args))
+        if verb == "console":
+            return await _console(fleet, vms, errors)
+        extra = args_from(args)
+        if verb == "edit" and vms and not errors:
+            text = await _edit(fleet, vms[0])
+            if text is None:
+                print(f"{vms[0].name}: unchanged, nothing to do", file=sys.stderr)
+                return EXIT_OK
+            extra = {"xml": text}
+        steps = operations.plan(state, action, vms, extra)
         if args.dry_run:
             return _dry_run(steps, errors, args.json)
         act = ACTIONS[action]
@@ -200,6 +269,32 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
         return EXIT_OK if all(t.ok for t in tasks) else EXIT_FAILED
     finally:
         await fleet.stop()
+
+
+async def _edit(fleet: Fleet, vm: Any) -> str | None:
+    from vimtui.core.actions import xmledit
+
+    before = await fleet.sessions[vm.host].call(
+        lambda conn: xmledit.editable_xml(conn.lookupByUUIDString(vm.uuid))
+    )
+    after = await asyncio.to_thread(xmledit.edit_text, before)
+    return None if after is None or after == before else after
+
+
+async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str, str]]) -> int:
+    from vimtui.core.actions import console
+
+    if errors:
+        raise UsageError("; ".join(f"{n}: {why}" for n, why in errors))
+    vm = vms[0]
+    refusal = console.console_refusal(vm)
+    if refusal:
+        print(f"vimtui: {refusal}", file=sys.stderr)
+        return EXIT_FAILED
+    conn = fleet.sessions[vm.host].connection()
+    message = await asyncio.to_thread(console.attach_terminal, conn, vm.uuid)
+    print(f"\r\n{message or 'detached'}", file=sys.stderr)
+    return EXIT_OK
 
 
 async def _what_goes(fleet: Fleet, steps: Sequence[operations.Step]) -> list[str]:

@@ -136,3 +136,24 @@ async def test_a_refused_action_says_why_in_the_task_log() -> None:
         await until(pilot, "web01 off", lambda s: state_of(app, "web01") == "shutoff")
         failed = [e for e in app.fleet.activity.entries() if e.state == "failed" and e.vm == "old-app"]
         assert failed and "old-app is shutoff" in failed[0].error
+
+
+async def test_colon_actions_by_name_and_the_palette_lists_what_applies() -> None:
+    from vimtui.ui.commands import _vm_action_commands
+
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await typed(pilot, "colon", *"suspend web01", "enter")
+        await until(pilot, "web01 paused", lambda s: state_of(app, "web01") == "paused")
+        await typed(pilot, "colon", *"resume nope", "enter")
+        await pilot.pause()
+        assert "no VM named 'nope'" in str(app.screen.query_one("#bar").tooltip or "") or any(
+            "no VM named 'nope'" in str(n.message) for n in app._notifications
+        )
+        await typed(pilot, "escape")
+        await to_vm(pilot, "web01")
+        titles = {t: h for t, h, _ in _vm_action_commands(app.screen)}  # type: ignore[arg-type]
+        assert "VM: Resume web01" in titles
+        assert "VM: Start web01 — not available" in titles
+        assert "is paused" in titles["VM: Start web01 — not available"]

@@ -8,6 +8,7 @@ vimtui processes never interleave and nothing already written is rewritten.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import socket
@@ -36,6 +37,22 @@ class AuditRecord:
     task: int | None = None
 
 
+LONG_ARG = 200
+
+
+def redact(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments as logs show them: a long text (a whole domain XML, which may hold secrets) becomes its
+    size and digest, enough to tell two edits apart without keeping their content."""
+    out: dict[str, Any] = {}
+    for k, v in args.items():
+        if isinstance(v, str) and len(v) > LONG_ARG:
+            digest = hashlib.sha256(v.encode()).hexdigest()[:12]
+            out[k] = f"<{len(v)} characters, sha256 {digest}>"
+        else:
+            out[k] = v
+    return out
+
+
 def local_user() -> str:
     try:
         return getpass.getuser()
@@ -61,7 +78,9 @@ class AuditLog:
         error: str = "",
         task: int | None = None,
     ) -> AuditRecord:
-        rec = AuditRecord(time, self._user, self._client, host, vm, action, dict(args), outcome, error, task)
+        rec = AuditRecord(
+            time, self._user, self._client, host, vm, action, redact(args), outcome, error, task
+        )
         line = (json.dumps(asdict(rec), sort_keys=True, default=str) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -12,6 +12,7 @@ from typing import Any
 
 from vimtui.core.actions import ACTIONS, VmAction
 from vimtui.core.actions.base import domain
+from vimtui.core.audit import redact
 from vimtui.core.fleet import Fleet
 from vimtui.core.model import FleetState, VmState
 from vimtui.core.tasks import Task, TaskContext
@@ -33,7 +34,7 @@ class Step:
     refusal: str | None = None
 
     def describe(self) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in self.args.items() if v not in (None, False, (), ""))
+        extra = " ".join(f"{k}={v}" for k, v in redact(self.args).items() if v not in (None, False, (), ""))
         what = f"{self.action.name} {self.host}/{self.vm}" + (f" ({extra})" if extra else "")
         return f"{what}: REFUSED: {self.refusal}" if self.refusal else what
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import libvirt
 
 from vimtui.core.activity import Entry, next_id
-from vimtui.core.audit import AuditLog
+from vimtui.core.audit import AuditLog, redact
 from vimtui.core.lane import CallTimeout, Lane
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class Task:
             "vm": self.vm,
             "uuid": self.uuid,
             "action": self.action,
-            "args": dict(self.args),
+            "args": redact(self.args),
             "state": str(self.state),
             "progress": self.progress,
             "message": self.message,

@@ -82,6 +82,33 @@ def _filter(screen: MainScreen, args: list[str]) -> str | None:
     return None if screen._set_filter(" ".join(args)) else "bad filter"
 
 
+def _cancel(screen: MainScreen, args: list[str]) -> str | None:
+    if len(args) != 1 or not args[0].isdigit():
+        return "usage: :cancel TASK-ID (the id is in the task log)"
+    return screen.vimapp.fleet.tasks.cancel(int(args[0]))
+
+
+def run_action(screen: MainScreen, name: str, args: list[str]) -> str | None:
+    """`:start web01 web02` acts on the VMs named (HOST/NAME where a name is on several hosts);
+    `:start` alone on the marked VMs or the one under the cursor, like the key."""
+    from vimtui.core.operations import resolve
+    from vimtui.ui.vm_actions import why_not
+
+    if screen.state is None:
+        return "no hosts yet"
+    if args:
+        vms, errors = resolve(screen.state, args)
+        if errors:
+            return "; ".join(f"{n}: {why}" for n, why in errors)
+    else:
+        vms = screen.action_targets()
+    reason = why_not(screen.vimapp, name, vms)
+    if reason:
+        return reason
+    screen.app.run_worker(screen._run_vm_action(name, vms), group="vm-actions")
+    return None
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("vms", ("vm", "v"), "", "all VMs of all hosts", _vms),
     Command("hosts", ("host-tree", "h"), "", "focus the host tree", _hosts),
@@ -90,6 +117,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("theme", (), "NAME", "switch theme", _theme),
     Command("sort", (), "COLUMN", "sort the VM table (again: reverse)", _sort),
     Command("filter", ("f",), "TERMS", "filter the VM table (as /)", _filter),
+    Command("cancel", ("abort",), "TASK-ID", "cancel a queued task, or abort a running one", _cancel),
     Command("help", ("?",), "", "keys and commands", _help),
     Command("quit", ("q", "q!", "exit"), "", "quit (asks if tasks are running)", _quit),
 )
@@ -109,5 +137,9 @@ def run_command(screen: MainScreen, text: str) -> str | None:
         return None
     command = find(words[0])
     if command is None:
+        from vimtui.core.actions import ACTIONS
+
+        if words[0].lower() in ACTIONS:
+            return run_action(screen, words[0].lower(), words[1:])
         return f"unknown command: {words[0]} (try :help)"
     return command.run(screen, words[1:])

@@ -4,11 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from vimtui.ui.command_line import run_command
+
+if TYPE_CHECKING:
+    from vimtui.ui.screens.main import MainScreen
 from vimtui.ui.widgets.vm_table import SORT_COLUMNS
+
+
+def _vm_action_commands(screen: MainScreen) -> list[tuple[str, str, Callable[[], object]]]:
+    """Every VM action on the selection; those that do not apply are listed as such, and say why."""
+    from vimtui.core.actions import ACTIONS
+    from vimtui.ui.command_line import run_action
+    from vimtui.ui.vm_actions import action_key, why_not
+
+    vms = screen.action_targets()
+    what = vms[0].name if len(vms) == 1 else f"{len(vms)} marked VMs"
+    out: list[tuple[str, str, Callable[[], object]]] = []
+    for act in ACTIONS.values():
+        if act.name == "create":
+            continue
+        reason = why_not(screen.vimapp, act.name, vms)
+        key = action_key(act)
+        hint = f":{act.name}" + (f"  ({key})" if key else "")
+        if reason:
+            out.append(
+                (
+                    f"VM: {act.title} {what} — not available",
+                    f"{hint}: {reason}",
+                    partial(screen.notify, reason),
+                )
+            )
+        else:
+            out.append(
+                (f"VM: {act.title} {what}", f"{hint}: {act.help}", partial(run_action, screen, act.name, []))
+            )
+    return out
 
 
 class VimCommands(Provider):
@@ -37,6 +71,7 @@ class VimCommands(Provider):
                 out += [
                     (f"Host: {h.name}", f":host {h.name}", cmd(f"host {h.name}")) for h in screen.state.hosts
                 ]
+            out += _vm_action_commands(screen)
             for column in (c for c in SORT_COLUMNS if c != "mark"):
                 out.append((f"Sort by {column}", f":sort {column}", cmd(f"sort {column}")))
         out += [

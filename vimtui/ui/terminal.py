@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from vimtui.core import operations
 from vimtui.core.model import VmState
-from vimtui.core.queries import domain_xml
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
@@ -43,7 +42,8 @@ async def edit_xml(app: VimApp, vm: VmState) -> None:
 
     session = app.fleet.sessions[vm.host]
     try:
-        before = await session.call(domain_xml, vm.uuid)
+        # the persistent definition, as `virsh edit` shows it (not the running guest's XML)
+        before = await session.call(lambda conn: xmledit.editable_xml(conn.lookupByUUIDString(vm.uuid)))
     except Exception as exc:
         app.notify(f"{vm.name}: {exc}", severity="error")
         return

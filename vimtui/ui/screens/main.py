@@ -303,3 +303,10 @@ class MainScreen(ActionsMixin, Screen[None]):
         self.scope = ALL
         self._refresh_vms()
         self._refresh_title()
+
+    def on_task_log_cancel_requested(self, message: TaskLog.CancelRequested) -> None:
+        app: VimApp = self.app  # type: ignore[assignment]
+        why = app.fleet.tasks.cancel(message.task_id)
+        self.notify(
+            why or f"task #{message.task_id}: cancelling", severity="warning" if why else "information"
+        )

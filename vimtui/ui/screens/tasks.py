@@ -38,3 +38,10 @@ class TasksScreen(Screen[None]):
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         app: VimApp = self.app  # type: ignore[assignment]
         self.query_one(TaskLog).update(app.fleet.activity.entries())
+
+    def on_task_log_cancel_requested(self, message: TaskLog.CancelRequested) -> None:
+        app: VimApp = self.app  # type: ignore[assignment]
+        why = app.fleet.tasks.cancel(message.task_id)
+        self.notify(
+            why or f"task #{message.task_id}: cancelling", severity="warning" if why else "information"
+        )

@@ -12,6 +12,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -61,21 +62,62 @@ class TaskLog(ScrollView, can_focus=True):
     TaskLog > .task-log--cursor { background: $boost; }
     """
     BINDINGS = [
-        Binding("j,down", "scroll_down", "Down", show=False, id="task_log.down"),
-        Binding("k,up", "scroll_up", "Up", show=False, id="task_log.up"),
-        Binding("g,home", "scroll_home", "Top", show=False, id="task_log.top"),
-        Binding("G,end", "scroll_end", "Bottom", show=False, id="task_log.bottom"),
+        Binding("j,down", "cursor(1)", "Down", show=False, id="task_log.down"),
+        Binding("k,up", "cursor(-1)", "Up", show=False, id="task_log.up"),
+        Binding("g,home", "cursor_to(0)", "Top", show=False, id="task_log.top"),
+        Binding("G,end", "cursor_to(-1)", "Bottom", show=False, id="task_log.bottom"),
+        Binding("x", "cancel_task", "Cancel task", id="task_log.cancel"),
     ]
+
+    class CancelRequested(Message):
+        """The operator asked to cancel the task under the cursor."""
+
+        def __init__(self, task_id: int) -> None:
+            super().__init__()
+            self.task_id = task_id
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._entries: Sequence[Entry] = ()
         self.now = time.time
+        self.cursor = 0
+        self._cursor_id: int | None = None
+        """The entry under the cursor, followed as newer entries push it down."""
 
     def update(self, entries: Sequence[Entry]) -> None:
         self._entries = entries
+        if self._cursor_id is not None:
+            index = next((i for i, e in enumerate(entries) if e.id == self._cursor_id), None)
+            if index is not None:
+                self.cursor = index
+        self.cursor = max(0, min(self.cursor, len(entries) - 1))
         self.virtual_size = Size(self.size.width, len(entries) + 1)
         self.refresh()
+
+    @property
+    def current(self) -> Entry | None:
+        return self._entries[self.cursor] if 0 <= self.cursor < len(self._entries) else None
+
+    def action_cursor(self, step: int) -> None:
+        self.action_cursor_to(self.cursor + step)
+
+    def action_cursor_to(self, index: int) -> None:
+        if not self._entries:
+            return
+        self.cursor = index % len(self._entries) if index < 0 else min(index, len(self._entries) - 1)
+        entry = self.current
+        self._cursor_id = entry.id if entry is not None and self.cursor else None  # row 0 follows the newest
+        top, height = self.scroll_offset.y, max(1, self.size.height - 1)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False)
+        self.refresh()
+
+    def action_cancel_task(self) -> None:
+        entry = self.current
+        if entry is not None:
+            self.post_message(self.CancelRequested(entry.id))
 
     @property
     def entries(self) -> Sequence[Entry]:
@@ -84,6 +126,8 @@ class TaskLog(ScrollView, can_focus=True):
     def _line_text(self, e: Entry, now: float) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
         text = e.error or e.message
+        if e.state != "event":
+            text = f"#{e.id} {text}"
         return (
             f"{stamp}  {e.host[:12]:12}  {e.vm[:16]:16}  {e.action[:20]:20}  {e.state:9}  "
             f"{progress_bar(e.progress)}  {duration(e, now):>7}  {text}"
@@ -104,5 +148,7 @@ class TaskLog(ScrollView, can_focus=True):
         entry = self._entries[index]
         component = STATE_CLASS.get(entry.state)
         style = self.rich_style + (self.get_component_rich_style(component) if component else Style())
+        if index == self.cursor and self.has_focus:
+            style += self.get_component_rich_style("task-log--cursor")
         text = self._line_text(entry, self.now())
         return Strip([Segment(text[:width].ljust(width), style)], width)

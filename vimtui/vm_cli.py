@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from vimtui.core import operations
@@ -206,6 +207,27 @@ def _extra_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
         args=lambda ns: {"mac": ns.mac},
     )
     p.add_argument("--mac", required=True)
+    p = verbs.add_parser("create", parents=[common], help="a new VM from a template VM or a cloud image")
+    p.add_argument("name", metavar="NAME", help="the new VM's name")
+    p.add_argument("--host", required=True, metavar="H", help="where to create it")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--template", metavar="VM", help="a shut-off VM on that host to copy")
+    src.add_argument("--image", metavar="POOL/VOLUME", help="a qcow2 cloud image in a pool of that host")
+    p.add_argument("--linked", action="store_true", help="(template) qcow2 overlays, not full copies")
+    p.add_argument("--vcpus", type=int)
+    p.add_argument("--memory", type=int, metavar="MIB")
+    p.add_argument("--disk", type=int, metavar="GIB", help="(image) grow the disk to this size")
+    p.add_argument("--pool", default="default", help="(image) pool for the new volumes (default)")
+    p.add_argument("--network", default="default", help="(image) network, or bridge:NAME")
+    p.add_argument("--hostname", help="(image) cloud-init hostname (default: NAME)")
+    p.add_argument("--user", help="(image) cloud-init user to create")
+    p.add_argument("--ssh-key", action="append", metavar="FILE", help="(image) public key file; repeatable")
+    p.add_argument("--user-data", metavar="FILE", help="(image) your own cloud-init user-data instead")
+    p.add_argument("--no-start", action="store_true", help="define it, do not start it")
+    p.add_argument("--yes", "-y", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dry-run", action="store_true", help="only check and say what would be done")
+    p.add_argument("--json", action="store_true", help="the task as JSON")
+    VERBS["create"] = ("create", lambda ns: {})
     p = verbs.add_parser("edit", parents=[common], help="edit the domain XML in $EDITOR, then redefine it")
     _flags(p, many=False)
     VERBS["edit"] = ("edit", lambda ns: {})
@@ -228,6 +250,14 @@ def _ask(lines: Sequence[str], question: str) -> bool:
 async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
     verb = args.snapshot_verb if args.verb == "snapshot" else args.verb
     action, args_from = VERBS[verb]
+    if verb == "create":
+        if args.host not in {s.name for s in specs}:
+            raise UsageError(f"no host {args.host!r} in the inventory")
+        if args.image:
+            image_args = _image_args(args)  # reads the key and user-data files: a usage error if missing
+            args.names = []
+        else:
+            args.names = [args.template]
     fleet = make_fleet(config, specs)
     await fleet.start(tick=False)
     try:
@@ -243,7 +273,17 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
             return await _list_snapshots(fleet, vms, errors, args.json)
         if verb == "console":
             return await _console(fleet, vms, errors)
+        if verb == "create" and args.image:
+            return await _create_from_image(fleet, args, image_args)
         extra = args_from(args)
+        if verb == "create":
+            extra = {
+                "name": args.name,
+                "vcpus": args.vcpus,
+                "memory_mib": args.memory,
+                "start": not args.no_start,
+                "linked": args.linked,
+            }
         if verb == "edit" and vms and not errors:
             text = await _edit(fleet, vms[0])
             if text is None:
@@ -269,6 +309,51 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
         return EXIT_OK if all(t.ok for t in tasks) else EXIT_FAILED
     finally:
         await fleet.stop()
+
+
+def _image_args(args: argparse.Namespace) -> dict[str, Any]:
+    def read(path: str) -> str:
+        try:
+            return Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    out: dict[str, Any] = {
+        "name": args.name,
+        "image": args.image,
+        "pool": args.pool,
+        "network": args.network,
+        "start": not args.no_start,
+    }
+    for key, value in (
+        ("vcpus", args.vcpus),
+        ("memory_mib", args.memory),
+        ("disk_gib", args.disk),
+        ("hostname", args.hostname),
+        ("user", args.user),
+    ):
+        if value is not None:
+            out[key] = value
+    if args.ssh_key:
+        out["ssh_keys"] = tuple(read(f) for f in args.ssh_key)
+    if args.user_data:
+        out["user_data"] = read(args.user_data)
+    return out
+
+
+async def _create_from_image(fleet: Fleet, args: argparse.Namespace, image_args: dict[str, Any]) -> int:
+    from vimtui.core.actions.create import image_refusal, submit_create_from_image
+
+    if args.dry_run:
+        why = image_refusal(**image_args)
+        if why is None and fleet.state.find_vm(args.name, args.host):
+            why = f"a VM named {args.name!r} already exists on {args.host}"
+        print(f"would {'refuse: ' + why if why else 'create'} {args.host}/{args.name} from {args.image}")
+        return EXIT_FAILED if why else EXIT_OK
+    task = submit_create_from_image(fleet, args.host, **image_args)
+    await fleet.tasks.wait([task])
+    _report([task], args.json)
+    return EXIT_OK if task.ok else EXIT_FAILED
 
 
 async def _edit(fleet: Fleet, vm: Any) -> str | None:

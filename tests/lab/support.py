@@ -74,18 +74,21 @@ async def seen(fleet: Fleet, host: str, vm: str, within: float = 30) -> FleetSta
 
 async def act(
     fleet: Fleet,
-    name: str,
+    action: str,
     vms: Sequence[str],
+    /,
+    *,
     host: str | None = None,
     within: float = 120,
     **args: Any,
 ) -> list[Task]:
-    """Run one action on VMs by name through the same path as the screen and the CLI; wait for the end."""
+    """Run one action on VMs by name through the same path as the screen and the CLI; wait for the end.
+    `args` are the action's own (a snapshot's `name` ...)."""
     found, errors = operations.resolve(fleet.state, vms, host)
-    tasks = operations.refuse_unresolved(fleet, name, errors, host)
-    tasks += operations.submit(fleet, operations.plan(fleet.state, name, found, args))
+    tasks = operations.refuse_unresolved(fleet, action, errors, host)
+    tasks += operations.submit(fleet, operations.plan(fleet.state, action, found, args))
     if not await fleet.tasks.wait(tasks, within=within):
-        pytest.fail(f"{name} {list(vms)}: not done after {within} s: {[t.as_dict() for t in tasks]}")
+        pytest.fail(f"{action} {list(vms)}: not done after {within} s: {[t.as_dict() for t in tasks]}")
     return tasks
 
 
@@ -120,3 +123,8 @@ async def eventually(what: str, pred: Callable[[], object], within: float = 30) 
         if loop.time() > deadline:
             pytest.fail(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+def acpi_ready(lab: Lab, host: str, guest: str) -> bool:
+    """The guest watches its power button (an ACPI shutdown pressed before that is lost)."""
+    return "power button watched" in serial_log(lab, host, guest).rsplit(f"vimtui-guest {guest} up", 1)[-1]

@@ -3,7 +3,9 @@ directly (lab.connect), never through vimtui's own state. Each test works on scr
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import libvirt
 import pytest
 
 from tests.lab.lab import Lab
-from tests.lab.support import act, booted_times, dom_state, eventually, seen, started
+from tests.lab.support import acpi_ready, act, booted_times, dom_state, eventually, seen, serial_log, started
 from vimtui.core.audit import AuditLog
 from vimtui.core.fleet import Fleet
 from vimtui.core.tasks import TaskState
@@ -77,7 +79,7 @@ async def test_power_cycle_through_tasks(lab: Lab, fleet: Fleet, scratch: list[t
     assert dom_state(lab, "kvm02", name) == "running"
 
     # ACPI shutdown ends in shut off once the guest has its power-button watcher running
-    await eventually(f"{name} to boot", lambda: booted_times(lab, "kvm02", name) >= 1, 90)
+    await eventually(f"{name} to watch its power button", lambda: acpi_ready(lab, "kvm02", name), 120)
     (t,) = await act(fleet, "shutdown", [name], timeout=60.0)
     assert t.state == TaskState.DONE, t.as_dict()
     assert "ACPI" in t.result
@@ -255,3 +257,27 @@ async def test_a_running_snapshot_keeps_memory_and_a_diskless_vm_is_refused(
         snap = conn.lookupByName(with_disk).snapshotLookupByName("live", 0)
         assert "<state>running</state>" in snap.getXMLDesc(0)
     assert dom_state(lab, "kvm01", with_disk) == "running"
+
+
+async def test_clone_boots_with_its_own_disk_uuid_and_mac(
+    lab: Lab, fleet: Fleet, scratch: list[tuple[str, str]]
+) -> None:
+    src = new_guest(lab, scratch, "kvm01", disk=True, start=False)
+    new = f"{src}-c"
+    scratch.append(("kvm01", new))
+    await seen(fleet, "kvm01", src)
+    (t,) = await act(fleet, "clone", [src], name=new, start=True, within=300)
+    assert t.state == TaskState.DONE, t.as_dict()
+    with lab.connect("kvm01") as conn:
+        a, b = conn.lookupByName(src), conn.lookupByName(new)
+        assert a.UUIDString() != b.UUIDString() and b.isActive() and not a.isActive()
+        xa, xb = a.XMLDesc(0), b.XMLDesc(0)
+    mac = re.compile(r"<mac address='([^']+)'")
+    src_file = re.compile(r"<source (?:file|pool)=[^>]*>")
+    assert mac.findall(xa) and mac.findall(xa) != mac.findall(xb)
+    assert src_file.findall(xa) != src_file.findall(xb)
+    await eventually(f"{new} to boot", lambda: "up" in serial_log(lab, "kvm01", new), 120)
+    assert any(v.startswith(new) for v in await asyncio.to_thread(volumes, lab, "kvm01"))
+
+    (t,) = await act(fleet, "clone", [src], name=new)
+    assert t.state == TaskState.FAILED and "already exists" in t.error

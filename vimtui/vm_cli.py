@@ -52,7 +52,7 @@ VERBS: dict[str, tuple[str, ArgsFrom]] = {}
 def _verb(sub: Any, common: argparse.ArgumentParser, verb: str, action: str, help: str, **kw: Any) -> Any:
     p = sub.add_parser(verb, parents=[common], help=help, description=help)
     _flags(p, many=kw.pop("many", True))
-    VERBS[verb] = (action, kw.pop("args", lambda ns: {}))
+    VERBS[kw.pop("key", verb)] = (action, kw.pop("args", lambda ns: {}))
     return p
 
 
@@ -105,6 +105,7 @@ def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "create",
         "snapshot",
         ACTIONS["snapshot"].help,
+        key="snapshot create",
         args=lambda ns: {"name": ns.name, "description": ns.description, "disk_only": ns.disk_only},
     )
     p.add_argument("--name", required=True, metavar="SNAP")
@@ -112,8 +113,16 @@ def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--disk-only", action="store_true", help="external, disks only (no memory)")
     p = ops.add_parser("list", parents=[common], help="the snapshot tree of each VM")
     _flags(p)
-    VERBS["list"] = ("", lambda ns: {})
-    p = _verb(ops, common, "revert", "revert", ACTIONS["revert"].help, args=lambda ns: {"name": ns.name})
+    VERBS["snapshot list"] = ("", lambda ns: {})
+    p = _verb(
+        ops,
+        common,
+        "revert",
+        "revert",
+        ACTIONS["revert"].help,
+        key="snapshot revert",
+        args=lambda ns: {"name": ns.name},
+    )
     p.add_argument("--name", required=True, metavar="SNAP")
     p = _verb(
         ops,
@@ -121,6 +130,7 @@ def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "delete",
         "snapshot-delete",
         ACTIONS["snapshot-delete"].help,
+        key="snapshot delete",
         args=lambda ns: {"name": ns.name, "children": ns.children},
     )
     p.add_argument("--name", required=True, metavar="SNAP")
@@ -248,7 +258,7 @@ def _ask(lines: Sequence[str], question: str) -> bool:
 
 
 async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
-    verb = args.snapshot_verb if args.verb == "snapshot" else args.verb
+    verb = f"snapshot {args.snapshot_verb}" if args.verb == "snapshot" else args.verb
     action, args_from = VERBS[verb]
     if verb == "create":
         if args.host not in {s.name for s in specs}:
@@ -269,7 +279,7 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
         if errors and unreachable:
             for h in unreachable:
                 print(f"vimtui: {h.name}: {h.status}: {h.message}", file=sys.stderr)
-        if verb == "list" and args.verb == "snapshot":
+        if verb == "snapshot list":
             return await _list_snapshots(fleet, vms, errors, args.json)
         if verb == "console":
             return await _console(fleet, vms, errors)

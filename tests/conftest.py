@@ -9,8 +9,14 @@ from typing import TypeVar
 
 import libvirt
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.lab.lab import Lab
+
+# Property tests check results, not speed: no per-example deadline and no "too slow" health check, which
+# only measure how busy the machine is (speed is measured in bench/)
+settings.register_profile("vimtui", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("vimtui")
 
 T = TypeVar("T")
 

@@ -571,3 +571,11 @@ def test_build_inventory_carries_every_config_field() -> None:
 def test_build_inventory_rejects_a_bad_connect_argument() -> None:
     with pytest.raises(InventoryError, match="not a URI"):
         build_inventory(Config(), ["kvm01"])
+
+
+def test_a_migration_address_is_a_name_or_an_address(tmp_path: Path) -> None:
+    ok = parse_config('[[hosts]]\nname = "a"\naddress = "a"\nmigration_address = "10.0.0.5"\n')
+    assert ok.hosts[0].migration_address == "10.0.0.5"
+    err = load_error(tmp_path, '[[hosts]]\nname = "a"\naddress = "a"\nmigration_address = "root@b"\n')
+    assert (err.line, err.key) == (4, "hosts[0].migration_address")
+    assert "host name or IP address" in err.message

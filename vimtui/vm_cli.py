@@ -160,10 +160,11 @@ def _extra_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
             "migrate",
             "migrate",
             ACTIONS["migrate"].help,
-            args=lambda ns: {"dest": ns.to, "copy_storage": ns.copy_storage},
+            args=lambda ns: {"dest": ns.to, "copy_storage": ns.copy_storage, "bandwidth_mib": ns.bandwidth},
         )
         p.add_argument("--to", required=True, metavar="HOST", help="destination host (from the inventory)")
         p.add_argument("--copy-storage", action="store_true", help="copy the disks too (no shared storage)")
+        p.add_argument("--bandwidth", type=int, default=0, metavar="MIB", help="cap in MiB/s (0: no cap)")
     p = _verb(
         verbs,
         common,

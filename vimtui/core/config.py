@@ -91,6 +91,9 @@ class HostConfig:
     """Slash-separated place in the host tree, e.g. "dc1/rack3"; empty for the top level."""
     read_only: bool = False
     """Open libvirt read-only: nothing that changes the host is offered."""
+    migration_address: str = ""
+    """Address other hosts send a live migration's memory and disks to (e.g. an address on a storage or
+    migration network); empty: libvirt's choice (the host's `migration_host`, else its host name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +346,12 @@ def _uri(value: Any) -> str | None:
     return None if _URI.fullmatch(value) else "must be a libvirt URI such as qemu:///system"
 
 
+def _migration_address(value: Any) -> str | None:
+    if value != value.strip() or any(c.isspace() or c in "/@" for c in value):
+        return "must be a host name or IP address (no spaces, '/' or '@'), or empty"
+    return None
+
+
 def _group(value: Any) -> str | None:
     if not value:
         return None
@@ -374,6 +383,7 @@ _CHECKS: dict[type, dict[str, Callable[[Any], str | None]]] = {
         "known_hosts": _non_empty,
         "uri": _uri,
         "group": _group,
+        "migration_address": _migration_address,
     },
 }
 

@@ -59,6 +59,8 @@ class HostSpec:
     """Slash-separated place in the host tree; "" for the top level."""
     read_only: bool = False
     """Open libvirt read-only."""
+    migration_address: str = ""
+    """Where other hosts send a live migration to this host (tcp://ADDRESS); "" lets libvirt choose."""
 
 
 def _parse_ssh(text: str) -> HostSpec:
@@ -143,6 +145,7 @@ def _from_config(host: HostConfig) -> HostSpec:
         known_hosts=host.known_hosts,
         group=host.group,
         read_only=host.read_only,
+        migration_address=host.migration_address,
     )
 
 

@@ -86,6 +86,7 @@ def job_progress(ctx: TaskContext, dom: Any, label: str, interval: float = 0.5) 
     stop = threading.Event()
 
     def watch() -> None:
+        shown = 0.0  # never backwards: a migration's totals grow as it finds more to copy
         while not stop.wait(interval):
             try:
                 stats = dom.jobStats()
@@ -93,7 +94,8 @@ def job_progress(ctx: TaskContext, dom: Any, label: str, interval: float = 0.5) 
                 continue
             pct, text = job_percent(stats)
             if pct is not None:
-                ctx.progress(pct, f"{label}: {text}")
+                shown = max(shown, pct)
+                ctx.progress(shown, f"{label}: {text}")
 
     thread = threading.Thread(target=watch, name=f"job-{ctx.host}", daemon=True)
     thread.start()
@@ -107,13 +109,16 @@ def job_progress(ctx: TaskContext, dom: Any, label: str, interval: float = 0.5) 
 def job_percent(stats: dict[str, Any]) -> tuple[float | None, str]:
     """Percent done and a short text from virDomainGetJobStats (None when the job reports no totals)."""
     total = stats.get("data_total") or stats.get("disk_total") or stats.get("memory_total")
-    done = stats.get("data_processed")
-    if done is None:
-        done = (stats.get("disk_processed") or 0) + (stats.get("memory_processed") or 0)
+    remaining = stats.get("data_remaining")
+    if total and remaining is not None:
+        done = total - remaining  # processed counts pages sent again: it can pass what is left to send
+    else:
+        done = stats.get("data_processed")
+        if done is None:
+            done = (stats.get("disk_processed") or 0) + (stats.get("memory_processed") or 0)
     if not total:
         return None, ""
     pct = max(0.0, min(99.0, done * 100.0 / total))
-    remaining = stats.get("data_remaining")
     text = f"{done / 2**20:,.0f} of {total / 2**20:,.0f} MiB"
     if remaining is not None:
         text += f", {remaining / 2**20:,.0f} MiB left"

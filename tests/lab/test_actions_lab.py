@@ -88,6 +88,10 @@ async def test_power_cycle_through_tasks(lab: Lab, fleet: Fleet, scratch: list[t
         assert (state, reason) == (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN)
 
     one_ok(await act(fleet, "start", [name]))
+    await eventually(f"{name} to boot again", lambda: booted_times(lab, "kvm02", name) >= 2, 120)
+    one_ok(await act(fleet, "reset", [name]))  # a hardware reset: the guest boots once more, unasked
+    await eventually(f"{name} to boot after the reset", lambda: booted_times(lab, "kvm02", name) >= 3, 120)
+    assert dom_state(lab, "kvm02", name) == "running"
     one_ok(await act(fleet, "destroy", [name]))
     with lab.connect("kvm02") as conn:
         state, reason = conn.lookupByName(name).state()
@@ -107,6 +111,7 @@ async def test_power_cycle_through_tasks(lab: Lab, fleet: Fleet, scratch: list[t
         "resume",
         "shutdown",
         "start",
+        "reset",
         "destroy",
         "autostart",
         "autostart",

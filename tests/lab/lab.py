@@ -468,7 +468,9 @@ class Lab:
         self.known_hosts.write_text("".join(lines))
         cfg = [
             "# vimtui config for the lab (written by tests/lab/lab.py)\n",
-            "[defaults]\ninterval = 2.0\n",
+            # keepalive 5 s x 4: a 2-core machine booting several TCG guests at once can leave a host's
+            # sshd silent for more than the default 3 s x 2, and a dropped connection fails the task on it
+            "[defaults]\ninterval = 2.0\nkeepalive_interval = 5.0\nkeepalive_count_max = 4\n",
         ]
         for h in self.hosts:
             cfg.append(

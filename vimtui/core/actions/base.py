@@ -122,6 +122,9 @@ def job_percent(stats: dict[str, Any]) -> tuple[float | None, str]:
     text = f"{done / 2**20:,.0f} of {total / 2**20:,.0f} MiB"
     if remaining is not None:
         text += f", {remaining / 2**20:,.0f} MiB left"
+    passes = stats.get("memory_iteration") or 0
+    if passes > 1:  # pages the guest wrote meanwhile are sent again: say so, or the figures seem to go back
+        text = f"pass {passes}: {text}"
     return pct, text
 
 

@@ -73,12 +73,16 @@ class VimApp(App[None]):
 
         return MainScreen()
 
-    async def on_mount(self) -> None:
-        for message in self.theme_errors:
-            self.notify(message, severity="warning", timeout=8)
+    async def on_load(self) -> None:
+        # before the terminal and the first screen are set up: the hosts' SSH handshakes then overlap
+        # with mounting the screen rather than wait for it (start to first paint, bench/startup.py)
         self.fleet.subscribe(self._fleet_published)
         if self._start_fleet:
             await self.fleet.start()
+
+    async def on_mount(self) -> None:
+        for message in self.theme_errors:
+            self.notify(message, severity="warning", timeout=8)
         self.post_message(FleetUpdated(self.fleet.state))
 
     async def on_unmount(self) -> None:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from vimtui.core import queries
 from vimtui.core.host import NotConnected
@@ -20,6 +20,7 @@ from vimtui.core.model import FleetState, HostState
 from vimtui.ui.format import pct, size
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.vm_detail import kv_table
+from vimtui.ui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
@@ -92,7 +93,7 @@ class HostDetailScreen(Screen[None]):
             yield Static("storage pools: loading ...", id="pools", classes="section")
             yield Static("networks: loading ...", id="networks", classes="section")
             yield Static(id="vms", classes="section")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._refresh()

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from vimtui.core.model import FleetState, VmState
 from vimtui.core.query import Query, QueryError, describe, parse_query
@@ -17,6 +17,7 @@ from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.vm_actions import ActionsMixin, action_bindings
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import ALL, HostTree, Scope
+from vimtui.ui.widgets.key_bar import KeyBar
 from vimtui.ui.widgets.task_log import TaskLog
 from vimtui.ui.widgets.vm_table import VmTable
 
@@ -72,7 +73,7 @@ class MainScreen(ActionsMixin, Screen[None]):
                 yield GraphPanel(id="graphs")
         yield TaskLog(id="tasks")
         yield Input(id="bar", placeholder="", select_on_focus=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#bar", Input).display = False

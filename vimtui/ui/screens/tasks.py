@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.widgets.key_bar import KeyBar
 from vimtui.ui.widgets.task_log import TaskLog
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class TasksScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("[b]tasks and events[/b]  (newest first)", id="head")
         yield TaskLog()
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         app: VimApp = self.app  # type: ignore[assignment]

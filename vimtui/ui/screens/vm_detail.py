@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from vimtui.core import queries
 from vimtui.core.host import NotConnected
@@ -23,6 +23,7 @@ from vimtui.ui.format import duration, pct, rate, size
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.vm_actions import ActionsMixin, action_bindings
 from vimtui.ui.widgets.graphs import GraphPanel
+from vimtui.ui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
@@ -143,7 +144,7 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
                 yield GraphPanel(id="graphs")
             with TabPane("XML", id="xml"):
                 yield VerticalScroll(Static("loading ...", id="xml-body"))
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._refresh()

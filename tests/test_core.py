@@ -5,6 +5,7 @@ libvirt's test:/// driver stands in for a host where a real one is not the point
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import subprocess
@@ -23,7 +24,7 @@ from vimtui.core.fleet import Fleet
 from vimtui.core.host import SessionSettings, backoff, is_local_uri
 from vimtui.core.inventory import parse_connect
 from vimtui.core.lane import CallTimeout, Lane
-from vimtui.core.model import HostStatus
+from vimtui.core.model import HostStatus, VmState
 
 VIMTUI = str(Path(sys.executable).parent / "vimtui")
 
@@ -206,6 +207,23 @@ async def test_a_tick_publishes_one_new_versioned_snapshot(test_fleet: Fleet) ->
     assert dict(before.vms) == before_vms and before.vms[next(iter(before_vms))] is not state.vms.get(
         next(iter(before_vms))
     )  # a new snapshot holds new VM states; the published one is never changed afterwards
+
+
+async def test_a_polled_vm_state_is_an_ordinary_frozen_vm_state(test_fleet: Fleet) -> None:
+    """A poll builds its VmStates without their __init__ (see host._VmStateBuilder): the same objects."""
+    await test_fleet.tick(deadline=5)
+    state = await test_fleet.tick(deadline=5)
+    ((key, vm),) = state.vms.items()
+    assert type(vm) is VmState and key == vm.key
+    assert vm == VmState(**{f.name: getattr(vm, f.name) for f in dataclasses.fields(VmState)})
+    assert vm.rates is not None and vm.sample is not None and vm.details is not None and not vm.stale
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        vm.name = "other"  # type: ignore[misc]
+    assert dataclasses.replace(vm, stale=True).stale and not vm.stale
+    # each poll is in the history under the VM's key
+    assert key in test_fleet.vm_history and test_fleet.vm_history.latest(key, "cpu") == (
+        pytest.approx(vm.rates.cpu_pct, abs=0.005) if vm.rates.cpu_pct is not None else None
+    )
 
 
 async def test_an_event_changes_the_picture_without_a_tick(test_fleet: Fleet) -> None:

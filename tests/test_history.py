@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vimtui.core.history import (
@@ -421,3 +422,74 @@ def test_small_rings_agree_with_a_plain_model(
         times, values = h.series("k", name, window, now)
         assert times == [w[0] for w in want]
         assert all(close(g, w[1]) for g, w in zip(values, want, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------- record_many
+
+_MANY_VALUES = st.one_of(
+    st.none(),
+    st.just(math.nan),
+    st.sampled_from([-1.0, 0.0, 0.004, 1.5, 99.99, PCT_MAX, 1e6, RATE_MAX, 1e20, math.inf]),
+    st.floats(min_value=0, max_value=1e9),
+)
+
+
+@settings(max_examples=300)
+@given(
+    rings=st.sampled_from(
+        [
+            {},  # the defaults: whole rings, 1-second and 1-minute slots
+            {"fine_slots": 10, "coarse_slots": 5, "coarse_step": 7.0},
+            {"fine_slots": 20, "fine_chunk": 3, "coarse_chunk": 2, "coarse_slots": 9, "coarse_step": 4.0},
+            {"fine_slots": 3, "coarse_slots": 2, "fine_step": 0.5, "coarse_step": 2.0},
+        ]
+    ),
+    start=st.floats(min_value=0, max_value=1e9),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.3, 1.0, 2.0, 2.0, 3.0, 17.0, 100.0, 2000.0, -1.0, -50.0]),
+            st.lists(
+                st.tuples(st.sampled_from("abcdef"), st.tuples(_MANY_VALUES, _MANY_VALUES, _MANY_VALUES)),
+                max_size=6,
+                unique_by=lambda row: row[0],
+            ),
+        ),
+        max_size=40,
+    ),
+)
+def test_record_many_is_record_for_each_row(
+    rings: dict[str, Any], start: float, steps: list[tuple[float, list[tuple[str, tuple[Any, ...]]]]]
+) -> None:
+    """A poll's VMs in one call (record_many: the usual ring move worked out once, inline) give what a
+    record() per VM gives: same slots, codes and minute means, same memory, after every step."""
+    one, many = History(metrics=METRICS, **rings), History(metrics=METRICS, **rings)
+    t = start
+    for gap, rows in steps:
+        t += gap
+        for key, values in rows:
+            one.record(key, t, dict(zip(METRICS, values, strict=True)))
+        many.record_many(t, rows)
+        assert one.keys() == many.keys() and one.memory_bytes() == many.memory_bytes()
+        for key in one.keys():
+            for metric in METRICS:
+                assert one.latest(key, metric) == many.latest(key, metric)
+                for window in (one.fine_span, 24 * 3600.0):
+                    assert one.series(key, metric, window, t) == many.series(key, metric, window, t)
+
+
+def test_keys_recorded_together_share_ring_moves_across_the_end_of_the_ring() -> None:
+    """record_many works a ring move out once for the keys that share it: moves of 3 and 4 slots round
+    a 10-slot ring clear the skipped slots on both sides of its end, for every key, as record() does."""
+    rings: dict[str, Any] = {"fine_slots": 10, "coarse_slots": 5, "coarse_step": 7.0}
+    one, many = History(metrics=METRICS, **rings), History(metrics=METRICS, **rings)
+    t = 0.0
+    for step in range(40):
+        t += (1.0, 3.0, 4.0)[step % 3]
+        rows = [(key, (t / 10, None if step % 5 else 1.0, t * 1000)) for key in ("a", "b", "c")]
+        for key, values in rows:
+            one.record(key, t, dict(zip(METRICS, values, strict=True)))
+        many.record_many(t, rows)
+        for key in ("a", "b", "c"):
+            for metric in METRICS:
+                assert one.series(key, metric, 10, t) == many.series(key, metric, 10, t)
+                assert one.series(key, metric, 3600, t) == many.series(key, metric, 3600, t)

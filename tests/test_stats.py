@@ -14,12 +14,14 @@ from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import libvirt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vimtui.core import stats as stats_module
 from vimtui.core.stats import (
     DOMAIN_STATS,
     RUNNING,
@@ -549,3 +551,42 @@ def any_records(draw: st.DrawFn) -> dict[str, Any]:
 def test_the_parser_gives_what_the_plain_algorithm_gives(records: list[dict[str, Any]]) -> None:
     for stats in records:
         assert parse_domain_stats("u", "vm", stats, 1.0) == _parse_general("u", "vm", stats, 1.0)
+
+
+@settings(max_examples=300)
+@given(records=st.lists(any_records(), min_size=1, max_size=4))
+def test_a_planned_parse_gives_what_the_plain_algorithm_gives(records: list[dict[str, Any]]) -> None:
+    """A record's keys seen before take their plan (values gathered by position, no key looked up): the
+    first parse of each record compiles it (when its keys fit the layout), the next ones use it, also
+    with other values under the same keys."""
+    with mock.patch.object(stats_module, "_plans", {}):
+        for stats_dict in records:
+            for again in range(3):
+                record = {k: (v if again < 2 or v is None else _other(v)) for k, v in stats_dict.items()}
+                assert parse_domain_stats("u", "vm", record, 1.0) == _parse_general("u", "vm", record, 1.0)
+
+
+def _other(value: Any) -> Any:
+    """Another value of the same kind (a counter moved on, a name changed or cleared)."""
+    if isinstance(value, int):
+        return value + 1
+    return {"": "vdb", "vda": "", "vdb": None}.get(value, "vnet1")
+
+
+def test_a_planned_record_with_no_cpu_time_sums_its_vcpus_like_the_plain_parser() -> None:
+    with mock.patch.object(stats_module, "_plans", {}):
+        record = {"state.state": RUNNING, "cpu.time": 10, "vcpu.0.time": 3, "vcpu.1.time": 4}
+        assert parse_domain_stats("u", "vm", record, 1.0).cpu_time_ns == 10  # compiles the plan
+        assert stats_module._plans[tuple(record)] is not None
+        record["cpu.time"] = None  # the same keys: the plan, which hands this record to the slot path
+        assert parse_domain_stats("u", "vm", record, 1.0).cpu_time_ns == 7
+        assert parse_domain_stats("u", "vm", record, 1.0) == _parse_general("u", "vm", record, 1.0)
+
+
+def test_every_recorded_record_has_a_plan_that_parses_it_as_the_slots_do() -> None:
+    with mock.patch.object(stats_module, "_plans", {}):
+        for p in recording()["polls"]:
+            for d in p["domains"]:
+                first = parse_domain_stats(d["uuid"], d["name"], d["stats"], 1.0)
+                assert stats_module._plans[tuple(d["stats"])] is not None
+                assert parse_domain_stats(d["uuid"], d["name"], d["stats"], 1.0) == first

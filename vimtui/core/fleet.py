@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 
@@ -23,13 +24,26 @@ from vimtui.core.history import History
 from vimtui.core.host import HostEvent, HostSession, SessionSettings
 from vimtui.core.inventory import HostSpec
 from vimtui.core.model import FleetState, HostState, VmState
+from vimtui.core.stats import VmRates
 from vimtui.core.tasks import TaskManager
 
 VM_METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
+_vm_metric_values = itemgetter(
+    *(
+        VmRates._fields.index(f)
+        for f in ("cpu_pct", "mem_pct", "disk_rd_bps", "disk_wr_bps", "net_rx_bps", "net_tx_bps")
+    )
+)
+"""A VM's rates -> its VM_METRICS values, in that order."""
 HOST_METRICS = ("cpu", "mem")
 EVENT_LOG_SIZE = 1000
 
 Subscriber = Callable[[FleetState], None]
+
+
+def _by_name(item: tuple[str, VmState]) -> str:
+    """The sort key of a (key, VmState) item: the VM's name."""
+    return item[1].name
 
 
 class Fleet:
@@ -71,6 +85,8 @@ class Fleet:
         self._publish_handle: asyncio.Handle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._updated = asyncio.Condition()
+        self._waiters = 0
+        """wait_for() calls in progress: only they need waking up when a state is published."""
         self.ticks = 0
         self.tasks = TaskManager(self, audit)
         """Every action runs as a task here (one task lane per host, beside its poll lane)."""
@@ -136,22 +152,16 @@ class Fleet:
         if s.state.last_poll and s.state.rates is not None:
             r = s.state.rates
             self.host_history.record(s.spec.name, t, {"cpu": r.cpu_pct, "mem": r.mem_pct})
-        for vm in s.vms.values():
-            if vm.rates is None or vm.stale:
-                continue
-            vr = vm.rates
-            self.vm_history.record(
-                vm.key,
-                t,
-                {
-                    "cpu": vr.cpu_pct,
-                    "mem": vr.mem_pct,
-                    "disk_rd": vr.disk_rd_bps,
-                    "disk_wr": vr.disk_wr_bps,
-                    "net_rx": vr.net_rx_bps,
-                    "net_tx": vr.net_tx_bps,
-                },
-            )
+        # one pass for all the host's VMs (a session's keys are its VMs' `key`s)
+        values = _vm_metric_values
+        self.vm_history.record_many(
+            t,
+            [
+                (key, values(rates))
+                for key, vm in s.vms.items()
+                if (rates := vm.rates) is not None and not vm.stale
+            ],
+        )
 
     # -- publishing -------------------------------------------------------------------------------
 
@@ -197,8 +207,7 @@ class Fleet:
         vms: dict[str, VmState] = {}
         for s in self.sessions.values():
             hosts.append(s.state)
-            for vm in sorted(s.vms.values(), key=lambda v: v.name):
-                vms[vm.key] = vm
+            vms.update(sorted(s.vms.items(), key=_by_name))  # a session's keys are its VMs' `key`s
         before = {h.name: h.status for h in self.state.hosts}
         for h in hosts:
             if before.get(h.name) not in (None, h.status):
@@ -217,8 +226,9 @@ class Fleet:
         )
         for fn in list(self._subscribers):
             fn(self.state)
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().create_task(self._notify())
+        if self._waiters:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._notify())
         return self.state
 
     async def _notify(self) -> None:
@@ -229,10 +239,14 @@ class Fleet:
         """Wait until a published state satisfies predicate; TimeoutError at the deadline."""
 
         async def waiter() -> FleetState:
-            async with self._updated:
-                while not predicate(self.state):
-                    await self._updated.wait()
-                return self.state
+            self._waiters += 1
+            try:
+                async with self._updated:
+                    while not predicate(self.state):
+                        await self._updated.wait()
+                    return self.state
+            finally:
+                self._waiters -= 1
 
         return await asyncio.wait_for(waiter(), within)
 

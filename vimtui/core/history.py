@@ -2,12 +2,12 @@
 
 Each key owns two rings: 1-second slots covering the last 15 minutes (`fine`) and 1-minute slots covering
 the last 24 hours (`coarse`). A ring is one `array('H')` holding every metric of a slot side by side (slot
-s, metric i at `position(s) * len(metrics) + i`), so a key costs three arrays and one small object,
-never a Python object per sample. A slot holds the code `NO_VALUE` until something is recorded in it, so
-gaps (a host that did not answer, a VM that was off) stay visible as gaps.
+s, metric i at `position(s) * len(metrics) + i`), so a key costs two arrays, the open minute's short
+list and one small object, never a Python object per sample. A slot holds the code `NO_VALUE` until
+something is recorded in it, so gaps (a host that did not answer, a VM that was off) stay visible as gaps.
 
 Several samples in one second: the fine slot keeps the last; the minute slot keeps their mean. The open
-minute is kept as a running sum and count per metric (two doubles, `acc`) and written into its slot, as
+minute is kept as a running sum and count per metric (a float and an int, `acc`) and written into its slot, as
 a code, when the next minute starts; `series()` reads it from there meanwhile.
 
 Memory. The fine ring is allocated at a key's first record, whole by default (`fine_chunk`); the coarse
@@ -116,8 +116,9 @@ class _Entry:
         self.fine_head = fine_slot - 1  # so that the first record grows the ring to cover its slot
         self.coarse: array[int] = array("H")
         self.coarse_base = self.coarse_head = coarse_slot
-        self.acc = array("d", bytes(16 * n_metrics))
-        """The open minute: the sum of the samples per metric, then their count per metric."""
+        self.acc: list[float] = [0.0] * n_metrics + [0] * n_metrics
+        """The open minute: the sum of the samples per metric (floats), then their count per metric (ints).
+        A list rather than an array("d"): at every record, a list's item assignment costs half."""
 
 
 class History:
@@ -163,8 +164,10 @@ class History:
         self._pct = tuple(m in pct for m in self.metrics)
         n = len(self.metrics)
         self._fine_blank = array("H", [NO_VALUE]) * (fine_slots * n)
+        self._fine_blanks = tuple(self._fine_blank[: k * n] for k in range(min(fine_slots, 16)))
+        """Blank runs of fewer than 16 fine slots (and than the ring), for its usual moves (record_many)."""
         self._coarse_blank = array("H", [NO_VALUE]) * (coarse_slots * n)
-        self._zeros = array("d", bytes(16 * n))
+        self._zeros: list[float] = [0.0] * n + [0] * n  # sums, counts (ints: no float made a record)
         self._entries: dict[str, _Entry] = {}
 
     @property
@@ -218,7 +221,92 @@ class History:
                 code = int(math.log1p(value) * RATE_SCALE + 0.5)
             fine[base + i] = code
             acc[i] += value
-            acc[n + i] += 1.0
+            acc[n + i] += 1
+
+    def record_many(self, t: float, rows: Iterable[tuple[str, Sequence[float | None]]]) -> None:
+        """Record one sample per key at the same time `t`: `rows` are (key, values), the values in the
+        order of `metrics` (all of them). The same as `record(key, t, dict(zip(metrics, values)))` for
+        each row, in one pass (a poll's VMs: the slot numbers once, the usual ring move inline)."""
+        fine_slot = math.floor(t / self.fine_step)
+        coarse_slot = math.floor(t / self.coarse_step)
+        entries = self._entries
+        pct = self._pct
+        n = len(pct)
+        size = self.fine_slots
+        full = size * n
+        blank, blanks = self._fine_blank, self._fine_blanks
+        log1p = math.log1p
+        # The keys of one poll usually share their ring's base and newest slot (first and last recorded
+        # together): the move of a whole ring is worked out once for them, and reused while they match.
+        same_base = same_head = None
+        clear1: slice | None = None
+        clear2: slice | None = None
+        blank1 = blank2 = blank
+        same_pos = 0
+        for key, values in rows:
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = _Entry(fine_slot, coarse_slot, n)
+            elif fine_slot < entry.fine_head or coarse_slot < entry.coarse_head:
+                continue
+            fine = entry.fine
+            head = entry.fine_head
+            fbase = entry.fine_base
+            if head == same_head and fbase == same_base and len(fine) == full:
+                if clear1 is not None:
+                    fine[clear1] = blank1
+                    if clear2 is not None:
+                        fine[clear2] = blank2
+                entry.fine_head = fine_slot
+                pos = same_pos
+            else:
+                if fine_slot != head:
+                    gap = fine_slot - head
+                    if gap < len(blanks) and len(fine) == full:
+                        # the ring is whole and moves on by a few slots: _move's usual case, inline
+                        clear1 = clear2 = None
+                        first = head + 1 if head + 1 >= fbase + size else fbase + size
+                        if first <= fine_slot:
+                            start = (first - fbase) % size
+                            end = start + fine_slot - first + 1
+                            if end <= size:
+                                clear1, blank1 = slice(start * n, end * n), blanks[end - start]
+                            else:
+                                clear1, blank1 = slice(start * n, full), blanks[size - start]
+                                clear2, blank2 = slice(0, (end - size) * n), blanks[end - size]
+                            fine[clear1] = blank1
+                            if clear2 is not None:
+                                fine[clear2] = blank2
+                        same_base, same_head = fbase, head
+                        same_pos = ((fine_slot - fbase) % size) * n
+                    else:
+                        fine, entry.fine_base = _move(
+                            fine, fbase, head, fine_slot, size, self._fine_chunk, blank
+                        )
+                        entry.fine = fine
+                    entry.fine_head = fine_slot
+                pos = ((fine_slot - entry.fine_base) % size) * n
+            if coarse_slot != entry.coarse_head:
+                self._close_minute(entry, coarse_slot)
+            acc = entry.acc
+            i = 0
+            for value in values:
+                if value is not None and value == value:  # else None or NaN: nothing known
+                    if value <= 0.0:
+                        value, code = 0.0, 0
+                    elif pct[i]:
+                        if value >= PCT_MAX:
+                            value, code = PCT_MAX, MAX_CODE
+                        else:
+                            code = int(value * PCT_SCALE + 0.5)
+                    elif value >= RATE_MAX:
+                        value, code = RATE_MAX, MAX_CODE
+                    else:
+                        code = int(log1p(value) * RATE_SCALE + 0.5)
+                    fine[pos + i] = code
+                    acc[i] += value
+                    acc[n + i] += 1
+                i += 1
 
     def _close_minute(self, entry: _Entry, coarse_slot: int) -> None:
         """Move the coarse ring to `coarse_slot`, writing the minute that ends into its slot."""
@@ -299,13 +387,13 @@ class History:
     def memory_bytes(self) -> int:
         """Bytes of sample data held for all keys: the two rings as allocated so far (2 B a slot per
         metric) and the open minute's sum and count per metric (8 B each). Python object headers are not
-        counted (about 500 B a key at 10,000 keys: the entry, its three arrays, its slot numbers and the
-        dict slot)."""
+        counted (about 650 B a key at 10,000 keys: the entry, its two arrays, the open minute's list and
+        its floats, its slot numbers and the dict slot)."""
         total = 0
         for entry in self._entries.values():
             for arr in (entry.fine, entry.coarse):
                 total += len(arr) * arr.itemsize
-            total += len(entry.acc) * entry.acc.itemsize
+            total += 8 * len(entry.acc)
         return total
 
     def __contains__(self, key: object) -> bool:

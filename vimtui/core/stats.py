@@ -9,8 +9,8 @@ that did not go backwards. Anything else is None ("unknown"), never a negative o
 invented: memory use comes from the guest's balloon driver or not at all.
 
 This runs for every VM at every tick, so the per-VM types are NamedTuples (immutable, and several times
-cheaper to build than frozen dataclasses) and the parser stores each value with one dict lookup (see
-`parse_domain_stats`).
+cheaper to build than frozen dataclasses) and the parser gathers a record's values by position when it has
+seen its keys before, else stores each value with one dict lookup (see `parse_domain_stats`).
 """
 
 from __future__ import annotations
@@ -161,15 +161,65 @@ class _Layout(NamedTuple):
 _layout = _Layout({}, list(_FIXED_INIT), (), (), (), {}, {})
 _learning = threading.Lock()
 
+# The usual record has the same keys, in the same order, as the one before it of the same kind of VM. For
+# a dict, parse_domain_stats first looks its tuple of keys up in `_plans`: a plan, compiled from the layout
+# once per key tuple, gathers the sample's fields straight from the list of its values (itemgetters), so
+# that no key is looked up one by one; the value-dependent steps (a disk without a name or repeating one,
+# a NIC's default name, CPU time from the vCPUs) are done as the slot path does them, or left to it.
+_MAX_PLANS = 256
+"""Key tuples with a plan (or known to have none); records with others take the slot path."""
+
+
+class _Plan(NamedTuple):
+    sample: Callable[[list[Any]], tuple[Any, ...]]
+    """the record's values + [None, 0, uuid, name, t, disks, nics] -> DomainSample's fields"""
+    disks: tuple[Callable[[list[Any]], tuple[Any, ...]], ...]
+    """per block index with a name key, in index order: the values -> DiskSample's fields"""
+    nics: tuple[tuple[str, Callable[[list[Any]], tuple[Any, ...]]], ...]
+    """per net index with any key, in index order: its default name, the values -> NicSample's fields"""
+    cpu_time_at: int
+    """where vcpu.N.time keys are present, the position of the CPU time (a record whose CPU time is None
+    then takes the slot path, which sums them); else -1"""
+
+
+_plans: dict[tuple[str, ...], _Plan | None] = {}
+
 
 def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float) -> DomainSample:
-    """Turn one getAllDomainStats record into a DomainSample in a single pass over its items.
+    """Turn one getAllDomainStats record into a DomainSample in a single pass over its items (or, for a
+    dict whose keys were seen before in the same order, by gathering its values by position: `_plans`).
 
     Per-device keys ("block.0.rd.bytes") are grouped by index on the way; the devices are then built in
     index order. With VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING a disk's backing images repeat its name:
     the first entry (the top image) is kept. CPU time falls back to the sum of vcpu.N.time where cpu.time
     is missing (no cgroup).
     """
+    keys: tuple[str, ...] | None = None
+    if type(stats) is dict:
+        keys = tuple(stats)
+        plan = _plans.get(keys)
+        if plan is not None:
+            get_sample, get_disks, get_nics, cpu_time_at = plan
+            values = [*stats.values(), None, 0, uuid, name, t, (), ()]
+            if cpu_time_at < 0 or values[cpu_time_at] is not None:  # else CPU time from the vCPUs: below
+                if get_disks:
+                    disks: tuple[DiskSample, ...] = ()
+                    for get in get_disks:  # as below
+                        f = get(values)
+                        dev = f[0]
+                        if dev is not None and not (disks and dev in {d[0] for d in disks}):
+                            disks += (_new(DiskSample, f),)
+                    values[-2] = disks
+                if get_nics:
+                    nics: tuple[NicSample, ...] = ()
+                    for default, get in get_nics:
+                        f = get(values)
+                        if not f[0]:
+                            f = (default, *f[1:])
+                        nics += (_new(NicSample, f),)
+                    values[-1] = nics
+                return _new(DomainSample, get_sample(values))
+
     lay = _layout
     table = lay.table
     slots = lay.init[:]
@@ -199,12 +249,12 @@ def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float)
                 vcpu_time = (vcpu_time or 0) + v
         slots[_CPU_TIME] = vcpu_time
 
-    disks: tuple[DiskSample, ...] = ()
+    disks = ()
     for name_slot, get in lay.disks:
         dev = slots[name_slot]
         if dev is not None and not (disks and dev in {d[0] for d in disks}):  # not a backing image
             disks += (_new(DiskSample, get(slots)),)
-    nics: tuple[NicSample, ...] = ()
+    nics = ()
     for default, get, marker in lay.nics:
         f = get(slots)
         if _MISSING in f:
@@ -220,7 +270,45 @@ def parse_domain_stats(uuid: str, name: str, stats: Mapping[str, Any], t: float)
     slots[_T] = t
     slots[_DISKS] = disks
     slots[_NICS] = nics
+    if keys is not None and keys not in _plans and len(_plans) < _MAX_PLANS:
+        _plans[keys] = _compile(keys, lay)
     return _new(DomainSample, _FIELDS(slots))
+
+
+def _compile(keys: tuple[str, ...], lay: _Layout) -> _Plan | None:
+    """The plan of records with these keys in this order, from a layout that has them all (None when it
+    does not: such records take the general path)."""
+    at: dict[int, int] = {}  # slot -> the position of its value (any of them for the NIC marker)
+    for i, key in enumerate(keys):
+        slot = lay.table.get(key)
+        if slot is None:
+            return None
+        if slot != _DUMP:
+            at[slot] = i
+    # the positions of what parse_domain_stats puts after the values: None, 0, uuid, name, t, disks, nics
+    none, zero, extra = len(keys), len(keys) + 1, {_UUID: 2, _NAME: 3, _T: 4, _DISKS: 5, _NICS: 6}
+
+    def getter(positions: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+        return itemgetter(*positions)
+
+    sample = getter(
+        [
+            none + extra[slot] if slot in extra else at.get(slot, zero if slot in (_STATE, _REASON) else none)
+            for slot in range(_UUID, _NICS + 1)
+        ]
+    )
+    disks = tuple(
+        getter([at.get(name_slot + k, none) for k in range(len(_BLOCK_FIELDS))])
+        for name_slot, _ in lay.disks
+        if name_slot in at
+    )
+    nics = tuple(
+        (default, getter([at.get(marker - _NET_REGION + 1 + k, none) for k in range(len(_NET_FIELDS))]))
+        for default, _, marker in lay.nics
+        if any(marker - _NET_REGION + 1 + k in at for k in range(_NET_REGION))
+    )
+    vcpu_times = any(slot in at for slot in lay.vcpu_times)
+    return _Plan(sample, disks, nics, at.get(_CPU_TIME, none) if vcpu_times else -1)
 
 
 def _learn(key: str) -> _Layout | None:
@@ -554,10 +642,8 @@ def vm_rates(prev: DomainSample | None, cur: DomainSample, host_cpus: int) -> Vm
         r2 = None if a2 is None or b2 is None or b2 < a2 else (b2 - a2) / dt
         r3 = None if a3 is None or b3 is None or b3 < a3 else (b3 - a3) / dt
         disk_rates = (_new(DiskRates, (name, r0, r1, r2, r3)),)
-        rd_bps = None if r0 is None else 0.0 + r0  # totals, as _device_rates sums them
-        wr_bps = None if r1 is None else 0.0 + r1
-        rd_iops = None if r2 is None else 0.0 + r2
-        wr_iops = None if r3 is None else 0.0 + r3
+        # the totals: _device_rates's sum 0.0 + r of the one rate is r itself (a float, +0.0 or more)
+        rd_bps, wr_bps, rd_iops, wr_iops = r0, r1, r2, r3
     elif not disks and not p_disks:
         disk_rates, rd_bps, wr_bps, rd_iops, wr_iops = (), 0.0, 0.0, 0.0, 0.0
     else:
@@ -571,8 +657,7 @@ def vm_rates(prev: DomainSample | None, cur: DomainSample, host_cpus: int) -> Vm
         rx_pps = None if a2 is None or b2 is None or b2 < a2 else (b2 - a2) / dt
         tx_pps = None if a3 is None or b3 is None or b3 < a3 else (b3 - a3) / dt
         nic_rates = (_new(NicRates, (name, rx_bps, tx_bps, rx_pps, tx_pps)),)
-        rx_total = None if rx_bps is None else 0.0 + rx_bps
-        tx_total = None if tx_bps is None else 0.0 + tx_bps
+        rx_total, tx_total = rx_bps, tx_bps  # the totals (as for the one disk above)
     elif not nics and not p_nics:
         nic_rates, rx_total, tx_total = (), 0.0, 0.0
     else:

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vimtui.vm_cli import add_vm_parser
 
     add_vm_parser(sub, common)
+    from vimtui.export_cli import add_export_parser
+
+    add_export_parser(sub, common)
     return parser
 
 
@@ -113,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vimtui.vm_cli import run_vm
 
             return asyncio.run(run_vm(args, config, specs))
+        if args.command == "export":
+            from vimtui.export_cli import run_export
+
+            return asyncio.run(run_export(args, config, specs))
         return asyncio.run(headless.run(args, config, specs))
     except (
         headless.UsageError,

@@ -24,7 +24,19 @@ from typing import Any, TypeVar
 
 import tomli_w
 
+from vimtui.core.alerts import (
+    DEFAULT_RULES,
+    Metric,
+    Rule,
+    RuleError,
+    Severity,
+    effective_rules,
+    parse_duration,
+    parse_rate,
+)
+
 __all__ = [
+    "AlertsConfig",
     "Config",
     "ConfigError",
     "Defaults",
@@ -97,6 +109,26 @@ class HostConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """The `[alerts]` table and its `[[alerts.rules]]` entries (see vimtui.core.alerts)."""
+
+    defaults: bool = True
+    """Use the shipped rules (host unreachable, VM crashed, VM paused on I/O error, host memory > 90%);
+    a rule below with the same name replaces one (and may give only the keys it changes)."""
+    hook: str | tuple[str, ...] = ""
+    """Command run for each alert that fires or resolves, with the alert as JSON on stdin: an array is
+    run as is (["notify-send-alert", "--urgent"]), a string through /bin/sh. Empty: no hook."""
+    hook_timeout: float = 10.0
+    """Seconds a hook may run before it is killed (and the kill reported)."""
+    rules: tuple[Rule, ...] = ()
+    """The `[[alerts.rules]]` entries, in file order."""
+
+    def effective_rules(self) -> tuple[Rule, ...]:
+        """The rules in force: defaults (unless disabled) with replacements, then the others."""
+        return effective_rules(self.rules, defaults=self.defaults)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole config file."""
 
@@ -110,6 +142,8 @@ class Config:
     """The `[keys]` table: binding id -> keys (e.g. "vm_table.cursor_down" = "down,j,n"), in file order."""
     key_lines: tuple[int | None, ...] = field(default=(), compare=False)
     """The line of each entry of `keys`, so the screen can name it when it does not know a binding id."""
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    """The `[alerts]` table."""
 
 
 class ConfigError(Exception):
@@ -479,6 +513,7 @@ def _from_document(
     hosts: list[HostConfig] = []
     keys: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
+    alerts: AlertsConfig | None = AlertsConfig()
     for key, value in doc.items():
         if key == "defaults":
             if isinstance(value, dict):
@@ -516,13 +551,228 @@ def _from_document(
                     check.error(("keys", binding), 'expected keys as a string, e.g. "down,j"')
                 else:
                     keys.append((binding, keyspec))
+        elif key == "alerts":
+            alerts = _alerts_from_table(check, value)
         else:
-            check.unknown((key,), ["defaults", "hosts", "keys"])
+            check.unknown((key,), ["defaults", "hosts", "keys", "alerts"])
     if (error := check.first()) is not None:
         raise error
-    assert defaults is not None  # no error means it was built
+    assert defaults is not None and alerts is not None  # no error means they were built
     key_lines = tuple(_line_for(lines, ("keys", binding)) for binding, _ in keys)
-    return Config(defaults=defaults, hosts=tuple(hosts), path=path, keys=tuple(keys), key_lines=key_lines)
+    return Config(
+        defaults=defaults,
+        hosts=tuple(hosts),
+        path=path,
+        keys=tuple(keys),
+        key_lines=key_lines,
+        alerts=alerts,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- alerts
+
+_ALERT_KEYS = ("defaults", "hook", "hook_timeout", "rules")
+_DEFAULT_RULES = {r.name: r for r in DEFAULT_RULES}
+_DURATION_HINT = 'expected a duration such as "60s", "5m", "1h30m" or a number of seconds'
+
+
+def _alerts_from_table(check: _Checker, table: object) -> AlertsConfig | None:
+    """`[alerts]`: its own keys, then each `[[alerts.rules]]` entry as a Rule."""
+    if not isinstance(table, dict):
+        check.error(("alerts",), f"expected a table, got {_toml_type(table)}")
+        return None
+    values: dict[str, Any] = {}
+    ok = True
+    for key, value in table.items():
+        path: KeyPath = ("alerts", key)
+        if key == "defaults":
+            good, values[key] = check.convert(path, "bool", value)
+        elif key == "hook_timeout":
+            good, values[key] = check.convert(path, "float", value)
+            if good and (problem := _positive(values[key])):
+                check.error(path, problem)
+                good = False
+        elif key == "hook":
+            good = _hook_ok(value)
+            if good:
+                values[key] = value if isinstance(value, str) else tuple(value)
+            else:
+                check.error(path, 'expected a command: a string (run by /bin/sh) or an array ["cmd", "arg"]')
+        elif key == "rules":
+            rules = _rules_from_array(check, value)
+            good = rules is not None
+            values[key] = rules
+        else:
+            check.unknown(path, list(_ALERT_KEYS))
+            good = False
+        ok = ok and good
+    return AlertsConfig(**values) if ok else None
+
+
+def _hook_ok(value: object) -> bool:
+    if isinstance(value, str):
+        return value == "" or bool(value.strip())  # "" means no hook
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(a, str) for a in value)
+        and bool(value[0].strip())
+    )
+
+
+def _rules_from_array(check: _Checker, value: object) -> tuple[Rule, ...] | None:
+    if not isinstance(value, list):
+        check.error(
+            ("alerts", "rules"), f"expected an array of tables ([[alerts.rules]]), got {_toml_type(value)}"
+        )
+        return None
+    rules: list[Rule] = []
+    names: dict[str, int] = {}
+    ok = True
+    for index, entry in enumerate(value):
+        base: KeyPath = ("alerts", "rules", index)
+        if not isinstance(entry, dict):
+            check.error(base, f"expected a table, got {_toml_type(entry)}")
+            ok = False
+            continue
+        rule = _rule_from_table(check, entry, base)
+        name = entry.get("name")
+        if isinstance(name, str) and name in names:
+            check.error((*base, "name"), f"duplicate rule name {name!r} (also alerts.rules[{names[name]}])")
+            ok = False
+        elif isinstance(name, str):
+            names[name] = index
+        if rule is None:
+            ok = False
+        else:
+            rules.append(rule)
+    return tuple(rules) if ok else None
+
+
+# TOML key -> Rule field
+_RULE_FIELDS = {
+    "name": "name",
+    "metric": "metric",
+    "op": "op",
+    "threshold": "threshold",
+    "for": "for_seconds",
+    "clear": "clear",
+    "clear_for": "clear_for_seconds",
+    "severity": "severity",
+    "vms": "vms",
+    "hosts": "hosts",
+    "group": "group",
+    "tags": "tags",
+    "enabled": "enabled",
+}
+
+
+def _rule_from_table(check: _Checker, table: Mapping[str, Any], base: KeyPath) -> Rule | None:
+    """One `[[alerts.rules]]` entry. An entry named like a default rule and without a `metric` changes
+    only the keys it gives (e.g. `name = "host-memory"` with `threshold = 95`)."""
+    given: dict[str, Any] = {}
+    ok = True
+    metric = table.get("metric")
+    rate = isinstance(metric, str) and metric.endswith("_bps")
+    for key, value in table.items():
+        path: KeyPath = (*base, key)
+        target = _RULE_FIELDS.get(key)
+        if target is None:
+            check.unknown(path, list(_RULE_FIELDS))
+            ok = False
+            continue
+        converted, problem = _rule_value(key, value, rate)
+        if problem is not None:
+            check.error(path, problem)
+            ok = False
+        else:
+            given[target] = converted
+    if "name" not in table:
+        check.error((*base, "name"), "missing required key")
+        return None
+    default = _DEFAULT_RULES.get(table["name"]) if isinstance(table["name"], str) else None
+    if "metric" not in table and default is None:
+        allowed = ", ".join(m.value for m in Metric)
+        check.error((*base, "metric"), f"missing required key (one of {allowed})")
+        return None
+    if not ok:
+        return None
+    try:
+        return dataclasses.replace(default, **given) if "metric" not in table and default else Rule(**given)
+    except RuleError as exc:
+        check.error((*base, exc.key), exc.message)
+        return None
+
+
+def _rule_value(key: str, value: object, rate: bool) -> tuple[Any, str | None]:
+    """A rule key's value converted, or the problem with it."""
+    if key in ("name", "op", "group", "metric", "severity"):  # metric and severity: checked by Rule
+        if not isinstance(value, str):
+            return value, f"expected a string, got {_toml_type(value)}"
+        if key == "group":
+            return value, _group(value)
+        return value, None
+    if key == "enabled":
+        if isinstance(value, bool):
+            return value, None
+        return value, f"expected a boolean, got {_toml_type(value)}"
+    if key in ("vms", "hosts", "tags"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return value, f'expected an array of strings, e.g. ["web*"], got {_toml_type(value)}'
+        return tuple(value), None
+    if key in ("for", "clear_for"):
+        seconds = (
+            None
+            if isinstance(value, bool) or not isinstance(value, int | float | str)
+            else parse_duration(value)
+        )
+        return (seconds, None) if seconds is not None else (value, _DURATION_HINT)
+    # threshold, clear: a number; for a rate metric also "10M", "10 MiB/s"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value), None
+    if rate and isinstance(value, str) and (bps := parse_rate(value)) is not None:
+        return bps, None
+    if rate:
+        return value, 'expected bytes/s: a number or a rate such as "10M" or "10 MiB/s"'
+    return value, f"expected a number, got {_toml_type(value)}"
+
+
+def _alerts_to_document(alerts: AlertsConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not alerts.defaults:
+        out["defaults"] = False
+    if alerts.hook:
+        out["hook"] = alerts.hook if isinstance(alerts.hook, str) else list(alerts.hook)
+    if alerts.hook_timeout != AlertsConfig().hook_timeout:
+        out["hook_timeout"] = alerts.hook_timeout
+    if alerts.rules:
+        out["rules"] = [_rule_to_table(r) for r in alerts.rules]
+    return out
+
+
+def _rule_to_table(rule: Rule) -> dict[str, Any]:
+    """A rule as people write it: durations as "60s", whole numbers without ".0", rates in MiB/s."""
+    out: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Rule)}
+    for key, name in _RULE_FIELDS.items():
+        value = getattr(rule, name)
+        f = fields[name]
+        if name not in ("name", "metric") and (value is None or value == f.default):
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Metric | Severity):
+            value = value.value
+        elif key in ("for", "clear_for"):
+            text = f"{value:g}"  # "60s", but a plain number where :g would write an exponent ("1e+06")
+            value = f"{text}s" if "e" not in text and float(text) == value else value
+        elif key in ("threshold", "clear") and rule.metric.unit == "B/s" and value and value % 2**20 == 0:
+            text = f"{value / 2**20:g}"
+            value = f"{text} MiB/s" if "e" not in text and float(text) * 2**20 == value else value
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        out[key] = value
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -604,6 +854,8 @@ def _to_document(config: Config) -> dict[str, Any]:
         doc["hosts"] = [_non_default(host) for host in config.hosts]
     if config.keys:
         doc["keys"] = dict(config.keys)
+    if alerts := _alerts_to_document(config.alerts):
+        doc["alerts"] = alerts
     return doc
 
 
@@ -616,6 +868,12 @@ def _dumps(doc: Mapping[str, Any]) -> str:
     sections.extend("[[hosts]]\n" + tomli_w.dumps(host) for host in doc.get("hosts", ()))
     if "keys" in doc:
         sections.append("[keys]\n" + tomli_w.dumps(doc["keys"]))
+    if "alerts" in doc:
+        alerts = dict(doc["alerts"])
+        rules = alerts.pop("rules", ())
+        if alerts:
+            sections.append("[alerts]\n" + tomli_w.dumps(alerts))
+        sections.extend("[[alerts.rules]]\n" + tomli_w.dumps(rule) for rule in rules)
     return "\n".join(sections)
 
 

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vimtui.export_cli import add_export_parser
 
     add_export_parser(sub, common)
+    from vimtui.report_cli import add_report_parser
+
+    add_report_parser(sub, common)
     return parser
 
 
@@ -111,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             tune_gc()
             return run_app(config, specs, wall=args.wall)
+        if args.command == "report":
+            from vimtui.report_cli import run_report
+
+            return run_report(args, config)
         tune_gc()
         if args.command == "vm":
             from vimtui.vm_cli import run_vm

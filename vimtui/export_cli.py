@@ -111,7 +111,7 @@ async def run_export(args: argparse.Namespace, config: Config, specs: Sequence[H
     if args.interval:
         config = replace(config, defaults=replace(config.defaults, interval=args.interval))
     host, port = args.listen
-    fleet = make_fleet(config, specs)
+    fleet = make_fleet(config, specs, archive=True)
     try:
         server = await serve(fleet, host, port)
     except OSError as exc:  # in use, not an address of this machine, unknown name

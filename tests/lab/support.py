@@ -4,7 +4,7 @@ published states, and running actions as tasks."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ import pytest
 
 from tests.lab.lab import Lab
 from vimtui.core import operations
+from vimtui.core.alerts import DEFAULT_RULES, HookRunner, Rule
+from vimtui.core.archive import Archive
 from vimtui.core.audit import AuditLog
 from vimtui.core.fleet import Fleet
 from vimtui.core.host import SessionSettings
@@ -46,10 +48,27 @@ def spec(lab: Lab, host: str, **kw: object) -> HostSpec:
 
 
 async def started(
-    lab: Lab, runtime: Path, *, tick: bool = True, audit: AuditLog | None = None, **over: object
+    lab: Lab,
+    runtime: Path,
+    *,
+    tick: bool = True,
+    audit: AuditLog | None = None,
+    alert_rules: Iterable[Rule] = DEFAULT_RULES,
+    hook: HookRunner | None = None,
+    archive: Archive | None = None,
+    **over: object,
 ) -> Fleet:
+    """A fleet of the lab's hosts over SSH, connected; `over` changes its SessionSettings (FAST)."""
     settings = replace(FAST, **over)  # type: ignore[arg-type]
-    fleet = Fleet([spec(lab, h.name) for h in lab.hosts], settings, runtime, audit=audit)
+    fleet = Fleet(
+        [spec(lab, h.name) for h in lab.hosts],
+        settings,
+        runtime,
+        audit=audit,
+        alert_rules=alert_rules,
+        hook=hook,
+        archive=archive,
+    )
     await fleet.start(tick=tick)
     await fleet.connected(within=30)
     return fleet
@@ -128,3 +147,17 @@ async def eventually(what: str, pred: Callable[[], object], within: float = 30) 
 def acpi_ready(lab: Lab, host: str, guest: str) -> bool:
     """The guest watches its power button (an ACPI shutdown pressed before that is lost)."""
     return "power button watched" in serial_log(lab, host, guest).rsplit(f"vimtui-guest {guest} up", 1)[-1]
+
+
+async def port_answers(address: str, port: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            _r, w = await asyncio.wait_for(asyncio.open_connection(address, port), 1)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)
+            continue
+        w.close()
+        return
+    pytest.fail(f"{address}:{port} did not answer within {within} s")

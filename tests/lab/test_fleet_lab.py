@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 import subprocess
@@ -13,7 +12,7 @@ import libvirt
 import pytest
 
 from tests.lab.lab import Lab
-from tests.lab.support import FAST, spec, started, until
+from tests.lab.support import FAST, port_answers, spec, started, until
 from vimtui.core.config import Defaults
 from vimtui.core.fleet import Fleet
 from vimtui.core.inventory import HostSpec
@@ -151,20 +150,6 @@ async def default_fleet(lab: Lab, runtime: Path) -> AsyncIterator[Fleet]:
     )
     yield fleet
     await fleet.stop()
-
-
-async def port_answers(address: str, port: int, within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        try:
-            _r, w = await asyncio.wait_for(asyncio.open_connection(address, port), 1)
-        except (OSError, TimeoutError):
-            await asyncio.sleep(0.1)
-            continue
-        w.close()
-        return
-    pytest.fail(f"{address}:{port} did not answer within {within} s")
 
 
 async def test_a_cut_host_is_unreachable_within_10s_and_up_within_5s_of_heal(

@@ -40,6 +40,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Defaults",
+    "HistoryConfig",
     "HostConfig",
     "data_dir",
     "default_config_path",
@@ -78,6 +79,25 @@ class Defaults:
     """Frame cap of the screen; lower it on slow links (e.g. 5)."""
     wall_cycle: float = 10.0
     """Seconds each group stays on screen in wall mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """The `[history]` table: the lasting history (SQLite in the data dir) that graphs beyond 15 minutes
+    and reports read, and that a restart keeps."""
+
+    enabled: bool = True
+    """Keep it at all (false: graphs show what this run saw, reports have nothing)."""
+    fine_step: int = 10
+    """Seconds per fine sample (average and peak of the polls in it)."""
+    fine_keep: int = 86400
+    """Seconds fine samples are kept (24 h)."""
+    coarse_step: int = 300
+    """Seconds per coarse sample, a multiple of fine_step (5 min)."""
+    coarse_keep: int = 30 * 86400
+    """Seconds coarse samples are kept (30 days): the retention of the history."""
+    max_mb: int = 256
+    """Size bound of the database in MiB: past it, the oldest fine samples go first, then coarse ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +163,7 @@ class Config:
     key_lines: tuple[int | None, ...] = field(default=(), compare=False)
     """The line of each entry of `keys`, so the screen can name it when it does not know a binding id."""
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     """The `[alerts]` table."""
 
 
@@ -408,6 +429,13 @@ _CHECKS: dict[type, dict[str, Callable[[Any], str | None]]] = {
         "max_fps": lambda v: None if 1 <= v <= 120 else "must be between 1 and 120",
         "wall_cycle": _positive,
     },
+    HistoryConfig: {
+        "fine_step": _at_least(1),
+        "fine_keep": _at_least(60),
+        "coarse_step": _at_least(1),
+        "coarse_keep": _at_least(3600),
+        "max_mb": _at_least(1),
+    },
     HostConfig: {
         "name": _name,
         "address": lambda v: None if v == v.strip() else "must not start or end with whitespace",
@@ -422,7 +450,7 @@ _CHECKS: dict[type, dict[str, Callable[[Any], str | None]]] = {
 }
 
 
-_Section = TypeVar("_Section", Defaults, HostConfig)
+_Section = TypeVar("_Section", Defaults, HostConfig, HistoryConfig)
 
 
 class _Checker:
@@ -514,6 +542,7 @@ def _from_document(
     keys: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     alerts: AlertsConfig | None = AlertsConfig()
+    history: HistoryConfig | None = HistoryConfig()
     for key, value in doc.items():
         if key == "defaults":
             if isinstance(value, dict):
@@ -553,11 +582,18 @@ def _from_document(
                     keys.append((binding, keyspec))
         elif key == "alerts":
             alerts = _alerts_from_table(check, value)
+        elif key == "history":
+            if isinstance(value, dict):
+                history = check.build(HistoryConfig, value, ("history",))
+                if history is not None:
+                    _check_history(check, history)
+            else:
+                check.error(("history",), f"expected a table, got {_toml_type(value)}")
         else:
-            check.unknown((key,), ["defaults", "hosts", "keys", "alerts"])
+            check.unknown((key,), ["defaults", "hosts", "keys", "alerts", "history"])
     if (error := check.first()) is not None:
         raise error
-    assert defaults is not None and alerts is not None  # no error means they were built
+    assert defaults is not None and alerts is not None and history is not None  # no error: all built
     key_lines = tuple(_line_for(lines, ("keys", binding)) for binding, _ in keys)
     return Config(
         defaults=defaults,
@@ -566,7 +602,18 @@ def _from_document(
         keys=tuple(keys),
         key_lines=key_lines,
         alerts=alerts,
+        history=history,
     )
+
+
+def _check_history(check: _Checker, h: HistoryConfig) -> None:
+    """What the steps and retentions must be to each other (each is checked on its own before)."""
+    if h.coarse_step % h.fine_step:
+        check.error(("history", "coarse_step"), f"must be a multiple of fine_step ({h.fine_step})")
+    elif h.fine_keep < h.fine_step:
+        check.error(("history", "fine_keep"), f"must be at least fine_step ({h.fine_step})")
+    elif h.coarse_keep < max(h.fine_keep, h.coarse_step):
+        check.error(("history", "coarse_keep"), "must be at least fine_keep and coarse_step")
 
 
 # ----------------------------------------------------------------------------------------------- alerts
@@ -834,7 +881,7 @@ def load_config(
 # ----------------------------------------------------------------------------------------------- saving
 
 
-def _non_default(obj: Defaults | HostConfig) -> dict[str, Any]:
+def _non_default(obj: Defaults | HostConfig | HistoryConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -856,6 +903,8 @@ def _to_document(config: Config) -> dict[str, Any]:
         doc["keys"] = dict(config.keys)
     if alerts := _alerts_to_document(config.alerts):
         doc["alerts"] = alerts
+    if history := _non_default(config.history):
+        doc["history"] = history
     return doc
 
 
@@ -874,6 +923,8 @@ def _dumps(doc: Mapping[str, Any]) -> str:
         if alerts:
             sections.append("[alerts]\n" + tomli_w.dumps(alerts))
         sections.extend("[[alerts.rules]]\n" + tomli_w.dumps(rule) for rule in rules)
+    if "history" in doc:
+        sections.append("[history]\n" + tomli_w.dumps(doc["history"]))
     return "\n".join(sections)
 
 

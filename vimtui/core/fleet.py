@@ -13,11 +13,14 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 
 from vimtui.core.activity import ActivityLog
+from vimtui.core.alerts import DEFAULT_RULES, Alert, AlertEngine, HookRunner, Rule, record_alert
+from vimtui.core.archive import Archive
 from vimtui.core.audit import AuditLog
 from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
 from vimtui.core.history import History
@@ -55,6 +58,9 @@ class Fleet:
         *,
         clock: Callable[[], float] = time.time,
         audit: AuditLog | None = None,
+        alert_rules: Iterable[Rule] = DEFAULT_RULES,
+        hook: HookRunner | None = None,
+        archive: Archive | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -87,6 +93,16 @@ class Fleet:
         self._updated = asyncio.Condition()
         self._waiters = 0
         """wait_for() calls in progress: only they need waking up when a state is published."""
+        self.alerts = AlertEngine(alert_rules, clock=clock)
+        """Evaluated on every published state and on each libvirt event (crashes fire at once)."""
+        self.hook = hook
+        """Run with each alert that fires or resolves (JSON on stdin), off the loop."""
+        self._alert_subscribers: list[Callable[[Alert], None]] = []
+        self.archive = archive
+        """The lasting history (SQLite, its own writer thread): every poll's values, events and alerts."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._described: dict[str, tuple[str, str]] = {}
+        """What the archive was last told of each key (see _describe)."""
         self.ticks = 0
         self.tasks = TaskManager(self, audit)
         """Every action runs as a task here (one task lane per host, beside its poll lane)."""
@@ -96,7 +112,7 @@ class Fleet:
     async def start(self, *, tick: bool = True) -> None:
         silence_libvirt_errors()
         ensure_event_impl()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for s in self.sessions.values():
             self._tasks.append(loop.create_task(s.run(), name=f"host-{s.spec.name}"))
         if tick:
@@ -104,6 +120,10 @@ class Fleet:
 
     async def stop(self) -> None:
         await self.tasks.close()
+        if self.hook is not None:
+            await self.hook.close()
+        if self.archive is not None:
+            await asyncio.to_thread(self.archive.close)  # writes what it holds: a blocking last pass
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
@@ -149,19 +169,54 @@ class Fleet:
         """Every poll of a host goes into the history (at the poll, so what it holds does not depend on
         when the poll ended relative to a tick)."""
         t = self.clock()
+        archive = self.archive
         if s.state.last_poll and s.state.rates is not None:
             r = s.state.rates
-            self.host_history.record(s.spec.name, t, {"cpu": r.cpu_pct, "mem": r.mem_pct})
+            host_values = {"cpu": r.cpu_pct, "mem": r.mem_pct}
+            self.host_history.record(s.spec.name, t, host_values)
+            if archive is not None:
+                archive.add(s.spec.name, t, host_values)
         # one pass for all the host's VMs (a session's keys are its VMs' `key`s)
         values = _vm_metric_values
-        self.vm_history.record_many(
-            t,
-            [
-                (key, values(rates))
-                for key, vm in s.vms.items()
-                if (rates := vm.rates) is not None and not vm.stale
-            ],
-        )
+        rows = [
+            (key, values(rates))
+            for key, vm in s.vms.items()
+            if (rates := vm.rates) is not None and not vm.stale
+        ]
+        self.vm_history.record_many(t, rows)
+        if archive is not None:
+            for key, row in rows:
+                archive.add(key, t, dict(zip(VM_METRICS, row, strict=True)))
+            self._describe(s)
+
+    def _describe(self, s: HostSession) -> None:
+        """Tell the archive who its keys are (name, host, group, tenant) when that is new or changed: the
+        history outlives the VMs, and a report names them."""
+        assert self.archive is not None
+        described = self._described
+        group = s.spec.group
+        host = s.spec.name
+        if described.get(host) != ("host", group):
+            described[host] = ("host", group)
+            self.archive.describe(host, {"kind": "host", "host": host, "group": group})
+        for key, vm in s.vms.items():
+            tenant = (vm.details.tenant or "") if vm.details is not None else ""
+            if described.get(key) != (vm.name, tenant):
+                described[key] = (vm.name, tenant)
+                info = {"kind": "vm", "name": vm.name, "host": host, "group": group, "uuid": vm.uuid}
+                self.archive.describe(key, info | {"tenant": tenant})
+
+    def archive_problem(self, message: str) -> None:
+        """The archive's trouble (corrupt, locked, disk full), from any thread: into the log."""
+
+        def log() -> None:
+            self.activity.add("", "", "history", "failed", time=self.clock(), message=message, error=message)
+            self._changed()
+
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(log)
+        else:
+            log()
 
     # -- publishing -------------------------------------------------------------------------------
 
@@ -193,11 +248,34 @@ class Fleet:
 
         return polled
 
+    def subscribe_alerts(self, fn: Callable[[Alert], None]) -> Callable[[], None]:
+        """fn(alert) for each alert that fires or resolves (after the log and the hook have it)."""
+        self._alert_subscribers.append(fn)
+        return lambda: self._alert_subscribers.remove(fn)
+
     def _event(self, event: HostEvent) -> None:
         self.events.append(event)
         self.activity.add(event.host, event.vm, event.kind, time=event.time, message=event.detail)
+        if self.archive is not None and event.uuid:
+            self.archive.note(f"{event.host}/{event.uuid}", event.time, event.kind, event.detail)
+        self._alerted(self.alerts.on_event(event))
         for fn in list(self._event_subscribers):
             fn(event)
+
+    def _alerted(self, alerts: list[Alert]) -> None:
+        """Alerts that fired or resolved: into the log, to the hook, to subscribers."""
+        for alert in alerts:
+            record_alert(self.activity, alert)
+            if self.archive is not None:
+                key = f"{alert.host}/{alert.vm_uuid}" if alert.kind == "vm" else alert.host
+                at = alert.fired_at if alert.firing else (alert.resolved_at or alert.fired_at)
+                self.archive.note(key, at, f"alert {alert.state}", f"{alert.severity}: {alert.message}")
+            if self.hook is not None:
+                self.hook.submit(alert)
+            for fn in list(self._alert_subscribers):
+                fn(alert)
+        if alerts:
+            self._changed()  # the state's list of firing alerts changed with them
 
     def publish(self) -> FleetState:
         if self._publish_handle is not None:
@@ -211,19 +289,26 @@ class Fleet:
         before = {h.name: h.status for h in self.state.hosts}
         for h in hosts:
             if before.get(h.name) not in (None, h.status):
-                state = "failed" if not h.status.healthy else "event"
+                kind = "failed" if not h.status.healthy else "event"
                 self.activity.add(
                     h.name,
                     "",
                     f"host {h.status}",
-                    state,
+                    kind,
                     time=self.clock(),
                     message=h.message,
-                    error=h.message if state == "failed" else "",
+                    error=h.message if kind == "failed" else "",
                 )
-        self.state = FleetState(
+        state = FleetState(
             version=self.state.version + 1, time=self.clock(), hosts=tuple(hosts), vms=MappingProxyType(vms)
         )
+        transitions = self.alerts.evaluate(state, state.time)
+        self.state = replace(state, alerts=tuple(self.alerts.active))
+        if transitions:
+            self._alerted(transitions)
+            if self._publish_handle is not None:  # this state already carries them
+                self._publish_handle.cancel()
+                self._publish_handle = None
         for fn in list(self._subscribers):
             fn(self.state)
         if self._waiters:

@@ -6,9 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from vimtui.core.domxml import DomainDetails
 from vimtui.core.stats import DomainSample, HostRates, NodeSample, VmRates
+
+if TYPE_CHECKING:
+    from vimtui.core.alerts import Alert
 
 
 class HostStatus(StrEnum):
@@ -118,6 +122,8 @@ class FleetState:
     hosts: tuple[HostState, ...]
     vms: Mapping[str, VmState] = field(default_factory=lambda: MappingProxyType({}))
     """VMs by key (host/uuid), in host then name order."""
+    alerts: tuple[Alert, ...] = ()
+    """The alerts firing now, most severe first."""
 
     def host(self, name: str) -> HostState | None:
         return next((h for h in self.hosts if h.name == name), None)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from vimtui.core.alerts import Alert, HookRunner
+from vimtui.core.archive import Archive
 from vimtui.core.audit import AUDIT_FILE, AuditLog
 from vimtui.core.config import Config, Defaults, data_dir, load_config, runtime_dir
 from vimtui.core.fleet import Fleet
@@ -39,9 +41,56 @@ def make_fleet(
     specs: Sequence[HostSpec],
     env: Mapping[str, str] = os.environ,
     clock: Callable[[], float] = time.time,
+    *,
+    archive: bool = False,
 ) -> Fleet:
+    """The core as configured. `archive`: keep the lasting history (the screen and the exporter, which
+    run for long; not one-shot CLI commands, which would only take its lock)."""
     audit = AuditLog(data_dir(env) / AUDIT_FILE)
-    return Fleet(specs, settings_from(config.defaults), runtime_dir(env), clock=clock, audit=audit)
+    alerts = config.alerts
+    hook = HookRunner(alerts.hook, timeout=alerts.hook_timeout) if alerts.hook else None
+    fleet = Fleet(
+        specs,
+        settings_from(config.defaults),
+        runtime_dir(env),
+        clock=clock,
+        audit=audit,
+        alert_rules=alerts.effective_rules(),
+        hook=hook,
+    )
+    if archive and config.history.enabled:
+        fleet.archive = open_archive(config, env, fleet.archive_problem)
+    if hook is not None:
+
+        def hook_failed(alert: Alert, problem: str) -> None:
+            fleet.activity.add(alert.host, alert.vm, "alert hook", "failed", message=problem, error=problem)
+
+        hook.on_problem = hook_failed
+    return fleet
+
+
+HISTORY_FILE = "history.sqlite"
+
+
+def open_archive(
+    config: Config,
+    env: Mapping[str, str] = os.environ,
+    on_problem: Callable[[str], None] | None = None,
+    *,
+    read_only: bool = False,
+) -> Archive:
+    """The lasting history in the data dir, with the config's steps, retention and size bound."""
+    h = config.history
+    return Archive(
+        data_dir(env) / HISTORY_FILE,
+        fine_step=float(h.fine_step),
+        fine_keep=float(h.fine_keep),
+        coarse_step=float(h.coarse_step),
+        coarse_keep=float(h.coarse_keep),
+        max_bytes=h.max_mb * 2**20,
+        on_problem=on_problem,
+        read_only=read_only,
+    )
 
 
 GC_THRESHOLD = (20_000, 20, 10)

@@ -145,9 +145,11 @@ def make_app(
     clock: Callable[[], float] = time.time,
     fleet: Fleet | None = None,
     start_fleet: bool = True,
+    archive: bool = False,
 ) -> VimApp:
-    """The one factory shared by the CLI and the tests. Raises ConfigError for a bad [keys] table."""
-    fleet = fleet or make_fleet(config, specs, clock=clock)
+    """The one factory shared by the CLI and the tests. Raises ConfigError for a bad [keys] table.
+    `archive`: keep the lasting history in the data dir (the real run does; tests ask for it)."""
+    fleet = fleet or make_fleet(config, specs, clock=clock, archive=archive)
     app = VimApp(fleet, config, wall=wall, clock=clock, start_fleet=start_fleet)
     apply_keymap(app, config)
     return app
@@ -157,7 +159,7 @@ def run_app(config: Config, specs: Sequence[HostSpec], *, wall: bool = False) ->
     """Run the screen (the CLI sets TEXTUAL_FPS from max_fps before Textual is imported; Textual itself
     honours NO_COLOR)."""
     try:
-        app = make_app(config, specs, wall=wall)
+        app = make_app(config, specs, wall=wall, archive=True)
     except ConfigError as exc:
         import sys
 

@@ -37,6 +37,13 @@ def _tasks(screen: MainScreen, args: list[str]) -> str | None:
     return None
 
 
+def _alerts(screen: MainScreen, args: list[str]) -> str | None:
+    from vimtui.ui.screens.alerts import AlertsScreen
+
+    screen.app.push_screen(AlertsScreen())
+    return None
+
+
 def _host(screen: MainScreen, args: list[str]) -> str | None:
     if len(args) != 1:
         return "usage: :host NAME"
@@ -114,6 +121,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("hosts", ("host-tree", "h"), "", "focus the host tree", _hosts),
     Command("host", ("node",), "NAME", "show one host's VMs", _host),
     Command("tasks", ("task", "t", "log"), "", "the task and event log, full screen", _tasks),
+    Command("alerts", ("alert", "a"), "", "alerts firing, and the recent ones", _alerts),
     Command("theme", (), "NAME", "switch theme", _theme),
     Command("sort", (), "COLUMN", "sort the VM table (again: reverse)", _sort),
     Command("filter", ("f",), "TERMS", "filter the VM table (as /)", _filter),

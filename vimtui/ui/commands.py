@@ -61,6 +61,7 @@ class VimCommands(Provider):
                 ("Go: all VMs", ":vms", cmd("vms")),
                 ("Go: host tree", ":hosts", cmd("hosts")),
                 ("Go: task and event log", ":tasks", cmd("tasks")),
+                ("Go: alerts", ":alerts", cmd("alerts")),
                 ("Filter VMs", "/", partial(screen.action_filter)),
                 ("Clear filter", "esc", partial(screen.action_clear)),
                 ("Graphs: next time window", "w", partial(screen.action_graph_window)),

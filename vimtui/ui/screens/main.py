@@ -14,6 +14,7 @@ from textual.widgets import Input, Static
 from vimtui.core.model import FleetState, VmState
 from vimtui.core.query import Query, QueryError, describe, parse_query
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.screens.alerts import banner_text
 from vimtui.ui.vm_actions import ActionsMixin, action_bindings
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import ALL, HostTree, Scope
@@ -66,6 +67,7 @@ class MainScreen(ActionsMixin, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title")
+        yield Static("", id="alert-banner")
         with Horizontal(id="body"):
             yield HostTree(id="tree")
             with Vertical(id="center"):
@@ -100,7 +102,26 @@ class MainScreen(ActionsMixin, Screen[None]):
             self._refresh_graphs()
             self.query_one(TaskLog).update(self.vimapp.fleet.activity.entries())
             self._refresh_title()
+            self._refresh_alerts()
         self.refresh_bindings()
+
+    def _refresh_alerts(self) -> None:
+        """The banner (hidden while nothing fires) and the NAME cells of VMs with an alert."""
+        st = self.state
+        if st is None:
+            return
+        banner = self.query_one("#alert-banner", Static)
+        alerts = st.alerts
+        banner.display = bool(alerts)
+        if alerts:
+            banner.update(banner_text(alerts, self.vimapp.clock()))
+            banner.set_class(str(alerts[0].severity) == "critical", "-critical")
+        by_key: dict[str, int] = {}
+        for a in alerts:
+            if a.kind == "vm":
+                key = f"{a.host}/{a.vm_uuid}"
+                by_key[key] = max(by_key.get(key, 0), 2 if str(a.severity) == "critical" else 1)
+        self.query_one(VmTable).set_alerts(by_key)
 
     def _visible_vms(self) -> list[VmState]:
         if self.state is None:
@@ -127,12 +148,13 @@ class MainScreen(ActionsMixin, Screen[None]):
             return
         key = self.query_one(VmTable).current_key
         fleet = self.vimapp.fleet
+        now, archive = self.vimapp.clock(), fleet.archive
         if key is not None:
-            graphs.show(key, "vm", fleet.vm_history, now=self.vimapp.clock())
+            graphs.show(key, "vm", fleet.vm_history, now=now, archive=archive)
         elif self.scope.kind == "host":
-            graphs.show(self.scope.value, "host", fleet.host_history, now=self.vimapp.clock())
+            graphs.show(self.scope.value, "host", fleet.host_history, now=now, archive=archive)
         else:
-            graphs.show(None, "vm", fleet.vm_history, now=self.vimapp.clock())
+            graphs.show(None, "vm", fleet.vm_history, now=now, archive=archive)
 
     def _refresh_title(self) -> None:
         st = self.state

@@ -163,7 +163,8 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
         self.query_one("#head", Static).update(f"[b]{vm.name}[/b] on {vm.host}  ·  {vm.state}")
         self.query_one("#overview-body", Static).update(kv_table(overview_rows(vm, now)))
         self.query_one("#devices-body", Static).update(devices_table(vm))
-        self.query_one(GraphPanel).show(vm.key, "vm", self.vimapp.fleet.vm_history, now=now)
+        fleet = self.vimapp.fleet
+        self.query_one(GraphPanel).show(vm.key, "vm", fleet.vm_history, now=now, archive=fleet.archive)
 
     def action_graph_window(self) -> None:
         self.query_one(GraphPanel).cycle_window()

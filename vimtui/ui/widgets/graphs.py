@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Literal, get_args
 
 from plotext import marker as plotext_marker
@@ -31,6 +33,7 @@ from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from vimtui.core.archive import Archive
 from vimtui.core.history import History
 
 Window = Literal["5m", "15m", "1h", "24h"]
@@ -182,6 +185,22 @@ def x_ticks(window: Window, now: float, width: int) -> tuple[list[float], list[s
         labels.append(time.strftime("%H:%M", time.localtime(t)))
         t += step
     return positions, labels
+
+
+ARCHIVE_FROM = 900.0
+"""Windows longer than this (1 h, 24 h) take what this run has not seen from the archive."""
+ARCHIVE_REREAD = 60.0
+"""Seconds before a window's archived part is read again (this run's memory has the newest part)."""
+
+
+def _before(
+    past: tuple[list[float], list[float]], start: float, times: list[float], values: list[float]
+) -> tuple[list[float], list[float]]:
+    """The archive's points before `start` (where this run's memory begins), then this run's."""
+    cut = bisect_left(past[0], start)
+    if not cut:
+        return times, values
+    return past[0][:cut] + times, past[1][:cut] + values
 
 
 def _gap_indices(times: Sequence[float], step: float) -> list[int]:
@@ -501,6 +520,13 @@ class GraphPanel(Widget):
         self._shown: tuple[str, ...] = ()
         self.draw_count = 0
         """How many times the panel read the history into its graphs (skipped draws do not count)."""
+        self.archive: Archive | None = None
+        """The lasting history: windows longer than this run's memory take their older part from it."""
+        self._past: dict[
+            tuple[str, Kind, Window], tuple[float, dict[str, tuple[list[float], list[float]]]]
+        ] = {}
+        """(target, kind, window) -> (read at, metric -> (times, values)) from the archive"""
+        self._reading: set[tuple[str, Kind, Window]] = set()
 
     def compose(self) -> ComposeResult:
         for spec in GRAPHS:
@@ -523,13 +549,16 @@ class GraphPanel(Widget):
         *,
         now: float,
         version: object = None,
+        archive: Archive | None = None,
     ) -> None:
         """Show `target`'s metrics (a VM key with kind "vm", a host name with kind "host") from `history`
         up to `now`. `version` is a cheap token of the data (the fleet state's version, say): when it
         did not change since the last draw, nothing is read or redrawn; without it, `now` is the token.
-        Off screen, the draw waits until the panel is shown."""
+        Off screen, the draw waits until the panel is shown. `archive`: the lasting history, for the
+        part of a long window that this run did not see."""
         kind_changed = kind != self.kind
         self.target, self.kind, self._history = target, kind, history
+        self.archive = archive
         self._now, self._version = now, version
         if kind_changed:
             self._layout()
@@ -607,6 +636,7 @@ class GraphPanel(Widget):
         self.draw_count += 1
         span = WINDOW_SECONDS[self.window]
         step = history.fine_step if span <= history.fine_span else history.coarse_step
+        past = self._archived(span)
         for spec in GRAPHS:
             if spec.id not in self._shown:
                 continue
@@ -614,5 +644,41 @@ class GraphPanel(Widget):
             if self.target is not None:
                 for metric, label in spec.metrics:
                     times, values = history.series(self.target, metric, span, self._now)
+                    if past is not None and metric in past:
+                        times, values = _before(past[metric], times[0] if times else self._now, times, values)
                     series.append(Series(label, times, values))
             self.graph(spec.id).update_series(series, window=self.window, now=self._now, step=step)
+
+    def _archived(self, span: float) -> dict[str, tuple[list[float], list[float]]] | None:
+        """What the archive holds of the target over the window (None until read, or without an archive,
+        or for the short windows this run's memory covers). Read on a thread, again after ARCHIVE_REREAD
+        seconds; the panel redraws when a read arrives."""
+        if self.archive is None or self.target is None or span <= ARCHIVE_FROM:
+            return None
+        key = (self.target, self.kind, self.window)
+        cached = self._past.get(key)
+        if (cached is None or self._now - cached[0] > ARCHIVE_REREAD) and key not in self._reading:
+            self._reading.add(key)
+            metrics = [m for spec in GRAPHS if self.kind in spec.kinds for m, _ in spec.metrics]
+            self.run_worker(
+                partial(self._read_archive, self.archive, key, metrics, self._now - span, self._now),
+                thread=True,
+                group="graph-archive",
+            )
+        return cached[1] if cached is not None else None
+
+    def _read_archive(
+        self, archive: Archive, key: tuple[str, Kind, Window], metrics: list[str], since: float, until: float
+    ) -> None:
+        got = {m: archive.series(key[0], m, since, until) for m in metrics}
+        self.app.call_from_thread(self._archive_read, key, until, got)
+
+    def _archive_read(
+        self, key: tuple[str, Kind, Window], at: float, got: dict[str, tuple[list[float], list[float]]]
+    ) -> None:
+        self._reading.discard(key)
+        if len(self._past) > 64:
+            self._past.clear()
+        self._past[key] = (at, got)
+        if key == (self.target, self.kind, self.window):
+            self._draw(force=True)

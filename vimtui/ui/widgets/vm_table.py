@@ -333,6 +333,8 @@ class VmTable(ScrollView, can_focus=True):
         "vm-table--paused",
         "vm-table--shutoff",
         "vm-table--crashed",
+        "vm-table--alert-warning",
+        "vm-table--alert-critical",
     }
     """
     | Class | Description |
@@ -343,6 +345,7 @@ class VmTable(ScrollView, can_focus=True):
     | `vm-table--stale` | Rows of VMs whose host is not answering (laid over the row). |
     | `vm-table--spark` | The CPU sparkline. |
     | `vm-table--running` ... `--crashed` | The STATE cell, by state. |
+    | `vm-table--alert-warning`, `--alert-critical` | The NAME cell of a VM with an alert firing. |
     """
 
     DEFAULT_CSS = """
@@ -388,6 +391,15 @@ class VmTable(ScrollView, can_focus=True):
         }
         & > .vm-table--crashed {
             color: $error;
+            text-style: bold;
+        }
+        & > .vm-table--alert-warning {
+            color: $warning;
+            text-style: bold;
+        }
+        & > .vm-table--alert-critical {
+            background: $error 30%;
+            color: $text-error;
             text-style: bold;
         }
     }
@@ -462,6 +474,8 @@ class VmTable(ScrollView, can_focus=True):
         self._sorter = Sorter()
         self._keys: tuple[str, ...] | None = None
         self._marks: set[str] = set()
+        self._alerts: dict[str, int] = {}
+        """key -> 1 (warning or info) or 2 (critical): VMs with an alert firing"""
         self._history: History | None = None
         self._now = 0.0
         self._sort_column = "host"
@@ -528,6 +542,12 @@ class VmTable(ScrollView, can_focus=True):
         self._apply(
             vms, self._sorter.sort(vms, self._sort_column, self._sort_reverse, now=now, marks=self._marks)
         )
+
+    def set_alerts(self, alerts: dict[str, int]) -> None:
+        """VMs with an alert firing, by key: 1 warning (or info), 2 critical; their NAME cell stands out."""
+        if alerts != self._alerts:
+            self._alerts = alerts
+            self.refresh()
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         """Sort by `column` (one of SORT_COLUMNS); the same column again reverses. Unknown values last."""
@@ -777,7 +797,7 @@ class VmTable(ScrollView, can_focus=True):
         vm = self._vms[self._perm[index]]
         key = vm.key
         marked = key in self._marks
-        flags = (index == self.cursor) | (marked << 1)
+        flags = (index == self.cursor) | (marked << 1) | (self._alerts.get(key, 0) << 2)
         now_token = self._now if vm.state == "running" else 0.0
         cached = self._strips.get(key)
         if (
@@ -817,7 +837,11 @@ class VmTable(ScrollView, can_focus=True):
                 text += _SEP
             used += slot.width + (i != last)
             accent: Style | None = None
-            if not cursor:
+            if flags >> 2 and cid == "name":
+                accent = self._style(
+                    "vm-table--alert-critical" if flags >> 2 == 2 else "vm-table--alert-warning"
+                )
+            elif not cursor:
                 if cid == "state":
                     cls = _STATE_CLASS.get(vm.state)
                     if cls is not None:

@@ -1,0 +1,161 @@
+"""Alerts on the lab: a CPU alert for a guest that works, a host that is cut, and the hook told of each.
+
+The guest's workload reads /tmp/load (busy, idle, or varying); the test writes it through the guest's
+serial console over a direct libvirt connection, and reads what fired from the fleet and from the JSON
+lines the hook (a small Python script) appended to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from tests.lab.lab import Lab
+from tests.lab.support import booted_times, eventually, port_answers, seen, serial_log, started, until
+from vimtui.core.alerts import DEFAULT_RULES, Alert, HookRunner, Metric, Rule, Severity
+from vimtui.core.fleet import Fleet
+from vimtui.core.model import FleetState
+
+HOST = "kvm01"
+CUT = "kvm03"
+HOOK = "import sys; open(sys.argv[1], 'a').write(sys.stdin.read().strip() + '\\n')"
+
+
+def rules(name: str) -> list[Rule]:
+    busy = Rule(
+        name="guest-busy",
+        metric=Metric("vm.cpu_pct"),
+        op=">",
+        threshold=25.0,  # busy: 35-100 % of its vCPU on a loaded 2-core machine (TCG); idle: 1-2 %
+        for_seconds=10.0,
+        clear=10.0,
+        clear_for_seconds=5.0,
+        severity=Severity.WARNING,
+        vms=(name,),
+    )
+    unreachable = next(r for r in DEFAULT_RULES if r.name == "host-unreachable")
+    return [busy, replace(unreachable, for_seconds=0.0, clear_for_seconds=5.0)]
+
+
+@pytest.fixture
+def guest(lab: Lab) -> Iterator[str]:
+    name = f"a-{uuid.uuid4().hex[:6]}"
+    lab.add_guest(HOST, name)
+    yield name
+    lab.remove_guest(HOST, name)
+
+
+@pytest.fixture
+async def fleet(lab: Lab, tmp_path: Path, guest: str) -> AsyncIterator[Fleet]:
+    hook = HookRunner([sys.executable, "-c", HOOK, str(tmp_path / "hook.jsonl")], timeout=20)
+    # 2-s polls: a TCG guest's CPU share over 1 s swings with the machine's load
+    f = await started(
+        lab, tmp_path / "run", alert_rules=rules(guest), hook=hook, call_timeout=8.0, interval=2.0
+    )
+    yield f
+    await f.stop()
+
+
+def on_console(lab: Lab, host: str, name: str, command: str, within: float) -> bool:
+    """Run `command` in the guest's shell on its serial console (a direct libvirt connection), typing it
+    again every few seconds until the shell answers (what is typed before the shell is up is lost); True
+    once a marker echoed after it came back."""
+    marker = uuid.uuid4().hex[:8]
+    line = f"\r{command}; echo done-{marker}-$((6*7))\r".encode()
+    answer = f"done-{marker}-42".encode()
+    deadline = time.monotonic() + within
+    with lab.connect(host) as conn:
+        stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+        conn.lookupByName(name).openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        out = b""
+        typed = 0.0
+        try:
+            while time.monotonic() < deadline:
+                if time.monotonic() - typed > 3:
+                    stream.send(line)
+                    typed = time.monotonic()
+                got = stream.recv(4096)
+                if isinstance(got, bytes) and got:
+                    out += got
+                if answer in out or answer.decode() in serial_log(lab, host, name):  # (the log has it too)
+                    return True
+                if not isinstance(got, bytes) or not got:
+                    time.sleep(0.1)  # polling a non-blocking stream, not synchronising
+            return False
+        finally:
+            stream.abort()
+
+
+async def run_on_console(lab: Lab, host: str, name: str, command: str, within: float = 60) -> None:
+    import asyncio
+
+    if not await asyncio.to_thread(on_console, lab, host, name, command, within):
+        pytest.fail(f"{command!r} did not run on {name}'s console within {within} s")
+
+
+def hooked(tmp_path: Path, rule: str) -> list[dict[str, Any]]:
+    """The alerts of `rule` the hook was given, in order."""
+    path = tmp_path / "hook.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [a for a in lines if a["rule"] == rule]
+
+
+def firing(state: FleetState, rule: str) -> list[Alert]:
+    return [a for a in state.alerts if a.rule == rule]
+
+
+async def test_a_busy_guest_fires_a_cpu_alert_that_resolves_when_it_stops_and_the_hook_hears_both(
+    lab: Lab, fleet: Fleet, guest: str, tmp_path: Path
+) -> None:
+    await seen(fleet, HOST, guest)
+    await eventually(f"{guest} booted", lambda: booted_times(lab, HOST, guest) >= 1, 120)
+    await run_on_console(lab, HOST, guest, "echo busy > /tmp/load")
+    t0 = time.monotonic()
+    state = await until(fleet, "the CPU alert firing", lambda s: firing(s, "guest-busy"), 120)
+    [alert] = firing(state, "guest-busy")
+    took = time.monotonic() - t0
+    assert alert.vm == guest and alert.host == HOST and alert.severity == Severity.WARNING
+    assert alert.value is not None and alert.value > 25.0, alert
+    assert alert.fired_at - alert.since >= 10.0, alert  # "for 10 s": not before
+    # in the task log as a failure, and to the hook as JSON on stdin
+    assert any(e.action == "alert guest-busy" and e.vm == guest for e in fleet.activity.entries())
+    await eventually("the hook's firing line", lambda: hooked(tmp_path, "guest-busy"), 30)
+    fired = hooked(tmp_path, "guest-busy")
+    assert fired[0]["state"] == "firing" and fired[0]["vm"] == guest and fired[0]["id"] == alert.id
+    await run_on_console(lab, HOST, guest, "echo idle > /tmp/load")
+    state = await until(fleet, "the CPU alert resolved", lambda s: not firing(s, "guest-busy"), 90)
+    both: Any = await eventually(
+        "the hook's resolved line", lambda: len(hooked(tmp_path, "guest-busy")) > 1, 30
+    )
+    both = hooked(tmp_path, "guest-busy")
+    assert [h["state"] for h in both] == ["firing", "resolved"]
+    assert both[1]["id"] == alert.id and both[1]["resolved_at"] >= both[1]["fired_at"]
+    assert both[1]["value"] is None or both[1]["value"] < 10.0, both[1]
+    print(f"\nCPU alert fired {took:.1f} s after the guest went busy at {alert.value:.0f}%")
+
+
+async def test_a_cut_host_raises_host_unreachable_and_it_resolves_on_heal(
+    lab: Lab, fleet: Fleet, tmp_path: Path
+) -> None:
+    lab.cut(CUT)
+    try:
+        state = await until(fleet, f"{CUT} unreachable alert", lambda s: firing(s, "host-unreachable"), 30)
+        [alert] = firing(state, "host-unreachable")
+        assert alert.host == CUT and alert.kind == "host" and alert.severity == Severity.CRITICAL
+        assert not any(a.host != CUT for a in state.alerts if a.rule == "host-unreachable")
+    finally:
+        lab.heal(CUT)
+    await port_answers(lab.host(CUT).address, 22, 30)
+    await until(fleet, "the unreachable alert resolved", lambda s: not firing(s, "host-unreachable"), 60)
+    await eventually("the hook's two lines", lambda: len(hooked(tmp_path, "host-unreachable")) > 1, 30)
+    lines = hooked(tmp_path, "host-unreachable")
+    assert [(h["state"], h["host"]) for h in lines] == [("firing", CUT), ("resolved", CUT)]

@@ -363,8 +363,13 @@ class HostSession:
 
             return cb
 
+        def agent(_c: Any, dom: Any, state: int, _reason: int, _o: Any) -> None:
+            up = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
+            self._note_event(dom.UUIDString(), dom.name(), "agent-connected" if up else "agent-disconnected")
+
         for event_id, cb in (
             (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle),
+            (libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, agent),
             (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, reboot),
             (libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, job_completed),
             (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device("device-added")),

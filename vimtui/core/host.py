@@ -109,8 +109,8 @@ class SessionSettings:
     connect_timeout: float = 10.0
     keepalive_interval: float = 3.0
     keepalive_count_max: int = 2
-    host_stats_every: int = 5
-    """Node CPU and memory stats every Nth poll (and on the first one after connecting)."""
+    host_stats_every: int = 10
+    """Node CPU and memory stats every Nth poll (and on the first two after connecting)."""
     backoff_max: float = 30.0
     """Cap of the wait between attempts when the host answered but refused (auth, host key, libvirt)."""
     probe_max: float = 2.0

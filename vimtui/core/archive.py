@@ -298,18 +298,24 @@ def _add_record(buckets: _Buckets, b: int, n: float, total: float, peak: float) 
             acc[2] = peak
 
 
+def _accumulate(acc: dict[int, list[float]], blob: bytes) -> None:
+    """Add a blob's figures into `acc` (metric id -> [sum, count, peak])."""
+    for mid, n, avg, peak in zip(*_unpack(blob), strict=True):
+        s = acc.get(mid)
+        if s is None:
+            acc[mid] = [avg * n, n, peak]
+        else:
+            s[0] += avg * n
+            s[1] += n
+            if peak > s[2]:
+                s[2] = peak
+
+
 def _merge_blobs(a: bytes, b: bytes) -> bytes:
     """The SQL function behind the upsert: one bucket's two blobs as one (counts add, peaks max)."""
     acc: dict[int, list[float]] = {}
     for blob in (a, b):
-        for mid, n, avg, peak in zip(*_unpack(blob), strict=True):
-            s = acc.get(mid)
-            if s is None:
-                acc[mid] = [avg * n, n, peak]
-            else:
-                s[0] += avg * n
-                s[1] += n
-                s[2] = max(s[2], peak)
+        _accumulate(acc, blob)
     items = [(mid, s) for mid, s in sorted(acc.items()) if s[1]]
     return _pack(
         [mid for mid, _s in items],
@@ -663,16 +669,7 @@ class Archive:
         ):
             if kid not in key_names:
                 continue
-            per = per_id.setdefault(kid, {})
-            for m, n, avg, peak in zip(*_unpack(data), strict=True):
-                s = per.get(m)
-                if s is None:
-                    per[m] = [avg * n, n, peak]
-                else:
-                    s[0] += avg * n
-                    s[1] += n
-                    if peak > s[2]:
-                        s[2] = peak
+            _accumulate(per_id.setdefault(kid, {}), data)
         for kid, per in per_id.items():
             out = acc.setdefault(key_names[kid], {})
             for m, s in per.items():

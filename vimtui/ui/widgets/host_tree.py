@@ -51,7 +51,7 @@ class HostTree(Tree[Scope]):
 
     COMPONENT_CLASSES = {"tree--up", "tree--degraded", "tree--connecting", "tree--down", "tree--dim"}
     DEFAULT_CSS = """
-    HostTree { background: $surface; padding: 0 1; }
+    HostTree { background: $surface; padding: 0 1; overflow-x: hidden; }
     HostTree > .tree--up { color: $success; }
     HostTree > .tree--degraded { color: $warning; }
     HostTree > .tree--connecting { color: $text-muted; }

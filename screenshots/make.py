@@ -43,10 +43,30 @@ async def warm(pilot: Pilot[None], ticks: int = 8) -> None:
     await pilot.pause()
 
 
-def read_config(path: Path, extra: str) -> Config:
-    """The lab's config with `extra` lines added to its [defaults] table."""
-    text = path.read_text().replace("[defaults]\n", "[defaults]\n" + extra, 1)
+def read_config(path: Path, extra: str, tables: str = "") -> Config:
+    """The lab's config with `extra` lines added to its [defaults] table and `tables` at its end."""
+    text = path.read_text().replace("[defaults]\n", "[defaults]\n" + extra, 1) + tables
     return parse_config(text, file=str(path), path=path)
+
+
+# low thresholds, so that the lab's small guests fire them while the shot is taken
+ALERT_RULES = """
+[[alerts.rules]]
+name = "web-cpu"
+metric = "vm.cpu_pct"
+threshold = 2
+for = "4s"
+severity = "warning"
+vms = ["web*"]
+
+[[alerts.rules]]
+name = "app-cpu"
+metric = "vm.cpu_pct"
+threshold = 2
+for = "4s"
+severity = "critical"
+vms = ["app*"]
+"""
 
 
 async def shot(
@@ -57,12 +77,18 @@ async def shot(
     *,
     wall: bool = False,
     extra: str = "",
+    tables: str = "",
     host: str | None = None,
 ) -> None:
-    config = read_config(config_path, extra)
+    config = read_config(config_path, extra, tables)
     app = make_app(config, build_inventory(config), wall=wall)
     async with app.run_test(size=size) as pilot:
         await warm(pilot)
+        if tables:  # alert rules: until one fires, and the screen shows it
+            for _ in range(600):
+                if app.fleet.state.alerts and getattr(app.screen, "state", None) is app.fleet.state:
+                    break
+                await pilot.pause(0.1)
         if host is not None:
             tree = app.screen.query_one(HostTree)
             tree.focus()
@@ -84,6 +110,8 @@ async def main() -> None:
     await shot(cfg, "vm-detail", (140, 44), ["colon", *"sort name", "enter", "enter"])
     await shot(cfg, "host-detail", (140, 44), ["d"], host="kvm01")
     await shot(cfg, "wall", (140, 44), wall=True)
+    await shot(cfg, "alerts-banner", (140, 44), tables=ALERT_RULES)
+    await shot(cfg, "alerts", (140, 44), ["colon", *"alerts", "enter"], tables=ALERT_RULES)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ class AlertsScreen(Screen[None]):
         firing = state.alerts
         rules = len(app.fleet.alerts.rules)
         self.query_one("#firing-head", Static).update(
-            f"[b]alerts firing: {len(firing)}[/b]  ({rules} rules in force; [alerts] in the config file)"
+            f"[b]alerts firing: {len(firing)}[/b]  ({rules} rules in force; \\[alerts] in the config file)"
         )
         self.query_one("#firing", Static).update(alerts_table(firing, now) if firing else "nothing firing")
         recent = [e for e in app.fleet.activity.entries() if e.action.startswith(("alert ", "resolved "))][

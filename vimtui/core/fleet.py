@@ -101,6 +101,7 @@ class Fleet:
         self.archive = archive
         """The lasting history (SQLite, its own writer thread): every poll's values, events and alerts."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._early_problems: list[Callable[[], None]] = []
         self._described: dict[str, tuple[str, str]] = {}
         """What the archive was last told of each key (see _describe)."""
         self.ticks = 0
@@ -113,6 +114,8 @@ class Fleet:
         silence_libvirt_errors()
         ensure_event_impl()
         loop = self._loop = asyncio.get_running_loop()
+        while self._early_problems:
+            self._early_problems.pop(0)()
         for s in self.sessions.values():
             self._tasks.append(loop.create_task(s.run(), name=f"host-{s.spec.name}"))
         if tick:
@@ -216,7 +219,7 @@ class Fleet:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(log)
         else:
-            log()
+            self._early_problems.append(log)  # before start(): logged by it, on the loop
 
     # -- publishing -------------------------------------------------------------------------------
 

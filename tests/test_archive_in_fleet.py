@@ -1,0 +1,37 @@
+"""The app's archive trouble reaches the task log, and the fleet runs on without it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from vimtui.core.config import parse_config
+from vimtui.core.inventory import build_inventory
+from vimtui.core.startup import HISTORY_FILE, make_fleet
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+async def test_a_corrupt_history_file_is_moved_aside_and_reported_in_the_log(tmp_path: Path) -> None:
+    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA))
+    config = parse_config(text, file="fleet.toml")
+    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "run"), "HOME": str(tmp_path)}
+    (tmp_path / "run").mkdir(mode=0o700)
+    history = tmp_path / "vimtui" / HISTORY_FILE
+    history.parent.mkdir(parents=True)
+    history.write_bytes(b"this is not a database" * 100)
+    fleet = make_fleet(config, build_inventory(config), env=env, archive=True)
+    await fleet.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not [e for e in fleet.activity.entries() if e.action == "history"]:
+            assert asyncio.get_running_loop().time() < deadline, fleet.activity.entries()
+            await asyncio.sleep(0.05)
+        [entry] = [e for e in fleet.activity.entries() if e.action == "history"]
+        assert entry.state == "failed" and str(history) in entry.message, entry
+        moved = list(history.parent.glob(f"{HISTORY_FILE}.corrupt-*"))
+        assert moved and moved[0].read_bytes().startswith(b"this is not a database")
+        await fleet.wait_for(lambda s: all(h.last_poll for h in s.hosts), 20)  # polling goes on
+        assert fleet.archive is not None and fleet.archive.enabled  # a fresh one took its place
+    finally:
+        await fleet.stop()

@@ -588,6 +588,43 @@ class Lab:
         finally:
             conn.close()
 
+    def serial_log(self, host: str, guest: str) -> str:
+        """What a guest wrote on its serial console (its log file, in the host's directory)."""
+        path = Path(self.host(host).dir) / "var-log-libvirt" / "qemu" / f"{guest}-serial.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def on_console(self, host: str, guest: str, command: str, within: float = 60) -> bool:
+        """Run `command` in the guest's shell on its serial console (a direct libvirt connection), typing
+        it again every few seconds until the shell answers (what is typed before the shell is up is lost);
+        True once a marker echoed after it came back. The workload reads /tmp/load: `echo idle >
+        /tmp/load` quiets a guest, `echo busy > /tmp/load` keeps its CPU busy."""
+        import libvirt
+
+        marker = uuid.uuid4().hex[:8]
+        line = f"\r{command}; echo done-{marker}-$((6*7))\r".encode()
+        answer = f"done-{marker}-42"
+        deadline = time.monotonic() + within
+        with self.connect(host) as conn:
+            stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            conn.lookupByName(guest).openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+            out = b""
+            typed = 0.0
+            try:
+                while time.monotonic() < deadline:
+                    if time.monotonic() - typed > 3:
+                        stream.send(line)
+                        typed = time.monotonic()
+                    got = stream.recv(4096)
+                    if isinstance(got, bytes) and got:
+                        out += got
+                    if answer.encode() in out or answer in self.serial_log(host, guest):  # (the log has it)
+                        return True
+                    if not isinstance(got, bytes) or not got:
+                        time.sleep(0.1)  # polling a non-blocking stream, not synchronising
+                return False
+            finally:
+                stream.abort()
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 

@@ -121,8 +121,7 @@ def dom_state(lab: Lab, host: str, name: str) -> str:
 
 def serial_log(lab: Lab, host: str, guest: str) -> str:
     """What a guest wrote on its serial console (its log file, read from the host's directory)."""
-    path = Path(lab.host(host).dir) / "var-log-libvirt" / "qemu" / f"{guest}-serial.log"
-    return path.read_text(errors="replace") if path.exists() else ""
+    return lab.serial_log(host, guest)
 
 
 def booted_times(lab: Lab, host: str, guest: str) -> int:

@@ -16,11 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 
 from tests.lab.lab import Lab
-from tests.lab.support import booted_times, eventually, port_answers, seen, serial_log, started, until
+from tests.lab.support import booted_times, eventually, port_answers, seen, started, until
 from vimtui.core.alerts import DEFAULT_RULES, Alert, HookRunner, Metric, Rule, Severity
 from vimtui.core.fleet import Fleet
 from vimtui.core.model import FleetState
@@ -65,40 +64,10 @@ async def fleet(lab: Lab, tmp_path: Path, guest: str) -> AsyncIterator[Fleet]:
     await f.stop()
 
 
-def on_console(lab: Lab, host: str, name: str, command: str, within: float) -> bool:
-    """Run `command` in the guest's shell on its serial console (a direct libvirt connection), typing it
-    again every few seconds until the shell answers (what is typed before the shell is up is lost); True
-    once a marker echoed after it came back."""
-    marker = uuid.uuid4().hex[:8]
-    line = f"\r{command}; echo done-{marker}-$((6*7))\r".encode()
-    answer = f"done-{marker}-42".encode()
-    deadline = time.monotonic() + within
-    with lab.connect(host) as conn:
-        stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
-        conn.lookupByName(name).openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        out = b""
-        typed = 0.0
-        try:
-            while time.monotonic() < deadline:
-                if time.monotonic() - typed > 3:
-                    stream.send(line)
-                    typed = time.monotonic()
-                got = stream.recv(4096)
-                if isinstance(got, bytes) and got:
-                    out += got
-                if answer in out or answer.decode() in serial_log(lab, host, name):  # (the log has it too)
-                    return True
-                if not isinstance(got, bytes) or not got:
-                    time.sleep(0.1)  # polling a non-blocking stream, not synchronising
-            return False
-        finally:
-            stream.abort()
-
-
 async def run_on_console(lab: Lab, host: str, name: str, command: str, within: float = 60) -> None:
     import asyncio
 
-    if not await asyncio.to_thread(on_console, lab, host, name, command, within):
+    if not await asyncio.to_thread(lab.on_console, host, name, command, within):
         pytest.fail(f"{command!r} did not run on {name}'s console within {within} s")
 
 

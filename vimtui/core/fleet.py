@@ -17,10 +17,10 @@ from dataclasses import replace
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from vimtui.core.activity import ActivityLog
 from vimtui.core.alerts import DEFAULT_RULES, Alert, AlertEngine, HookRunner, Rule, record_alert
-from vimtui.core.archive import Archive
 from vimtui.core.audit import AuditLog
 from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
 from vimtui.core.history import History
@@ -29,6 +29,9 @@ from vimtui.core.inventory import HostSpec
 from vimtui.core.model import FleetState, HostState, VmState
 from vimtui.core.stats import VmRates
 from vimtui.core.tasks import TaskManager
+
+if TYPE_CHECKING:
+    from vimtui.core.archive import Archive
 
 VM_METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
 _vm_metric_values = itemgetter(

@@ -7,14 +7,17 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vimtui.core.alerts import Alert, HookRunner
-from vimtui.core.archive import Archive
 from vimtui.core.audit import AUDIT_FILE, AuditLog
 from vimtui.core.config import Config, Defaults, data_dir, load_config, runtime_dir
 from vimtui.core.fleet import Fleet
 from vimtui.core.host import SessionSettings
 from vimtui.core.inventory import HostSpec, build_inventory
+
+if TYPE_CHECKING:
+    from vimtui.core.archive import Archive
 
 
 def settings_from(defaults: Defaults) -> SessionSettings:
@@ -80,6 +83,8 @@ def open_archive(
     read_only: bool = False,
 ) -> Archive:
     """The lasting history in the data dir, with the config's steps, retention and size bound."""
+    from vimtui.core.archive import Archive  # only where it is kept: one-shot commands do without
+
     h = config.history
     return Archive(
         data_dir(env) / HISTORY_FILE,

@@ -20,7 +20,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from plotext import marker as plotext_marker
 from plotext._kernel.terminal import terminal as plotext_terminal
@@ -33,8 +33,10 @@ from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from vimtui.core.archive import Archive
 from vimtui.core.history import History
+
+if TYPE_CHECKING:
+    from vimtui.core.archive import Archive
 
 Window = Literal["5m", "15m", "1h", "24h"]
 """How far back a graph looks."""
@@ -186,6 +188,9 @@ def x_ticks(window: Window, now: float, width: int) -> tuple[list[float], list[s
         t += step
     return positions, labels
 
+
+_EMPTY_PLOTS: dict[tuple[object, ...], Text] = {}
+"""Empty charts by (width, height, unit, window, look): see MetricGraph._build."""
 
 ARCHIVE_FROM = 900.0
 """Windows longer than this (1 h, 24 h) take what this run has not seen from the archive."""
@@ -436,7 +441,18 @@ class MetricGraph(Widget):
         title.truncate(max(0, width))
         if width < _MIN_PLOT_WIDTH or height - 1 < _MIN_PLOT_HEIGHT:
             return title
-        body = self._plot(width, height - 1, look)
+        if self._window in _RELATIVE_STEPS and not any(s.values for s in self._series[:2]):
+            # an empty chart on a relative time axis is the same whenever it is drawn: from a cache (while
+            # hosts connect, every graph is empty and redrawn at each update: 7 ms of plotext each)
+            key = (width, height, self.unit, self._window, look)
+            body = _EMPTY_PLOTS.get(key)
+            if body is None:
+                if len(_EMPTY_PLOTS) > 32:
+                    _EMPTY_PLOTS.clear()
+                body = _EMPTY_PLOTS[key] = self._plot(width, height - 1, look)
+            body = body.copy()
+        else:
+            body = self._plot(width, height - 1, look)
         out = Text("\n", no_wrap=True, overflow="crop", end="").join([title, body])
         out.no_wrap = True
         return out

@@ -35,3 +35,23 @@ async def test_a_corrupt_history_file_is_moved_aside_and_reported_in_the_log(tmp
         assert fleet.archive is not None and fleet.archive.enabled  # a fresh one took its place
     finally:
         await fleet.stop()
+
+
+async def test_host_state_changes_are_kept_for_reports(tmp_path: Path) -> None:
+    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA))
+    text += '\n[[hosts]]\nname = "kvm-dead"\nuri = "test:///nonexistent/dead.xml"\n'
+    config = parse_config(text, file="fleet.toml")
+    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "run"), "HOME": str(tmp_path)}
+    (tmp_path / "run").mkdir(mode=0o700)
+    fleet = make_fleet(config, build_inventory(config), env=env, archive=True)
+    await fleet.start()
+    try:
+        await fleet.wait_for(lambda s: all(h.status != "connecting" for h in s.hosts), 20)
+        assert fleet.archive is not None
+        await asyncio.to_thread(fleet.archive.flush)
+        events = await asyncio.to_thread(fleet.archive.events, 0.0, fleet.clock() + 1)
+    finally:
+        await fleet.stop()
+    kept = {(key, kind, text.split(":")[0]) for _t, key, kind, text in events}
+    assert ("kvm-dead", "state", "unreachable") in kept, events
+    assert ("kvm-a", "state", "up") in kept and ("kvm-b", "state", "up") in kept, events

@@ -296,6 +296,8 @@ class Fleet:
         for h in hosts:
             if before.get(h.name) not in (None, h.status):
                 kind = "failed" if not h.status.healthy else "event"
+                if self.archive is not None:  # a host's state changes, for reports
+                    self.archive.note(h.name, self.clock(), "state", f"{h.status}: {h.message}".rstrip(": "))
                 self.activity.add(
                     h.name,
                     "",

@@ -18,14 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_stats import host_cpus, poll, sample
+from vimtui.core import alert_hook
 from vimtui.core import alerts as alerts_mod
 from vimtui.core.activity import ActivityLog
+from vimtui.core.alert_hook import HookRunner
 from vimtui.core.alerts import (
     DEFAULT_RULES,
     MIN_CLEAR_FOR,
     Alert,
     AlertEngine,
-    HookRunner,
     Metric,
     Rule,
     RuleError,
@@ -819,7 +820,7 @@ def test_a_hook_command_must_not_be_empty() -> None:
 async def test_a_hook_that_leaves_a_daemon_holding_its_stderr_frees_its_slot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(alerts_mod, "REAP_WITHIN", 0.2)
+    monkeypatch.setattr(alert_hook, "REAP_WITHIN", 0.2)
     problems: list[str] = []
     pid = tmp_path / "pid"
     # the daemon: its own session (out of reach of the kill), stderr inherited

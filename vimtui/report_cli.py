@@ -160,7 +160,8 @@ def run_report(
     clock: Callable[[], float] = time.time,
 ) -> int:
     from vimtui.core.config import data_dir
-    from vimtui.core.report import Filters, build_report, plural, render
+    from vimtui.core.report import Filters, build_report, render
+    from vimtui.core.report_formats import plural
     from vimtui.core.startup import HISTORY_FILE, open_archive
 
     now = clock()

@@ -13,7 +13,8 @@ import pytest
 
 from tests.lab.lab import Lab
 from vimtui.core import operations
-from vimtui.core.alerts import DEFAULT_RULES, HookRunner, Rule
+from vimtui.core.alert_hook import HookRunner
+from vimtui.core.alerts import DEFAULT_RULES, Rule
 from vimtui.core.archive import Archive
 from vimtui.core.audit import AuditLog
 from vimtui.core.fleet import Fleet

@@ -20,7 +20,8 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import booted_times, eventually, port_answers, seen, started, until
-from vimtui.core.alerts import DEFAULT_RULES, Alert, HookRunner, Metric, Rule, Severity
+from vimtui.core.alert_hook import HookRunner
+from vimtui.core.alerts import DEFAULT_RULES, Alert, Metric, Rule, Severity
 from vimtui.core.fleet import Fleet
 from vimtui.core.model import FleetState
 

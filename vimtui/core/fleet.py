@@ -20,7 +20,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from vimtui.core.activity import ActivityLog
-from vimtui.core.alerts import DEFAULT_RULES, Alert, AlertEngine, HookRunner, Rule, record_alert
+from vimtui.core.alert_hook import HookRunner
+from vimtui.core.alerts import DEFAULT_RULES, Alert, AlertEngine, Rule, record_alert
 from vimtui.core.audit import AuditLog
 from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
 from vimtui.core.history import History

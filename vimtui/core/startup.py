@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vimtui.core.alerts import Alert, HookRunner
+from vimtui.core.alert_hook import HookRunner
+from vimtui.core.alerts import Alert
 from vimtui.core.audit import AUDIT_FILE, AuditLog
 from vimtui.core.config import Config, Defaults, data_dir, load_config, runtime_dir
 from vimtui.core.fleet import Fleet

@@ -23,6 +23,7 @@ from vimtui.core.report import (
     StateChange,
     Subject,
 )
+from vimtui.core.units import nice_step
 
 # -- formatting helpers -------------------------------------------------------------------------------
 
@@ -90,17 +91,6 @@ def _unit_slug(metric: str) -> str:
 def _time_label(t: float, span: float) -> str:
     fmt = "%H:%M:%S" if span <= 600 else "%H:%M" if span <= 2 * 86400 else "%m-%d %H:%M"
     return datetime.fromtimestamp(t, UTC).strftime(fmt)
-
-
-def _nice_top(peak: float) -> float:
-    """An upper limit for a byte-rate axis: 1, 2, 2.5 or 5 times a power of ten, at least the peak."""
-    if peak <= 0:
-        return 1.0
-    mag = 10.0 ** math.floor(math.log10(peak))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if m * mag >= peak * (1 - 1e-9):
-            return m * mag
-    return 10.0 * mag  # pragma: no cover
 
 
 def _gaps(times: Sequence[float], slot: float) -> list[int]:
@@ -289,7 +279,7 @@ def text_chart(
         ticks = [0.0, top / 2, top]
         labels = [f"{t:g}%" for t in ticks]
     else:
-        top = _nice_top(peak)
+        top = nice_step(peak)
         ticks = [0.0, top / 2, top]
         labels = ["0", fmt_rate(top / 2).replace("/s", ""), fmt_rate(top).replace("/s", "")]
     xs = [min(max(t + slot / 2, since), until) - since for t in series.times]  # slot middles, in the window
@@ -529,7 +519,7 @@ def svg_chart(
         top = max(100.0, math.ceil(peak / 50.0) * 50.0)
         tick_label: Callable[[float], str] = lambda v: f"{v:g}%"  # noqa: E731
     else:
-        top = _nice_top(peak)
+        top = nice_step(peak)
         tick_label = lambda v: fmt_rate(v)  # noqa: E731
 
     def x(t: float) -> float:

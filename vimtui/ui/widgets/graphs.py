@@ -34,6 +34,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from vimtui.core.history import History
+from vimtui.core.units import nice_step
 
 if TYPE_CHECKING:
     from vimtui.core.archive import Archive
@@ -114,17 +115,6 @@ def _fmt_value(value: float, unit: Unit) -> str:
     return f"{value:.1f}%" if unit == "%" else _fmt_bytes(value)
 
 
-def _nice_step(raw: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `raw`."""
-    if raw <= 0:
-        return 1.0
-    mag = 10.0 ** math.floor(math.log10(raw))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if m * mag >= raw * (1 - 1e-9):
-            return m * mag
-    return 10.0 * mag  # pragma: no cover
-
-
 def y_ticks(unit: Unit, peak: float, intervals: int) -> tuple[float, list[float], list[str]]:
     """(upper limit, tick positions, tick labels) of a y axis from 0 with about `intervals` steps.
     Percentages run to 100 ("0%" .. "100%"); byte rates pick K, M or G from the peak ("0", "1.5M")."""
@@ -134,7 +124,7 @@ def y_ticks(unit: Unit, peak: float, intervals: int) -> tuple[float, list[float]
         if top == 100.0:
             step = 25.0 if intervals >= 4 else 50.0 if intervals >= 2 else 100.0
         else:
-            step = _nice_step(top / intervals)
+            step = nice_step(top / intervals)
         n = max(1, math.ceil(top / step - 1e-9))
         ticks = [i * step for i in range(n + 1)]
         return n * step, ticks, [f"{_fmt_number(t)}%" for t in ticks]
@@ -143,7 +133,7 @@ def y_ticks(unit: Unit, peak: float, intervals: int) -> tuple[float, list[float]
         if peak >= 1000.0 * 1024.0 ** (k - 1):  # as in the tables: never "1000M", rather "0.98G"
             scale, suffix = 1024.0**k, letter
     top_units = peak / scale if peak > 0 else 1.0
-    step = _nice_step(top_units / intervals)
+    step = nice_step(top_units / intervals)
     n = max(1, math.ceil(top_units / step - 1e-9))
     ticks_units = [i * step for i in range(n + 1)]
     labels = ["0" if t == 0 else f"{_fmt_number(t)}{suffix}" for t in ticks_units]

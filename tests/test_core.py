@@ -209,6 +209,17 @@ async def test_a_tick_publishes_one_new_versioned_snapshot(test_fleet: Fleet) ->
     )  # a new snapshot holds new VM states; the published one is never changed afterwards
 
 
+async def test_vm_keys_carry_libvirts_own_uuid_text(test_fleet: Fleet) -> None:
+    state = await test_fleet.tick(deadline=5)
+    conn = libvirt.open("test:///default")
+    try:
+        uuids = {dom.UUIDString() for dom in conn.listAllDomains()}
+    finally:
+        conn.close()
+    assert uuids and {vm.uuid for vm in state.vms.values()} == uuids
+    assert all(key == f"{vm.host}/{vm.uuid}" for key, vm in state.vms.items())
+
+
 async def test_a_polled_vm_state_is_an_ordinary_frozen_vm_state(test_fleet: Fleet) -> None:
     """A poll builds its VmStates without their __init__ (see host._VmStateBuilder): the same objects."""
     await test_fleet.tick(deadline=5)

@@ -19,6 +19,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import libvirt
 
@@ -179,6 +180,8 @@ class HostSession:
         )
         self.vms: dict[str, VmState] = {}
         self._samples: dict[str, DomainSample] = {}
+        self._uuid_texts: dict[bytes, str] = {}
+        """UUID bytes -> text, for the polls (see _uuid_text)"""
         self._keys: dict[str, str] = {}
         """uuid -> the VM's key (host/uuid), kept from one poll to the next"""
         self._node: NodeSample | None = None
@@ -532,10 +535,21 @@ class HostSession:
             if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
                 raise
             records = conn.getAllDomainStats(STATS, 0)  # a driver without NOWAIT
-        samples = [parse_domain_stats(dom.UUIDString(), dom.name(), stats, t) for dom, stats in records]
+        samples = [parse_domain_stats(self._uuid_text(dom), dom.name(), stats, t) for dom, stats in records]
         node = parse_node(node_info, cpu, mem, t) if node_due else None
         local = _local_metrics() if info is not None and info.local else None
         return node, samples, local
+
+    def _uuid_text(self, dom: Any) -> str:
+        """dom.UUIDString(), from the 16 bytes of dom.UUID() through a cache: libvirt formats the text
+        anew at each call, 1.8 µs against 0.6 µs, for every VM at every poll (on the lane only)."""
+        raw = dom.UUID()
+        text = self._uuid_texts.get(raw)
+        if text is None:
+            if len(self._uuid_texts) > 4 * len(self._samples) + 1024:
+                self._uuid_texts.clear()  # VMs come and go: forget the ones long gone
+            text = self._uuid_texts[raw] = str(UUID(bytes=raw))
+        return text
 
     def _apply(
         self, result: tuple[NodeSample | None, list[DomainSample], LocalMetrics | None], started: float

@@ -392,6 +392,11 @@ class Alert:
         return f"{self.host}/{self.vm}" if self.kind == "vm" else self.host
 
     @property
+    def key(self) -> str:
+        """Its subject's key in the fleet state and the history: the VM's `key` (host/uuid), or the host."""
+        return f"{self.host}/{self.vm_uuid}" if self.kind == "vm" else self.host
+
+    @property
     def firing(self) -> bool:
         return self.state == "firing"
 

@@ -101,7 +101,6 @@ class Fleet:
         """Evaluated on every published state and on each libvirt event (crashes fire at once)."""
         self.hook = hook
         """Run with each alert that fires or resolves (JSON on stdin), off the loop."""
-        self._alert_subscribers: list[Callable[[Alert], None]] = []
         self.archive = archive
         """The lasting history (SQLite, its own writer thread): every poll's values, events and alerts."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -255,11 +254,6 @@ class Fleet:
 
         return polled
 
-    def subscribe_alerts(self, fn: Callable[[Alert], None]) -> Callable[[], None]:
-        """fn(alert) for each alert that fires or resolves (after the log and the hook have it)."""
-        self._alert_subscribers.append(fn)
-        return lambda: self._alert_subscribers.remove(fn)
-
     def _event(self, event: HostEvent) -> None:
         self.events.append(event)
         self.activity.add(event.host, event.vm, event.kind, time=event.time, message=event.detail)
@@ -270,19 +264,15 @@ class Fleet:
             fn(event)
 
     def _alerted(self, alerts: list[Alert]) -> None:
-        """Alerts that fired or resolved: into the log, to the hook, to subscribers."""
+        """Alerts that fired or resolved: into the log, the archive and the hook. (The state that lists
+        them is the one being published, or, for an event's, the one its session's change publishes.)"""
         for alert in alerts:
             record_alert(self.activity, alert)
             if self.archive is not None:
-                key = f"{alert.host}/{alert.vm_uuid}" if alert.kind == "vm" else alert.host
                 at = alert.fired_at if alert.firing else (alert.resolved_at or alert.fired_at)
-                self.archive.note(key, at, f"alert {alert.state}", f"{alert.severity}: {alert.message}")
+                self.archive.note(alert.key, at, f"alert {alert.state}", f"{alert.severity}: {alert.message}")
             if self.hook is not None:
                 self.hook.submit(alert)
-            for fn in list(self._alert_subscribers):
-                fn(alert)
-        if alerts:
-            self._changed()  # the state's list of firing alerts changed with them
 
     def publish(self) -> FleetState:
         if self._publish_handle is not None:
@@ -293,31 +283,28 @@ class Fleet:
         for s in self.sessions.values():
             hosts.append(s.state)
             vms.update(sorted(s.vms.items(), key=_by_name))  # a session's keys are its VMs' `key`s
+        now = self.clock()
         before = {h.name: h.status for h in self.state.hosts}
         for h in hosts:
             if before.get(h.name) not in (None, h.status):
                 kind = "failed" if not h.status.healthy else "event"
                 if self.archive is not None:  # a host's state changes, for reports
-                    self.archive.note(h.name, self.clock(), "state", f"{h.status}: {h.message}".rstrip(": "))
+                    self.archive.note(h.name, now, "state", f"{h.status}: {h.message}".rstrip(": "))
                 self.activity.add(
                     h.name,
                     "",
                     f"host {h.status}",
                     kind,
-                    time=self.clock(),
+                    time=now,
                     message=h.message,
                     error=h.message if kind == "failed" else "",
                 )
         state = FleetState(
-            version=self.state.version + 1, time=self.clock(), hosts=tuple(hosts), vms=MappingProxyType(vms)
+            version=self.state.version + 1, time=now, hosts=tuple(hosts), vms=MappingProxyType(vms)
         )
         transitions = self.alerts.evaluate(state, state.time)
         self.state = replace(state, alerts=tuple(self.alerts.active))
-        if transitions:
-            self._alerted(transitions)
-            if self._publish_handle is not None:  # this state already carries them
-                self._publish_handle.cancel()
-                self._publish_handle = None
+        self._alerted(transitions)
         for fn in list(self._subscribers):
             fn(self.state)
         if self._waiters:

@@ -115,12 +115,11 @@ class MainScreen(ActionsMixin, Screen[None]):
         banner.display = bool(alerts)
         if alerts:
             banner.update(banner_text(alerts, self.vimapp.clock()))
-            banner.set_class(str(alerts[0].severity) == "critical", "-critical")
+            banner.set_class(alerts[0].severity == "critical", "-critical")
         by_key: dict[str, int] = {}
         for a in alerts:
             if a.kind == "vm":
-                key = f"{a.host}/{a.vm_uuid}"
-                by_key[key] = max(by_key.get(key, 0), 2 if str(a.severity) == "critical" else 1)
+                by_key[a.key] = max(by_key.get(a.key, 0), 2 if a.severity == "critical" else 1)
         self.query_one(VmTable).set_alerts(by_key)
 
     def _visible_vms(self) -> list[VmState]:

@@ -56,7 +56,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable
 
-from vimtui.core.domxml import DomainDetails
+from tests.factories import domain_details
 from vimtui.core.history import History
 from vimtui.core.model import VmState
 from vimtui.core.stats import VmRates
@@ -104,23 +104,8 @@ class FakeFleet:
                     name,
                     host,
                     "running" if i % 10 else "shutoff",
-                    DomainDetails(
-                        uuid=name,
-                        name=name,
-                        title="",
-                        description="",
-                        memory_kib=2 << 20,
-                        vcpus=2,
-                        os_type="hvm",
-                        arch="x86_64",
-                        machine=None,
-                        cpu_model=None,
-                        firmware=None,
-                        disks=(),
-                        nics=(),
-                        tags=tags,
-                        tenant=None,
-                        has_agent=True,
+                    domain_details(
+                        name, memory_kib=2 << 20, vcpus=2, arch="x86_64", tags=tags, has_agent=True
                     ),
                     (f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",),
                 )

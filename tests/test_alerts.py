@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.factories import domain_details
 from tests.test_stats import host_cpus, poll, sample
 from vimtui.core import alert_hook
 from vimtui.core import alerts as alerts_mod
@@ -72,24 +73,7 @@ def domain_sample(uuid: str, name: str, state: int, reason: int) -> DomainSample
 
 
 def details(name: str, tags: Iterable[str]) -> DomainDetails:
-    return DomainDetails(
-        uuid=f"uuid-{name}",
-        name=name,
-        title="",
-        description="",
-        memory_kib=1024,
-        vcpus=1,
-        os_type="hvm",
-        arch=None,
-        machine=None,
-        cpu_model=None,
-        firmware=None,
-        disks=(),
-        nics=(),
-        tags=tuple(tags),
-        tenant=None,
-        has_agent=True,
-    )
+    return domain_details(name, uuid=f"uuid-{name}", memory_kib=1024, tags=tuple(tags), has_agent=True)
 
 
 def vm(

@@ -34,6 +34,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from tests.conftest import wait_until
+from tests.factories import domain_details
 from vimtui.core.domxml import DomainDetails
 from vimtui.core.exporter import (
     FAMILIES,
@@ -82,24 +83,7 @@ def sample(label: str, vm: str) -> DomainSample:
 
 
 def details(name: str, uuid: str, tenant: str | None) -> DomainDetails:
-    return DomainDetails(
-        uuid=uuid,
-        name=name,
-        title="",
-        description="",
-        memory_kib=131072,
-        vcpus=1,
-        os_type="hvm",
-        arch="x86_64",
-        machine=None,
-        cpu_model=None,
-        firmware=None,
-        disks=(),
-        nics=(),
-        tags=(),
-        tenant=tenant,
-        has_agent=False,
-    )
+    return domain_details(name, uuid=uuid, tenant=tenant, memory_kib=131072, arch="x86_64")
 
 
 def vm_at(

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tests.factories import domain_details
 from vimtui.core.domxml import DomainDetails
 from vimtui.core.model import DOMAIN_STATES, FleetState, HostState, HostStatus, VmState
 from vimtui.core.query import FIELDS, Query, QueryError, describe, parse_query
@@ -44,24 +45,7 @@ def rates(
 
 
 def details(name: str, tags: tuple[str, ...] = (), tenant: str | None = None) -> DomainDetails:
-    return DomainDetails(
-        uuid="u-" + name,
-        name=name,
-        title="",
-        description="",
-        memory_kib=0,
-        vcpus=1,
-        os_type="hvm",
-        arch="x86_64",
-        machine=None,
-        cpu_model=None,
-        firmware=None,
-        disks=(),
-        nics=(),
-        tags=tags,
-        tenant=tenant,
-        has_agent=False,
-    )
+    return domain_details(name, uuid="u-" + name, tags=tags, tenant=tenant)
 
 
 def vm(

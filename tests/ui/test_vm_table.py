@@ -12,6 +12,7 @@ from textual.app import App, ComposeResult
 from textual.message import Message
 from textual.strip import Strip
 
+from tests.factories import domain_details
 from vimtui.core.domxml import DomainDetails
 from vimtui.core.history import History
 from vimtui.core.model import VmState
@@ -28,24 +29,7 @@ def rates(cpu: float | None = None, used_kib: int | None = None, disk: float | N
 
 
 def details(name: str, tags: tuple[str, ...]) -> DomainDetails:
-    return DomainDetails(
-        uuid=name,
-        name=name,
-        title="",
-        description="",
-        memory_kib=1 << 20,
-        vcpus=2,
-        os_type="hvm",
-        arch=None,
-        machine=None,
-        cpu_model=None,
-        firmware=None,
-        disks=(),
-        nics=(),
-        tags=tags,
-        tenant=None,
-        has_agent=False,
-    )
+    return domain_details(name, memory_kib=1 << 20, vcpus=2, tags=tags)
 
 
 def vm(

@@ -31,8 +31,9 @@ from types import MappingProxyType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.poll import load_recorded, make_vms, node_at, records_at, table
+from tests.factories import vm_from_sample
 from vimtui.core.exporter import INLINE_VMS, VM_FAMILIES, render
-from vimtui.core.model import FleetState, HostInfo, HostState, HostStatus, VmState, state_name
+from vimtui.core.model import FleetState, HostInfo, HostState, HostStatus
 from vimtui.core.stats import host_rates, parse_domain_stats, vm_rates
 
 SIZES = (1_000, 10_000)
@@ -74,19 +75,7 @@ def fleet_state(n: int) -> FleetState:
     for i, (uuid, name, d) in enumerate(records_at(fakes, 1)):
         s = parse_domain_stats(uuid, name, d, t0 + TICK_SECONDS)
         host = hosts[i % HOSTS].name
-        vm = VmState(
-            uuid=uuid,
-            name=name,
-            host=host,
-            state=state_name(s.state),
-            reason=s.reason,
-            vcpus=s.vcpus,
-            mem_max_kib=s.mem_max_kib,
-            mem_current_kib=s.mem_current_kib,
-            sample=s,
-            rates=vm_rates(prev[uuid], s, cpus),
-            details=None,
-        )
+        vm = vm_from_sample(host, s, vm_rates(prev[uuid], s, cpus))
         vms[vm.key] = vm
     ordered = dict(sorted(vms.items(), key=lambda kv: (kv[1].host, kv[1].name)))
     return FleetState(version=2, time=1.8e9, hosts=tuple(hosts), vms=MappingProxyType(ordered))

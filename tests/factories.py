@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vimtui.core.domxml import DomainDetails
+from vimtui.core.model import VmState, state_name
+from vimtui.core.stats import DomainSample, VmRates
 
 
 def domain_details(name: str, **fields: Any) -> DomainDetails:
@@ -29,3 +31,22 @@ def domain_details(name: str, **fields: Any) -> DomainDetails:
         "has_agent": False,
     }
     return DomainDetails(**(base | fields))
+
+
+def vm_from_sample(host: str, s: DomainSample, rates: VmRates | None, **fields: Any) -> VmState:
+    """A VM as a host session makes it from a poll's sample (and the rates since the one before);
+    `fields` replace any of its fields."""
+    return VmState(
+        uuid=s.uuid,
+        name=s.name,
+        host=host,
+        state=state_name(s.state),
+        reason=s.reason,
+        vcpus=s.vcpus,
+        mem_max_kib=s.mem_max_kib,
+        mem_current_kib=s.mem_current_kib,
+        sample=s,
+        rates=rates,
+        details=None,
+        **fields,
+    )

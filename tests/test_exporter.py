@@ -34,7 +34,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from tests.conftest import wait_until
-from tests.factories import domain_details
+from tests.factories import domain_details, vm_from_sample
 from vimtui.core.domxml import DomainDetails
 from vimtui.core.exporter import (
     FAMILIES,
@@ -49,7 +49,7 @@ from vimtui.core.exporter import (
 from vimtui.core.fleet import Fleet
 from vimtui.core.host import SessionSettings
 from vimtui.core.inventory import HostSpec
-from vimtui.core.model import DOMAIN_STATES, FleetState, HostInfo, HostState, HostStatus, VmState, state_name
+from vimtui.core.model import DOMAIN_STATES, FleetState, HostInfo, HostState, HostStatus, VmState
 from vimtui.core.stats import DomainSample, host_rates, parse_domain_stats, parse_node, vm_rates
 from vimtui.export_cli import parse_listen
 
@@ -93,20 +93,7 @@ def vm_at(
     cur); `over` replaces fields."""
     s = sample(cur, recorded)
     cpus = int(poll(cur)["info"][2])
-    vm = VmState(
-        uuid=s.uuid,
-        name=s.name,
-        host=host,
-        state=state_name(s.state),
-        reason=s.reason,
-        vcpus=s.vcpus,
-        mem_max_kib=s.mem_max_kib,
-        mem_current_kib=s.mem_current_kib,
-        sample=s,
-        rates=vm_rates(sample(prev, recorded) if prev else None, s, cpus),
-        details=None,
-        stale=stale,
-    )
+    vm = vm_from_sample(host, s, vm_rates(sample(prev, recorded) if prev else None, s, cpus), stale=stale)
     return replace(vm, **over)
 
 

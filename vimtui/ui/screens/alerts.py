@@ -20,6 +20,7 @@ from textual.widgets import Static
 
 from vimtui.core.activity import Entry
 from vimtui.core.alerts import Alert
+from vimtui.ui.format import duration
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.widgets.key_bar import KeyBar
 
@@ -31,25 +32,13 @@ RECENT = 50
 """Fired and resolved alerts listed under the firing ones."""
 
 
-def ago(seconds: float) -> str:
-    """A duration as people read it: 45s, 12m05s, 3h20m, 2d04h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
 def banner_text(alerts: Sequence[Alert], now: float) -> Text:
     """One line for the top of the main screen: how many fire, and the most severe one."""
     top = alerts[0]
     more = f"  (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
     text = Text(f" ▲ {len(alerts)} alert{'s' if len(alerts) > 1 else ''} firing · ", style="bold")
     text.append(f"{top.severity} ", SEVERITY_STYLE.get(str(top.severity), ""))
-    text.append(f"{top.message} ({ago(now - top.fired_at)}){more}  ·  :alerts")
+    text.append(f"{top.message} ({duration(now - top.fired_at)}){more}  ·  :alerts")
     return text
 
 
@@ -62,7 +51,7 @@ def alerts_table(alerts: Sequence[Alert], now: float) -> Table:
             Text(str(a.severity), SEVERITY_STYLE.get(str(a.severity), "")),
             a.subject,
             a.rule,
-            ago(now - a.fired_at),
+            duration(now - a.fired_at),
             a.message,
         )
     return table

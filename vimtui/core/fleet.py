@@ -100,7 +100,10 @@ class Fleet:
         self.alerts = AlertEngine(alert_rules, clock=clock)
         """Evaluated on every published state and on each libvirt event (crashes fire at once)."""
         self.hook = hook
-        """Run with each alert that fires or resolves (JSON on stdin), off the loop."""
+        """Run with each alert that fires or resolves (JSON on stdin), off the loop; its failures go to
+        the log unless it reports them elsewhere."""
+        if hook is not None and hook.on_problem is None:
+            hook.on_problem = self._hook_failed
         self.archive = archive
         """The lasting history (SQLite, its own writer thread): every poll's values, events and alerts."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,6 +214,9 @@ class Fleet:
                 described[key] = (vm.name, tenant)
                 info = {"kind": "vm", "name": vm.name, "host": host, "group": group, "uuid": vm.uuid}
                 self.archive.describe(key, info | {"tenant": tenant})
+
+    def _hook_failed(self, alert: Alert, problem: str) -> None:
+        self.activity.add(alert.host, alert.vm, "alert hook", "failed", message=problem, error=problem)
 
     def archive_problem(self, message: str) -> None:
         """The archive's trouble (corrupt, locked, disk full), from any thread: into the log."""

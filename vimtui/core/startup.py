@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vimtui.core.alert_hook import HookRunner
-from vimtui.core.alerts import Alert
 from vimtui.core.audit import AUDIT_FILE, AuditLog
 from vimtui.core.config import Config, Defaults, data_dir, load_config, runtime_dir
 from vimtui.core.fleet import Fleet
@@ -64,12 +63,6 @@ def make_fleet(
     )
     if archive and config.history.enabled:
         fleet.archive = open_archive(config, env, fleet.archive_problem)
-    if hook is not None:
-
-        def hook_failed(alert: Alert, problem: str) -> None:
-            fleet.activity.add(alert.host, alert.vm, "alert hook", "failed", message=problem, error=problem)
-
-        hook.on_problem = hook_failed
     return fleet
 
 

@@ -1,4 +1,4 @@
-"""The app's archive trouble reaches the task log, and the fleet runs on without it."""
+"""The fleet's monitoring parts report their own trouble into the task log: the archive, the alert hook."""
 
 from __future__ import annotations
 
@@ -55,3 +55,25 @@ async def test_host_state_changes_are_kept_for_reports(tmp_path: Path) -> None:
     kept = {(key, kind, text.split(":")[0]) for _t, key, kind, text in events}
     assert ("kvm-dead", "state", "unreachable") in kept, events
     assert ("kvm-a", "state", "up") in kept and ("kvm-b", "state", "up") in kept, events
+
+
+async def test_a_failing_alert_hook_is_reported_in_the_task_log(tmp_path: Path) -> None:
+    text = (DATA / "fleet.toml").read_text().replace("@DATA@", str(DATA))
+    text += '\n[[hosts]]\nname = "kvm-dead"\nuri = "test:///nonexistent/dead.xml"\n'
+    text += '\n[alerts]\nhook = "echo no such pager >&2; exit 3"\n'
+    text += '\n[[alerts.rules]]\nname = "host-unreachable"\nfor = 0\n'
+    config = parse_config(text, file="fleet.toml")
+    env = {"XDG_DATA_HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "run"), "HOME": str(tmp_path)}
+    (tmp_path / "run").mkdir(mode=0o700)
+    fleet = make_fleet(config, build_inventory(config), env=env)
+    await fleet.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not [e for e in fleet.activity.entries() if e.action == "alert hook"]:
+            assert asyncio.get_running_loop().time() < deadline, fleet.activity.entries()
+            await asyncio.sleep(0.05)
+    finally:
+        await fleet.stop()
+    [entry] = [e for e in fleet.activity.entries() if e.action == "alert hook"]
+    assert entry.state == "failed" and entry.host == "kvm-dead", entry
+    assert "no such pager" in entry.message and "3" in entry.message, entry.message

@@ -12,7 +12,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vimtui.core.alerts import _CONTROL, Alert
+from vimtui.core.alerts import Alert
+from vimtui.core.text import CONTROL_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,6 @@ def _tail(err: bytes | None, limit: int = 400) -> str:
     if not err:
         return ""
     text = err[-4 * limit :].decode("utf-8", "replace")
-    lines = [_CONTROL.sub("?", line).strip() for line in text.splitlines()]
+    lines = [CONTROL_CHARS.sub("?", line).strip() for line in text.splitlines()]
     out = " | ".join(line for line in lines[-5:] if line)
     return out[-limit:]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vimtui.core.model import FleetState, HostState, HostStatus, VmState
 from vimtui.core.stats import VmRates
+from vimtui.core.text import CONTROL_CHARS
 
 if TYPE_CHECKING:
     from vimtui.core.activity import ActivityLog, Entry
@@ -154,7 +155,6 @@ class Severity(StrEnum):
 
 
 _SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class RuleError(ValueError):
@@ -249,7 +249,7 @@ def _unknown_metric(value: str) -> str:
 def _check_rule(r: Rule) -> None:
     if not isinstance(r.name, str) or not r.name.strip():
         raise RuleError("name", "must not be empty")
-    if r.name != r.name.strip() or _CONTROL.search(r.name):
+    if r.name != r.name.strip() or CONTROL_CHARS.search(r.name):
         raise RuleError("name", "must not start or end with whitespace or contain control characters")
     if r.op not in (">", "<"):
         raise RuleError("op", f'must be ">" or "<", not {r.op!r}')

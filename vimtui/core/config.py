@@ -34,6 +34,7 @@ from vimtui.core.alerts import (
     parse_duration,
     parse_rate,
 )
+from vimtui.core.text import CONTROL_CHARS
 
 __all__ = [
     "AlertsConfig",
@@ -359,7 +360,6 @@ _TOML_TYPE_NAMES: tuple[tuple[type, str], ...] = (
     (time, "a time"),
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S*")
 
 
@@ -391,7 +391,7 @@ def _name(value: Any) -> str | None:
         return "must not be empty"
     if value != value.strip():
         return "must not start or end with whitespace"
-    if _CONTROL.search(value):
+    if CONTROL_CHARS.search(value):
         return "must not contain control characters"
     if "/" in value:  # "/" separates groups in the host tree, and names end up in socket file names
         return 'must not contain "/" (put the host in a group instead)'
@@ -411,7 +411,7 @@ def _migration_address(value: Any) -> str | None:
 def _group(value: Any) -> str | None:
     if not value:
         return None
-    if _CONTROL.search(value):
+    if CONTROL_CHARS.search(value):
         return "must not contain control characters"
     if any(not part.strip() for part in value.split("/")):
         return 'must be slash-separated non-empty names, e.g. "dc1/rack3" (no leading, trailing or double /)'

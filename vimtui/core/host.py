@@ -321,9 +321,10 @@ class HostSession:
                 conn.setKeepAlive(int(self.settings.keepalive_interval), self.settings.keepalive_count_max)
 
             def closed(_conn: Any, reason: int, _opaque: Any) -> None:
-                loop.call_soon_threadsafe(
-                    self._drop_if_current, conn, f"libvirt connection closed ({reason})"
-                )
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nothing left to tell
+                    loop.call_soon_threadsafe(
+                        self._drop_if_current, conn, f"libvirt connection closed ({reason})"
+                    )
 
             conn.registerCloseCallback(closed, None)
             self._register_events(conn, loop)
@@ -844,8 +845,10 @@ def _version(v: int) -> str:
 
 
 def _close_quietly(conn: Any) -> None:
-    with contextlib.suppress(libvirt.libvirtError):
-        conn.unregisterCloseCallback()
+    # Closing drops the close callback with the connection (it then reports a "client" close, which the
+    # session ignores: the connection is no longer its own). No unregisterCloseCallback first: from this
+    # thread it raced the callback's dispatch in libvirt-python and crashed the process once (SIGSEGV in
+    # unregisterCloseCallback, a clean-clone run at the end of session 9).
     with contextlib.suppress(libvirt.libvirtError):
         conn.close()
 

@@ -34,9 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vimtui.core.alerts import DEFAULT_RULES, AlertEngine, Metric, Rule
 from vimtui.core.model import FleetState, HostState, HostStatus, VmState, state_name
-from vimtui.core.stats import HostRates, VmRates, parse_domain_stats, vm_rates
+from vimtui.core.monitor.alerts import DEFAULT_RULES, AlertEngine, Metric, Rule
+from vimtui.core.poll.stats import HostRates, VmRates, parse_domain_stats, vm_rates
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "domstats-lab.json"
 VMS_PER_HOST = 50

@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vimtui.core.archive import Archive
-from vimtui.core.fleet import VM_METRICS
-from vimtui.core.history import History
+from vimtui.core.fleet.fleet import VM_METRICS
+from vimtui.core.monitor.archive import Archive
+from vimtui.core.monitor.rings import History
 
 T0 = 1_699_999_800
 """A start time on a 5-minute boundary."""

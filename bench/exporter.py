@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.poll import load_recorded, make_vms, node_at, records_at, table
 from tests.factories import vm_from_sample
-from vimtui.core.exporter import INLINE_VMS, VM_FAMILIES, render
+from vimtui.core.export.openmetrics import INLINE_VMS, VM_FAMILIES, render
 from vimtui.core.model import FleetState, HostInfo, HostState, HostStatus
-from vimtui.core.stats import host_rates, parse_domain_stats, vm_rates
+from vimtui.core.poll.stats import host_rates, parse_domain_stats, vm_rates
 
 SIZES = (1_000, 10_000)
 HOSTS = 20

@@ -48,15 +48,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import libvirt
 import psutil
 
-import vimtui.core.fleet as fleet_module
-from vimtui.core.fleet import VM_METRICS, Fleet
-from vimtui.core.history import History
-from vimtui.core.host import NOWAIT, STATS, SessionSettings
-from vimtui.core.inventory import HostSpec
-from vimtui.core.lane import CallTimeout
+import vimtui.core.fleet.fleet as fleet_module
+from vimtui.core.fleet.fleet import VM_METRICS, Fleet
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.startup import tune_gc
 from vimtui.core.model import HostStatus
-from vimtui.core.startup import tune_gc
-from vimtui.core.stats import NodeSample, parse_domain_stats, parse_node, vm_rates
+from vimtui.core.monitor.rings import History
+from vimtui.core.poll.lane import CallTimeout
+from vimtui.core.poll.session import NOWAIT, STATS, SessionSettings
+from vimtui.core.poll.stats import NodeSample, parse_domain_stats, parse_node, vm_rates
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_NAME = "bench"
@@ -333,7 +333,7 @@ async def _measure_real(lab: Any, ticks: int, warmup: int) -> RealRun:
 def part_real(guests: int, ticks: int, warmup: int = 2) -> None:
     from bench.idle_guests import remove_idle_guests, start_idle_guests
     from tests.lab.lab import Lab, hardware_virt
-    from vimtui.core.host import IP_REFRESH
+    from vimtui.core.poll.session import IP_REFRESH
 
     heading(f"1. real: one lab host over SSH, its 2 booting guests + {guests} idle ones")
     if os.geteuid() != 0:
@@ -555,7 +555,7 @@ class SimClock:
 
 @contextmanager
 def sim_clock(now: float) -> Iterator[SimClock]:
-    """A SimClock, also standing in for the `time` module of vimtui.core.fleet (for a Fleet that reads
+    """A SimClock, also standing in for the `time` module of vimtui.core.fleet.fleet (for a Fleet that reads
     time.time() itself rather than taking a clock)."""
     clock = SimClock(now)
     with mock.patch.object(fleet_module, "time", clock):
@@ -749,7 +749,7 @@ def part_scale(profile: bool) -> None:
         "wall = perf_counter, CPU = process_time"
     )
     tune_gc()  # as the CLI and the screen do at start
-    print(f"  gc: frozen after start, thresholds {gc.get_threshold()} (vimtui.core.startup.tune_gc)")
+    print(f"  gc: frozen after start, thresholds {gc.get_threshold()} (vimtui.core.fleet.startup.tune_gc)")
     if GC not in gc.callbacks:
         gc.callbacks.append(GC)
     results = []

@@ -57,9 +57,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 
 from tests.factories import domain_details
-from vimtui.core.history import History
 from vimtui.core.model import VmState
-from vimtui.core.stats import VmRates
+from vimtui.core.monitor.rings import History
+from vimtui.core.poll.stats import VmRates
 from vimtui.ui import format as fmt
 from vimtui.ui.widgets.vm_table import SPARK_CELLS, VmTable
 

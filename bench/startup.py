@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 CHILD_VIMTUI = r"""
 import asyncio, sys, time
 t0 = float(sys.argv[1])
-from vimtui.core.config import load_config
-from vimtui.core.inventory import build_inventory
+from vimtui.core.config.settings import load_config
+from vimtui.core.fleet.inventory import build_inventory
 from vimtui.ui.app import make_app
 from vimtui.ui.widgets.vm_table import VmTable
 

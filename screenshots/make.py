@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 from textual.pilot import Pilot  # noqa: E402
 
 from tests.lab.lab import Lab  # noqa: E402
-from vimtui.core.config import Config, parse_config  # noqa: E402
-from vimtui.core.inventory import build_inventory  # noqa: E402
+from vimtui.core.config.settings import Config, parse_config  # noqa: E402
+from vimtui.core.fleet.inventory import build_inventory  # noqa: E402
 from vimtui.ui.app import VimApp, make_app  # noqa: E402
 from vimtui.ui.widgets.host_tree import HostTree, Scope  # noqa: E402
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vimtui.core.domxml import DomainDetails
 from vimtui.core.model import VmState, state_name
-from vimtui.core.stats import DomainSample, VmRates
+from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.stats import DomainSample, VmRates
 
 
 def domain_details(name: str, **fields: Any) -> DomainDetails:

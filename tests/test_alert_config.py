@@ -10,8 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vimtui.core.alerts import DEFAULT_RULES, Metric, Rule, Severity
-from vimtui.core.config import AlertsConfig, Config, ConfigError, HostConfig, load_config, save_config
+from vimtui.core.config.settings import (
+    AlertsConfig,
+    Config,
+    ConfigError,
+    HostConfig,
+    load_config,
+    save_config,
+)
+from vimtui.core.monitor.alerts import DEFAULT_RULES, Metric, Rule, Severity
 
 EXAMPLE = """\
 [alerts]

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from tests.factories import domain_details
 from tests.test_stats import host_cpus, poll, sample
-from vimtui.core import alert_hook
-from vimtui.core import alerts as alerts_mod
-from vimtui.core.activity import ActivityLog
-from vimtui.core.alert_hook import HookRunner
-from vimtui.core.alerts import (
+from vimtui.core.fleet.activity import ActivityLog
+from vimtui.core.model import FleetState, HostState, HostStatus, VmState, state_name
+from vimtui.core.monitor import alerts as alerts_mod
+from vimtui.core.monitor import hook as alert_hook
+from vimtui.core.monitor.alerts import (
     DEFAULT_RULES,
     MIN_CLEAR_FOR,
     Alert,
@@ -37,10 +37,10 @@ from vimtui.core.alerts import (
     parse_rate,
     record_alert,
 )
-from vimtui.core.domxml import DomainDetails
-from vimtui.core.host import HostEvent
-from vimtui.core.model import FleetState, HostState, HostStatus, VmState, state_name
-from vimtui.core.stats import DomainSample, HostRates, VmRates, vm_rates
+from vimtui.core.monitor.hook import HookRunner
+from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.session import HostEvent
+from vimtui.core.poll.stats import DomainSample, HostRates, VmRates, vm_rates
 
 # ----------------------------------------------------------------------------------------- builders
 

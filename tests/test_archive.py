@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vimtui.core.archive import SCHEMA_VERSION, Archive
+from vimtui.core.monitor.archive import SCHEMA_VERSION, Archive
 
 T0 = 1_699_999_800
 """A start time on a coarse (and so fine) bucket boundary: a multiple of 300."""

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from vimtui.core import cloudinit
+from vimtui.core.actions import cloudinit
 
 KEY1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000000 alice@laptop"
 KEY2 = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= bob@desk"

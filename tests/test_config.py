@@ -13,8 +13,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vimtui.core import config as config_mod
-from vimtui.core.config import (
+from vimtui.core.config.settings import (
     Config,
     ConfigError,
     Defaults,
@@ -26,7 +25,8 @@ from vimtui.core.config import (
     runtime_dir,
     save_config,
 )
-from vimtui.core.inventory import HostSpec, InventoryError, build_inventory, parse_connect
+from vimtui.core.config import settings as config_mod
+from vimtui.core.fleet.inventory import HostSpec, InventoryError, build_inventory, parse_connect
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:

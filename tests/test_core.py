@@ -18,13 +18,13 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vimtui.core.domxml import parse_domain_xml
-from vimtui.core.events import ensure_event_impl
-from vimtui.core.fleet import Fleet
-from vimtui.core.host import SessionSettings, backoff, is_local_uri
-from vimtui.core.inventory import parse_connect
-from vimtui.core.lane import CallTimeout, Lane
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import parse_connect
 from vimtui.core.model import HostStatus, VmState
+from vimtui.core.poll.domxml import parse_domain_xml
+from vimtui.core.poll.eventloop import ensure_event_impl
+from vimtui.core.poll.lane import CallTimeout, Lane
+from vimtui.core.poll.session import SessionSettings, backoff, is_local_uri
 
 VIMTUI = str(Path(sys.executable).parent / "vimtui")
 

@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from tests.conftest import wait_until
 from tests.factories import domain_details, vm_from_sample
-from vimtui.core.domxml import DomainDetails
-from vimtui.core.exporter import (
+from vimtui.cli.export import parse_listen
+from vimtui.core.export.openmetrics import (
     FAMILIES,
     OPENMETRICS_TYPE,
     TEXT_TYPE,
@@ -46,12 +46,12 @@ from vimtui.core.exporter import (
     serve,
     wants_openmetrics,
 )
-from vimtui.core.fleet import Fleet
-from vimtui.core.host import SessionSettings
-from vimtui.core.inventory import HostSpec
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.model import DOMAIN_STATES, FleetState, HostInfo, HostState, HostStatus, VmState
-from vimtui.core.stats import DomainSample, host_rates, parse_domain_stats, parse_node, vm_rates
-from vimtui.export_cli import parse_listen
+from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.session import SessionSettings
+from vimtui.core.poll.stats import DomainSample, host_rates, parse_domain_stats, parse_node, vm_rates
 
 DATA = Path(__file__).parent / "data" / "domstats-lab.json"
 VIMTUI = str(Path(sys.executable).parent / "vimtui")

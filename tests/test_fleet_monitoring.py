@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from vimtui.core.config import parse_config
-from vimtui.core.inventory import build_inventory
-from vimtui.core.startup import HISTORY_FILE, make_fleet
+from vimtui.core.config.settings import parse_config
+from vimtui.core.fleet.inventory import build_inventory
+from vimtui.core.fleet.startup import HISTORY_FILE, make_fleet
 
 DATA = Path(__file__).resolve().parent / "data"
 

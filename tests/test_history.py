@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vimtui.core.history import (
+from vimtui.core.monitor.rings import (
     MAX_CODE,
     NO_VALUE,
     PCT_MAX,
@@ -25,7 +25,7 @@ from vimtui.core.history import (
     encode,
     is_percent_name,
 )
-from vimtui.core.stats import parse_domain_stats, vm_rates
+from vimtui.core.poll.stats import parse_domain_stats, vm_rates
 
 METRICS = ("cpu", "mem", "rd")
 """Two percent metrics (by the naming rule) and a byte rate."""

@@ -1,4 +1,5 @@
-"""The filter grammar (vimtui.core.query) on a small hand-built fleet, plus properties on random text and VMs.
+"""The filter grammar (vimtui.core.fleet.filter) on a small hand-built fleet, plus properties on random
+text and VMs.
 
 The fleet below is chosen so that each term splits it differently, and so that every kind of unknown value
 (no rates, a rate missing, no details, no vcpus, an unseen state change) appears at least once.
@@ -13,10 +14,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import domain_details
-from vimtui.core.domxml import DomainDetails
+from vimtui.core.fleet.filter import FIELDS, Query, QueryError, describe, parse_query
 from vimtui.core.model import DOMAIN_STATES, FleetState, HostState, HostStatus, VmState
-from vimtui.core.query import FIELDS, Query, QueryError, describe, parse_query
-from vimtui.core.stats import VmRates
+from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.stats import VmRates
 
 NOW = 1_000_000.0
 KIB, MIB, GIB = 1024.0, 1024.0**2, 1024.0**3

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from vimtui.core.archive import SCHEMA_VERSION, Archive
-from vimtui.core.report import (
+from vimtui.core.monitor.archive import SCHEMA_VERSION, Archive
+from vimtui.core.report.model import (
     FORMATS,
     HOST_METRICS,
     METRICS,
@@ -481,8 +481,8 @@ def test_every_format_renders_an_empty_report(tmp_path: Path) -> None:
 
 
 def test_metric_names_match_the_fleet() -> None:
-    from vimtui.core import fleet
-    from vimtui.report_cli import FORMATS as CLI_FORMATS
+    from vimtui.cli.report import FORMATS as CLI_FORMATS
+    from vimtui.core.fleet import fleet
 
     assert VM_METRICS == fleet.VM_METRICS and HOST_METRICS == fleet.HOST_METRICS
     assert CLI_FORMATS == FORMATS

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vimtui.core import stats as stats_module
-from vimtui.core.stats import (
+from vimtui.core.poll import stats as stats_module
+from vimtui.core.poll.stats import (
     DOMAIN_STATS,
     RUNNING,
     DomainSample,

@@ -1,3 +1,3 @@
-from vimtui.cli import main
+from vimtui.cli.main import main
 
 raise SystemExit(main())

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from tests.lab.lab import Lab
-from vimtui.core import operations
-from vimtui.core.alert_hook import HookRunner
-from vimtui.core.alerts import DEFAULT_RULES, Rule
-from vimtui.core.archive import Archive
-from vimtui.core.audit import AuditLog
-from vimtui.core.fleet import Fleet
-from vimtui.core.host import SessionSettings
-from vimtui.core.inventory import HostSpec
+from vimtui.core.actions import operations
+from vimtui.core.fleet.audit import AuditLog
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.tasks import Task
 from vimtui.core.model import FleetState
-from vimtui.core.tasks import Task
+from vimtui.core.monitor.alerts import DEFAULT_RULES, Rule
+from vimtui.core.monitor.archive import Archive
+from vimtui.core.monitor.hook import HookRunner
+from vimtui.core.poll.session import SessionSettings
 
 FAST = SessionSettings(
     interval=1.0,

@@ -15,9 +15,9 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import acpi_ready, act, booted_times, dom_state, eventually, seen, serial_log, started
-from vimtui.core.audit import AuditLog
-from vimtui.core.fleet import Fleet
-from vimtui.core.tasks import TaskState
+from vimtui.core.fleet.audit import AuditLog
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.tasks import TaskState
 
 pytestmark = pytest.mark.lab
 

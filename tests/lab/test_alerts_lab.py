@@ -20,10 +20,10 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import booted_times, eventually, port_answers, seen, started, until
-from vimtui.core.alert_hook import HookRunner
-from vimtui.core.alerts import DEFAULT_RULES, Alert, Metric, Rule, Severity
-from vimtui.core.fleet import Fleet
+from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.model import FleetState
+from vimtui.core.monitor.alerts import DEFAULT_RULES, Alert, Metric, Rule, Severity
+from vimtui.core.monitor.hook import HookRunner
 
 HOST = "kvm01"
 CUT = "kvm03"

@@ -15,9 +15,9 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import act, booted_times, eventually, seen, started
-from vimtui.core.audit import AuditLog
-from vimtui.core.fleet import Fleet
-from vimtui.core.tasks import Task, TaskState
+from vimtui.core.fleet.audit import AuditLog
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.tasks import Task, TaskState
 
 pytestmark = pytest.mark.lab
 

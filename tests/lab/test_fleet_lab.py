@@ -13,11 +13,11 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import FAST, port_answers, spec, started, until
-from vimtui.core.config import Defaults
-from vimtui.core.fleet import Fleet
-from vimtui.core.inventory import HostSpec
+from vimtui.core.config.settings import Defaults
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.startup import settings_from
 from vimtui.core.model import FleetState, HostState, HostStatus
-from vimtui.core.startup import settings_from
 
 pytestmark = pytest.mark.lab
 

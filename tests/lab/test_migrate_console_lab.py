@@ -19,11 +19,11 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import FAST, act, seen, spec, started, until
-from vimtui.core import operations
+from vimtui.core.actions import operations
 from vimtui.core.actions.console import ESCAPE, attach_terminal, console_refusal, open_console, relay
-from vimtui.core.fleet import Fleet
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.tasks import Task, TaskState
 from vimtui.core.model import FleetState, state_name
-from vimtui.core.tasks import Task, TaskState
 
 pytestmark = pytest.mark.lab
 

@@ -25,10 +25,10 @@ import pytest
 from tests.lab.lab import Lab
 from tests.lab.support import FAST, spec, until
 from tests.test_report import Tables, md_tables, shown
-from vimtui.core.archive import Archive
-from vimtui.core.fleet import Fleet
+from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.model import FleetState
-from vimtui.core.report import HOST_METRICS, METRICS, VM_METRICS
+from vimtui.core.monitor.archive import Archive
+from vimtui.core.report.model import HOST_METRICS, METRICS, VM_METRICS
 
 pytestmark = pytest.mark.lab
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.ui.conftest import typed
-from vimtui.core.config import load_config, parse_config
-from vimtui.core.inventory import build_inventory
+from vimtui.core.config.settings import load_config, parse_config
+from vimtui.core.fleet.inventory import build_inventory
 from vimtui.ui.app import VimApp, make_app
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.vm_table import VmTable

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from vimtui.core.config import Config, parse_config
-from vimtui.core.inventory import build_inventory
+from vimtui.core.config.settings import Config, parse_config
+from vimtui.core.fleet.inventory import build_inventory
 from vimtui.ui.app import VimApp, make_app
 
 DATA = Path(__file__).resolve().parent.parent / "data"

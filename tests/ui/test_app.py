@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.conftest import fleet_app, fleet_config, loaded, plain, typed
-from vimtui.core.config import ConfigError
-from vimtui.core.inventory import build_inventory
+from vimtui.core.config.settings import ConfigError
+from vimtui.core.fleet.inventory import build_inventory
 from vimtui.ui.app import make_app
 from vimtui.ui.screens.help import HelpScreen
 from vimtui.ui.screens.host_detail import HostDetailScreen

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.ui.conftest import CLOCK, fleet_app, fleet_config, loaded, typed
-from vimtui.core.archive import Archive
+from vimtui.core.monitor.archive import Archive
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.vm_table import VmTable
 

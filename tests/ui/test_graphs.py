@@ -12,8 +12,8 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.theme import Theme
 
-from vimtui.core.fleet import HOST_METRICS, VM_METRICS
-from vimtui.core.history import History
+from vimtui.core.fleet.fleet import HOST_METRICS, VM_METRICS
+from vimtui.core.monitor.rings import History
 from vimtui.ui.widgets.graphs import GraphPanel, MetricGraph, Series
 
 NOW = 1_700_000_000.0

@@ -13,10 +13,10 @@ from textual.message import Message
 from textual.strip import Strip
 
 from tests.factories import domain_details
-from vimtui.core.domxml import DomainDetails
-from vimtui.core.history import History
 from vimtui.core.model import VmState
-from vimtui.core.stats import VmRates
+from vimtui.core.monitor.rings import History
+from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.stats import VmRates
 from vimtui.ui import format as fmt
 from vimtui.ui.widgets.vm_table import SORT_COLUMNS, SPARK_CELLS, Sorter, VmTable, layout, sort_vms
 

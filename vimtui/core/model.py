@@ -8,11 +8,11 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from vimtui.core.domxml import DomainDetails
-from vimtui.core.stats import DomainSample, HostRates, NodeSample, VmRates
+from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.stats import DomainSample, HostRates, NodeSample, VmRates
 
 if TYPE_CHECKING:
-    from vimtui.core.alerts import Alert
+    from vimtui.core.monitor.alerts import Alert
 
 
 class HostStatus(StrEnum):

@@ -10,11 +10,11 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from vimtui.core.config import Config, ConfigError, default_config_path
-from vimtui.core.fleet import Fleet
-from vimtui.core.inventory import HostSpec
+from vimtui.core.config.settings import Config, ConfigError, default_config_path
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState
-from vimtui.core.startup import make_fleet
 from vimtui.ui.commands import VimCommands
 from vimtui.ui.keys import apply_keymap
 from vimtui.ui.messages import FleetUpdated

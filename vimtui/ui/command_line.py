@@ -98,7 +98,7 @@ def _cancel(screen: MainScreen, args: list[str]) -> str | None:
 def run_action(screen: MainScreen, name: str, args: list[str]) -> str | None:
     """`:start web01 web02` acts on the VMs named (HOST/NAME where a name is on several hosts);
     `:start` alone on the marked VMs or the one under the cursor, like the key."""
-    from vimtui.core.operations import resolve
+    from vimtui.core.actions.operations import resolve
     from vimtui.ui.vm_actions import why_not
 
     if screen.state is None:

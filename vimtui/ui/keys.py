@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from textual.binding import Binding, BindingType
 
-from vimtui.core.config import Config, ConfigError
+from vimtui.core.config.settings import Config, ConfigError
 
 if TYPE_CHECKING:
     from textual.app import App

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from vimtui.core import operations
+from vimtui.core.actions import operations
 from vimtui.core.model import VmState
 
 if TYPE_CHECKING:

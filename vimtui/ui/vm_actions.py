@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual.binding import Binding
 
-from vimtui.core import operations
-from vimtui.core.actions import ACTIONS, VmAction
+from vimtui.core.actions import ACTIONS, VmAction, operations
 from vimtui.core.actions.remove import preview
+from vimtui.core.fleet.tasks import Task
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.queries import snapshots
-from vimtui.core.tasks import Task
+from vimtui.core.poll.host_queries import snapshots
 from vimtui.ui.screens.prompt import Field, PromptScreen
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from typing import Any
 
 import libvirt
 
+from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.tasks import ActionError, TaskContext
 
 ActionFn = Callable[..., str]
 Check = Callable[[VmState, dict[str, Any], FleetState], str | None]

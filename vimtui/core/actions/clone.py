@@ -8,7 +8,7 @@ from typing import Any
 
 from vimtui.core.actions.base import INACTIVE, VmAction
 from vimtui.core.actions.create import _template_check, create_from_template
-from vimtui.core.tasks import TaskContext
+from vimtui.core.fleet.tasks import TaskContext
 
 
 def clone(ctx: TaskContext, dom: Any, name: str, linked: bool = False, start: bool = False) -> str:

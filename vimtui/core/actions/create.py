@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from vimtui.core import cloudinit
+from vimtui.core.actions import cloudinit
 from vimtui.core.actions.base import ActionError, VmAction, dom_state
-from vimtui.core.domxml import VIMTUI_NS
+from vimtui.core.fleet.tasks import TaskContext
 from vimtui.core.model import FleetState, VmState, state_name
-from vimtui.core.tasks import TaskContext
+from vimtui.core.poll.domxml import VIMTUI_NS
 
 if TYPE_CHECKING:
-    from vimtui.core.fleet import Fleet
-    from vimtui.core.tasks import Task
+    from vimtui.core.fleet.fleet import Fleet
+    from vimtui.core.fleet.tasks import Task
 
 SHUTOFF = libvirt.VIR_DOMAIN_SHUTOFF
 # keep the usual prefixes when a domain's XML is rewritten (libvirt reads them by URI, people by prefix)

@@ -18,8 +18,8 @@ from xml.sax.saxutils import quoteattr
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.tasks import ActionError, TaskContext
 
 CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE

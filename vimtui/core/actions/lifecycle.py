@@ -7,7 +7,7 @@ from typing import Any
 import libvirt
 
 from vimtui.core.actions.base import ActionError, dom_state, job_progress
-from vimtui.core.tasks import TaskContext
+from vimtui.core.fleet.tasks import TaskContext
 
 SHUTOFF = libvirt.VIR_DOMAIN_SHUTOFF
 SHUTDOWN_TIMEOUT = 120.0

@@ -16,8 +16,8 @@ import libvirt
 
 from vimtui.core.actions.base import ActionError, VmAction, job_progress
 from vimtui.core.actions.lifecycle import abort_job
+from vimtui.core.fleet.tasks import TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.tasks import TaskContext
 
 FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
 """Live; defined on the destination afterwards and no longer on the source (it moves, it is not copied)."""

@@ -12,8 +12,8 @@ from typing import Any
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.tasks import ActionError, TaskContext
 
 UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE

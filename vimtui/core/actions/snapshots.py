@@ -15,9 +15,9 @@ from xml.sax.saxutils import escape
 import libvirt
 
 from vimtui.core.actions.base import VmAction, job_progress
+from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.queries import SnapshotInfo, snapshots
-from vimtui.core.tasks import ActionError, TaskContext
+from vimtui.core.poll.host_queries import SnapshotInfo, snapshots
 
 EXTERNAL_REVERT_SINCE = 9_009_000
 """libvirt reverts to external snapshots from 9.9.0 on."""

@@ -22,8 +22,8 @@ from xml.parsers import expat
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.tasks import ActionError, TaskContext
 
 EDIT_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 """What the editor gets (as `virsh edit`): the persistent definition, secrets included."""

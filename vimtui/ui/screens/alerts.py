@@ -1,7 +1,7 @@
 """`:alerts`: the alerts firing now (most severe first), then the recent fired and resolved ones.
 
-The core decides what fires and resolves (vimtui.core.alerts); this screen only shows the fleet state's
-`alerts` and the alert entries of the activity log.
+The core decides what fires and resolves (vimtui.core.monitor.alerts); this screen only shows the fleet
+state's `alerts` and the alert entries of the activity log.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from vimtui.core.activity import Entry
-from vimtui.core.alerts import Alert
+from vimtui.core.fleet.activity import Entry
+from vimtui.core.monitor.alerts import Alert
 from vimtui.ui.format import duration
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.widgets.key_bar import KeyBar

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import libvirt
 from rich.table import Table
 from textual import work
 from textual.app import ComposeResult
@@ -13,10 +12,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from vimtui.core import queries
-from vimtui.core.host import NotConnected
-from vimtui.core.lane import CallTimeout
+from vimtui.core.fleet.fleet import QueryFailed
 from vimtui.core.model import FleetState, HostState
+from vimtui.core.poll import host_queries as queries
 from vimtui.ui.format import pct, size
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.vm_detail import kv_table
@@ -129,10 +127,9 @@ class HostDetailScreen(Screen[None]):
 
     @work(exclusive=True, group="host-detail", exit_on_error=False, description="pools and networks")
     async def _load_inventory(self) -> None:
-        session = self.vimapp.fleet.sessions[self.host_name]
         try:
-            inv = await session.call(queries.host_inventory)
-        except (NotConnected, CallTimeout, libvirt.libvirtError) as exc:
+            inv = await self.vimapp.fleet.ask(self.host_name, queries.host_inventory)
+        except QueryFailed as exc:
             self.query_one("#pools", Static).update(f"storage pools: {exc}")
             self.query_one("#networks", Static).update(f"networks: {exc}")
             return

@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from vimtui.core.fleet.filter import Query, QueryError, describe, parse_query
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.query import Query, QueryError, describe, parse_query
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.alerts import banner_text
 from vimtui.ui.vm_actions import ActionsMixin, action_bindings

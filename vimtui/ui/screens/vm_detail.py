@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import libvirt
 from rich.syntax import Syntax
 from rich.table import Table
 from textual import work
@@ -15,10 +14,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 
-from vimtui.core import queries
-from vimtui.core.host import NotConnected
-from vimtui.core.lane import CallTimeout
+from vimtui.core.fleet.fleet import QueryFailed
 from vimtui.core.model import VmState
+from vimtui.core.poll import host_queries as queries
 from vimtui.ui.format import duration, pct, rate, size
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.vm_actions import ActionsMixin, action_bindings
@@ -178,13 +176,12 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
         vm = self.vm()
         if vm is None:
             return
-        session = self.vimapp.fleet.sessions[vm.host]
         xml_body = self.query_one("#xml-body", Static)
         snap_body = self.query_one("#snapshots-body", Static)
         try:
-            xml = await session.call(queries.domain_xml, vm.uuid)
-            snaps = await session.call(queries.snapshots, vm.uuid)
-        except (NotConnected, CallTimeout, libvirt.libvirtError) as exc:
+            xml = await self.vimapp.fleet.ask(vm.host, queries.domain_xml, vm.uuid)
+            snaps = await self.vimapp.fleet.ask(vm.host, queries.snapshots, vm.uuid)
+        except QueryFailed as exc:
             xml_body.update(f"cannot read the domain XML: {exc}")
             snap_body.update(f"cannot list snapshots: {exc}")
             return

@@ -33,11 +33,11 @@ from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from vimtui.core.history import History
+from vimtui.core.monitor.rings import History
 from vimtui.core.units import nice_step
 
 if TYPE_CHECKING:
-    from vimtui.core.archive import Archive
+    from vimtui.core.monitor.archive import Archive
 
 Window = Literal["5m", "15m", "1h", "24h"]
 """How far back a graph looks."""

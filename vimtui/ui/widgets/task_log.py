@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from vimtui.core.activity import Entry
+from vimtui.core.fleet.activity import Entry
 
 STATE_CLASS = {
     "failed": "task-log--failed",

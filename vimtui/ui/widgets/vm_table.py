@@ -33,8 +33,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from vimtui.core.history import History
 from vimtui.core.model import VmState
+from vimtui.core.monitor.rings import History
 from vimtui.ui import format as fmt
 
 SPARK_CELLS = 8

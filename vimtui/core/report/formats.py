@@ -1,5 +1,5 @@
 """The report as text: CSV, JSON, Markdown (tables and plotext text charts) and standalone HTML (tables and
-inline SVG charts), from vimtui.core.report's model."""
+inline SVG charts), from vimtui.core.report.model's model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from vimtui.core.report import (
+from vimtui.core.report.model import (
     FORMATS,
     HOST_METRICS,
     METRICS,

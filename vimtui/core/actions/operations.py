@@ -12,10 +12,10 @@ from typing import Any
 
 from vimtui.core.actions import ACTIONS, VmAction
 from vimtui.core.actions.base import domain
-from vimtui.core.audit import redact
-from vimtui.core.fleet import Fleet
+from vimtui.core.fleet.audit import redact
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.tasks import Task, TaskContext
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.tasks import Task, TaskContext
 
 
 class UnknownAction(ValueError):

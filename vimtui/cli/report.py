@@ -1,5 +1,5 @@
 """`vimtui report [--since 24h] [--until T] [--host H] [--group G] [--tenant T] [--format F] [-o FILE]`:
-per VM and per host figures over a window, from the lasting history (see vimtui.core.report).
+per VM and per host figures over a window, from the lasting history (see vimtui.core.report.model).
 
 The archive is opened read-only, so a report runs beside a screen or an exporter that writes it. The
 format is --format, else the output file's extension (.csv, .json, .md, .html), else Markdown.
@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser is built for every command: the report's modules load when it runs
-    from vimtui.core.config import Config
+    from vimtui.core.config.settings import Config
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE = 0, 1, 2
 FORMATS = ("csv", "json", "md", "html")
-"""As vimtui.core.report.FORMATS (checked by a test), without importing it for every command."""
+"""As vimtui.core.report.model.FORMATS (checked by a test), without importing it for every command."""
 DEFAULT_SINCE = "24h"
 
 
@@ -48,7 +48,7 @@ def parse_when(text: str) -> When:
     """A time from the command line: "now"; a duration before now ("90m", "7d", "2h30m", "45s"); an ISO
     8601 time ("2024-05-01T12:00Z", "2024-05-01 12:00" in local time without an offset); or "@" and epoch
     seconds. ValueError otherwise."""
-    from vimtui.core.alerts import parse_duration
+    from vimtui.core.monitor.alerts import parse_duration
 
     value = text.strip()
     if value.lower() == "now":
@@ -159,10 +159,10 @@ def run_report(
     env: Mapping[str, str] = os.environ,
     clock: Callable[[], float] = time.time,
 ) -> int:
-    from vimtui.core.config import data_dir
-    from vimtui.core.report import Filters, build_report, render
-    from vimtui.core.report_formats import plural
-    from vimtui.core.startup import HISTORY_FILE, open_archive
+    from vimtui.core.config.settings import data_dir
+    from vimtui.core.fleet.startup import HISTORY_FILE, open_archive
+    from vimtui.core.report.formats import plural
+    from vimtui.core.report.model import Filters, build_report, render
 
     now = clock()
     since = (args.since or parse_when(DEFAULT_SINCE)).resolve(now)
@@ -178,7 +178,7 @@ def run_report(
     problems: list[str] = []
     # the archive's problems come back through `problems` and are said once, below (not also by logging's
     # last-resort handler)
-    logging.getLogger("vimtui.core.archive").addHandler(logging.NullHandler())
+    logging.getLogger("vimtui.core.monitor.archive").addHandler(logging.NullHandler())
     archive = open_archive(config, env, problems.append, read_only=True)
     try:
         filters = Filters(host=args.host, group=args.group, tenant=args.tenant)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from vimtui.core.archive import Archive, Timeline
+from vimtui.core.monitor.archive import Archive, Timeline
 
 __all__ = [
     "FORMATS",
@@ -346,7 +346,7 @@ def build_report(
 
 
 def render(report: Report, fmt: str) -> str:
-    """The report as text in one of FORMATS (see vimtui.core.report_formats)."""
-    from vimtui.core.report_formats import render as render_as
+    """The report as text in one of FORMATS (see vimtui.core.report.formats)."""
+    from vimtui.core.report.formats import render as render_as
 
     return render_as(report, fmt)

@@ -9,15 +9,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vimtui.core.alert_hook import HookRunner
-from vimtui.core.audit import AUDIT_FILE, AuditLog
-from vimtui.core.config import Config, Defaults, data_dir, load_config, runtime_dir
-from vimtui.core.fleet import Fleet
-from vimtui.core.host import SessionSettings
-from vimtui.core.inventory import HostSpec, build_inventory
+from vimtui.core.config.settings import Config, Defaults, data_dir, load_config, runtime_dir
+from vimtui.core.fleet.audit import AUDIT_FILE, AuditLog
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec, build_inventory
+from vimtui.core.monitor.hook import HookRunner
+from vimtui.core.poll.session import SessionSettings
 
 if TYPE_CHECKING:
-    from vimtui.core.archive import Archive
+    from vimtui.core.monitor.archive import Archive
 
 
 def settings_from(defaults: Defaults) -> SessionSettings:
@@ -77,7 +77,7 @@ def open_archive(
     read_only: bool = False,
 ) -> Archive:
     """The lasting history in the data dir, with the config's steps, retention and size bound."""
-    from vimtui.core.archive import Archive  # only where it is kept: one-shot commands do without
+    from vimtui.core.monitor.archive import Archive  # only where it is kept: one-shot commands do without
 
     h = config.history
     return Archive(

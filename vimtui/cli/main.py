@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from vimtui import __version__
-from vimtui.core.config import ConfigError
-from vimtui.core.inventory import InventoryError
+from vimtui.core.config.settings import ConfigError
+from vimtui.core.fleet.inventory import InventoryError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -63,13 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", metavar="N", type=_count, default=1, help="samples to print (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON document per sample (JSON Lines)")
-    from vimtui.vm_cli import add_vm_parser
+    from vimtui.cli.vm import add_vm_parser
 
     add_vm_parser(sub, common)
-    from vimtui.export_cli import add_export_parser
+    from vimtui.cli.export import add_export_parser
 
     add_export_parser(sub, common)
-    from vimtui.report_cli import add_report_parser
+    from vimtui.cli.report import add_report_parser
 
     add_report_parser(sub, common)
     return parser
@@ -96,15 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config_path = getattr(args, "config", None)
     connect = getattr(args, "connect", [])
-    from vimtui.core.startup import load_inventory
+    from vimtui.core.fleet.startup import load_inventory
 
     try:
         config, specs = load_inventory(config_path, connect)
     except (ConfigError, InventoryError) as exc:
         print(f"vimtui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from vimtui import headless
-    from vimtui.core.startup import tune_gc
+    from vimtui.cli import listing as headless
+    from vimtui.core.fleet.startup import tune_gc
 
     try:
         if args.command is None:
@@ -115,16 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_gc()
             return run_app(config, specs, wall=args.wall)
         if args.command == "report":
-            from vimtui.report_cli import run_report
+            from vimtui.cli.report import run_report
 
             return run_report(args, config)
         tune_gc()
         if args.command == "vm":
-            from vimtui.vm_cli import run_vm
+            from vimtui.cli.vm import run_vm
 
             return asyncio.run(run_vm(args, config, specs))
         if args.command == "export":
-            from vimtui.export_cli import run_export
+            from vimtui.cli.export import run_export
 
             return asyncio.run(run_export(args, config, specs))
         return asyncio.run(headless.run(args, config, specs))
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def vm_usage_error() -> type[Exception]:
-    from vimtui.vm_cli import UsageError
+    from vimtui.cli.vm import UsageError
 
     return UsageError
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import asyncssh
 
-from vimtui.core.inventory import HostSpec
+from vimtui.core.fleet.inventory import HostSpec
 
 _SOCKETS = {
     "system": ("/run/libvirt/libvirt-sock", "/run/libvirt/libvirt-sock-ro"),

@@ -17,22 +17,25 @@ from dataclasses import replace
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from vimtui.core.activity import ActivityLog
-from vimtui.core.alert_hook import HookRunner
-from vimtui.core.alerts import DEFAULT_RULES, Alert, AlertEngine, Rule, record_alert
-from vimtui.core.audit import AuditLog
-from vimtui.core.events import ensure_event_impl, silence_libvirt_errors
-from vimtui.core.history import History
-from vimtui.core.host import HostEvent, HostSession, SessionSettings
-from vimtui.core.inventory import HostSpec
+import libvirt
+
+from vimtui.core.fleet.activity import ActivityLog
+from vimtui.core.fleet.audit import AuditLog
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.tasks import TaskManager
 from vimtui.core.model import FleetState, HostState, VmState
-from vimtui.core.stats import VmRates
-from vimtui.core.tasks import TaskManager
+from vimtui.core.monitor.alerts import DEFAULT_RULES, Alert, AlertEngine, Rule, record_alert
+from vimtui.core.monitor.hook import HookRunner
+from vimtui.core.monitor.rings import History
+from vimtui.core.poll.eventloop import ensure_event_impl, silence_libvirt_errors
+from vimtui.core.poll.lane import CallTimeout
+from vimtui.core.poll.session import HostEvent, HostSession, NotConnected, SessionSettings
+from vimtui.core.poll.stats import VmRates
 
 if TYPE_CHECKING:
-    from vimtui.core.archive import Archive
+    from vimtui.core.monitor.archive import Archive
 
 VM_METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
 _vm_metric_values = itemgetter(
@@ -51,6 +54,13 @@ Subscriber = Callable[[FleetState], None]
 def _by_name(item: tuple[str, VmState]) -> str:
     """The sort key of a (key, VmState) item: the VM's name."""
     return item[1].name
+
+
+T = TypeVar("T")
+
+
+class QueryFailed(Exception):
+    """A question asked of a host (Fleet.ask) could not be answered; the message says why."""
 
 
 class Fleet:
@@ -231,6 +241,17 @@ class Fleet:
             self._early_problems.append(log)  # before start(): logged by it, on the loop
 
     # -- publishing -------------------------------------------------------------------------------
+
+    async def ask(self, host: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run the read-only question `fn(conn, *args)` on `host`'s lane (detail screens, forms): the one
+        door through which the screen reaches a host. Any failure is a QueryFailed saying why."""
+        session = self.sessions.get(host)
+        if session is None:
+            raise QueryFailed(f"{host}: no such host")
+        try:
+            return await session.call(fn, *args)
+        except (NotConnected, CallTimeout, libvirt.libvirtError) as exc:
+            raise QueryFailed(str(exc)) from exc
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         self._subscribers.append(fn)

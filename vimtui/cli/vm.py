@@ -15,15 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vimtui.core import operations
-from vimtui.core.actions import ACTIONS
+from vimtui.core.actions import ACTIONS, operations
 from vimtui.core.actions.remove import preview
-from vimtui.core.config import Config
-from vimtui.core.fleet import Fleet
-from vimtui.core.inventory import HostSpec
-from vimtui.core.queries import snapshots
-from vimtui.core.startup import make_fleet
-from vimtui.core.tasks import Task
+from vimtui.core.config.settings import Config
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.startup import make_fleet
+from vimtui.core.fleet.tasks import Task
+from vimtui.core.poll.host_queries import snapshots
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 

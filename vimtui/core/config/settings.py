@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import tomli_w
 
-from vimtui.core.alerts import (
+from vimtui.core.monitor.alerts import (
     DEFAULT_RULES,
     Metric,
     Rule,
@@ -132,7 +132,7 @@ class HostConfig:
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
-    """The `[alerts]` table and its `[[alerts.rules]]` entries (see vimtui.core.alerts)."""
+    """The `[alerts]` table and its `[[alerts.rules]]` entries (see vimtui.core.monitor.alerts)."""
 
     defaults: bool = True
     """Use the shipped rules (host unreachable, VM crashed, VM paused on I/O error, host memory > 90%);

@@ -35,11 +35,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vimtui.core.model import FleetState, HostState, HostStatus, VmState
-from vimtui.core.stats import VmRates
+from vimtui.core.poll.stats import VmRates
 from vimtui.core.text import CONTROL_CHARS
 
 if TYPE_CHECKING:
-    from vimtui.core.activity import ActivityLog, Entry
+    from vimtui.core.fleet.activity import ActivityLog, Entry
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +426,7 @@ def record_alert(activity: ActivityLog, alert: Alert) -> Entry:
 
 
 class _Event(Protocol):
-    """What on_event reads (vimtui.core.host.HostEvent has it)."""
+    """What on_event reads (vimtui.core.poll.session.HostEvent has it)."""
 
     @property
     def time(self) -> float: ...
@@ -914,8 +914,8 @@ class AlertEngine:
     # -- events -----------------------------------------------------------------------------------
 
     def on_event(self, event: _Event, now: float | None = None) -> list[Alert]:
-        """A libvirt event (vimtui.core.host.HostEvent): a crash or a pause on an I/O error fires at once
-        (or starts the rule's `for` time); agent (dis)connections are remembered for vm.agent_gone.
+        """A libvirt event (vimtui.core.poll.session.HostEvent): a crash or a pause on an I/O error fires at
+        once (or starts the rule's `for` time); agent (dis)connections are remembered for vm.agent_gone.
         Call it from Fleet's event subscription, before the FleetState that follows is evaluated."""
         now = event.time if now is None else now
         kind, detail = event.kind, event.detail

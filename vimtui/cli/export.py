@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser is built for every command: the exporter is imported when it runs
-    from vimtui.core.config import Config
-    from vimtui.core.inventory import HostSpec
+    from vimtui.core.config.settings import Config
+    from vimtui.core.fleet.inventory import HostSpec
 
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_LISTEN = "127.0.0.1:9177"
@@ -97,8 +97,8 @@ def _error(message: str) -> int:
 
 
 async def run_export(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
-    from vimtui.core.exporter import serve
-    from vimtui.core.startup import make_fleet
+    from vimtui.core.export.openmetrics import serve
+    from vimtui.core.fleet.startup import make_fleet
 
     wanted = args.host or []
     unknown = [h for h in wanted if h not in {s.name for s in specs}]

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vimtui.core.config import Config
-from vimtui.core.fleet import Fleet
-from vimtui.core.inventory import HostSpec
+from vimtui.core.config.settings import Config
+from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState, HostState, VmState
-from vimtui.core.startup import make_fleet
 
 EXIT_OK, EXIT_UNREACHABLE = 0, 3
 

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 from urllib.parse import urlsplit
 
-from vimtui.core.config import Config, HostConfig
+from vimtui.core.config.settings import Config, HostConfig
 
 __all__ = ["ADHOC_GROUP", "HostSpec", "InventoryError", "Transport", "build_inventory", "parse_connect"]
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from vimtui.core.activity import Entry, next_id
-from vimtui.core.audit import AuditLog, redact
-from vimtui.core.lane import CallTimeout, Lane
+from vimtui.core.fleet.activity import Entry, next_id
+from vimtui.core.fleet.audit import AuditLog, redact
+from vimtui.core.poll.lane import CallTimeout, Lane
 
 if TYPE_CHECKING:
-    from vimtui.core.fleet import Fleet
+    from vimtui.core.fleet.fleet import Fleet
 
 
 class TaskState(StrEnum):

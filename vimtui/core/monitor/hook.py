@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vimtui.core.alerts import Alert
+from vimtui.core.monitor.alerts import Alert
 from vimtui.core.text import CONTROL_CHARS
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,7 @@ from uuid import UUID
 
 import libvirt
 
-from vimtui.core.domxml import DomainDetails, parse_domain_xml
-from vimtui.core.inventory import HostSpec
-from vimtui.core.lane import CallTimeout, Lane
+from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.model import (
     DOMAIN_STATES,
     HostInfo,
@@ -35,7 +33,9 @@ from vimtui.core.model import (
     VmState,
     state_name,
 )
-from vimtui.core.stats import (
+from vimtui.core.poll.domxml import DomainDetails, parse_domain_xml
+from vimtui.core.poll.lane import CallTimeout, Lane
+from vimtui.core.poll.stats import (
     DomainSample,
     NodeSample,
     VmRates,
@@ -44,7 +44,7 @@ from vimtui.core.stats import (
     parse_node,
     vm_rates,
 )
-from vimtui.core.transport import SshOptions, SshTunnel, TransportError
+from vimtui.core.poll.transport import SshOptions, SshTunnel, TransportError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

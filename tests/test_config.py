@@ -13,6 +13,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vimtui.core.config import settings as config_mod
 from vimtui.core.config.settings import (
     Config,
     ConfigError,
@@ -25,7 +26,6 @@ from vimtui.core.config.settings import (
     runtime_dir,
     save_config,
 )
-from vimtui.core.config import settings as config_mod
 from vimtui.core.fleet.inventory import HostSpec, InventoryError, build_inventory, parse_connect
 
 

@@ -9,14 +9,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from vimtui.core.actions import ACTIONS
-from vimtui.core.actions.create import (
-    HostLimits,
-    clone_xml,
-    image_domain_xml,
-    image_refusal,
-    name_refusal,
-    size_refusal,
-)
+from vimtui.core.actions.create import clone_xml
+from vimtui.core.actions.create_image import image_domain_xml, image_refusal
+from vimtui.core.actions.vm_spec import HostLimits, name_refusal, size_refusal
 
 TEMPLATE = """\
 <domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>

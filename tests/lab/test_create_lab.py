@@ -21,7 +21,7 @@ import pytest
 from tests.lab.lab import Lab, hardware_virt
 from tests.lab.support import dom_state, seen, started, until
 from vimtui.core.actions import cloudinit, operations
-from vimtui.core.actions.create import submit_create_from_image
+from vimtui.core.actions.create_image import submit_create_from_image
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.tasks import Task, TaskState
 

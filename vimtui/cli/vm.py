@@ -352,7 +352,7 @@ def _image_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _create_from_image(fleet: Fleet, args: argparse.Namespace, image_args: dict[str, Any]) -> int:
-    from vimtui.core.actions.create import image_refusal, submit_create_from_image
+    from vimtui.core.actions.create_image import image_refusal, submit_create_from_image
 
     if args.dry_run:
         why = image_refusal(**image_args)

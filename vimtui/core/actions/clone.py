@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from vimtui.core.actions.base import INACTIVE, VmAction
-from vimtui.core.actions.create import _template_check, create_from_template
+from vimtui.core.actions.create import create_from_template, template_check
 from vimtui.core.fleet.tasks import TaskContext
 
 
@@ -24,7 +24,7 @@ ACTIONS: tuple[VmAction, ...] = (
         clone,
         states=INACTIVE,
         not_applicable="shut it down first: its disks are copied",
-        check=_template_check,
+        check=template_check,
         timeout=6 * 3600.0,
         bulk=False,
     ),

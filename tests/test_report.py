@@ -34,8 +34,8 @@ from vimtui.core.report.model import (
     Filters,
     Report,
     build_report,
-    render,
 )
+from vimtui.core.report.render import render
 
 T0 = 1_699_999_800
 """On a coarse (and so fine) bucket boundary."""

@@ -161,8 +161,9 @@ def run_report(
 ) -> int:
     from vimtui.core.config.settings import data_dir
     from vimtui.core.fleet.startup import HISTORY_FILE, open_archive
-    from vimtui.core.report.formats import plural
-    from vimtui.core.report.model import Filters, build_report, render
+    from vimtui.core.report.cells import plural
+    from vimtui.core.report.model import Filters, build_report
+    from vimtui.core.report.render import render
 
     now = clock()
     since = (args.since or parse_when(DEFAULT_SINCE)).resolve(now)

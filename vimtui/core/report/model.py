@@ -56,7 +56,6 @@ __all__ = [
     "StateChange",
     "Subject",
     "build_report",
-    "render",
 ]
 
 Format = Literal["csv", "json", "md", "html"]
@@ -343,10 +342,3 @@ def build_report(
         generated=clock() if clock is not None else datetime.now(UTC).timestamp(),
         top=top,
     )
-
-
-def render(report: Report, fmt: str) -> str:
-    """The report as text in one of FORMATS (see vimtui.core.report.formats)."""
-    from vimtui.core.report.formats import render as render_as
-
-    return render_as(report, fmt)

@@ -60,7 +60,7 @@ def test_import_savings_keep_what_vimtui_uses() -> None:
     import ctypes.util
 
     import vimtui  # noqa: F401  (primes the savings)
-    from vimtui.ui.widgets.graphs import plotext_terminal
+    from vimtui.ui.widgets.metric_graph import plotext_terminal
 
     assert ctypes.util.find_library("c") is not None
     assert ctypes.util.find_library("oqs") is None or "oqs" in ctypes.util.find_library("oqs")  # type: ignore[operator]

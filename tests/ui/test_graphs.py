@@ -14,7 +14,9 @@ from textual.theme import Theme
 
 from vimtui.core.fleet.fleet import HOST_METRICS, VM_METRICS
 from vimtui.core.monitor.rings import History
-from vimtui.ui.widgets.graphs import GraphPanel, MetricGraph, Series
+from vimtui.ui.widgets.graph_data import Series
+from vimtui.ui.widgets.graphs import GraphPanel
+from vimtui.ui.widgets.metric_graph import MetricGraph
 
 NOW = 1_700_000_000.0
 """A fixed clock: every test reads the history up to here."""

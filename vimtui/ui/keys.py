@@ -18,21 +18,23 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
-def _binding_owners() -> list[type]:
-    from vimtui.ui.app import VimApp
+def _binding_owners(app: type) -> list[type]:
+    """The classes whose BINDINGS [keys] may remap: the app's (given: keys is imported by the app) and
+    those of the screens and widgets it shows."""
     from vimtui.ui.screens.main import MainScreen
     from vimtui.ui.widgets.graphs import GraphPanel
     from vimtui.ui.widgets.host_tree import HostTree
     from vimtui.ui.widgets.task_log import TaskLog
     from vimtui.ui.widgets.vm_table import VmTable
 
-    return [VimApp, MainScreen, VmTable, HostTree, TaskLog, GraphPanel]
+    return [app, MainScreen, VmTable, HostTree, TaskLog, GraphPanel]
 
 
-def known_bindings() -> dict[str, Binding]:
-    """Every binding id the screen knows, with its binding (for `?` help and for checking [keys])."""
+def known_bindings(app: type) -> dict[str, Binding]:
+    """Every binding id the screen of `app` (a class) knows, with its binding (for `?` help and for
+    checking [keys])."""
     out: dict[str, Binding] = {}
-    for owner in _binding_owners():
+    for owner in _binding_owners(app):
         for b in getattr(owner, "BINDINGS", []):
             binding = _as_binding(b)
             if binding is not None and binding.id:
@@ -48,7 +50,7 @@ def apply_keymap(app: App[None], config: Config) -> None:
     """Remap bindings from [keys]; an id nobody declares is a config error naming file, line and key."""
     if not config.keys:
         return
-    known = known_bindings()
+    known = known_bindings(type(app))
     file = str(config.path) if config.path else "<config>"
     lines = config.key_lines or (None,) * len(config.keys)
     for (binding_id, _keys), line in zip(config.keys, lines, strict=True):

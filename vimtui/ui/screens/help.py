@@ -27,7 +27,7 @@ class HelpScreen(ModalScreen[None]):
         keys.add_column("does")
         keys.add_column("binding id (remap in [keys])", style="dim")
         keymap = self.app._keymap
-        for binding_id, b in known_bindings().items():
+        for binding_id, b in known_bindings(type(self.app)).items():
             shown = keymap.get(binding_id, b.key)
             keys.add_row(shown, b.description or b.action, binding_id)
         cmds = Table(title="Commands (:)", expand=True, box=None, title_style="bold", header_style="bold")

@@ -105,7 +105,7 @@ async def test_delete_shows_what_goes_and_keeps_disks_unless_ticked() -> None:
         assert state_of(app, "old-app") == "shutoff"
         await typed(pilot, "ctrl+d")
         await until(pilot, "the delete form", lambda s: isinstance(app.screen, PromptScreen))
-        assert app.screen.query("#f-rm-vda")  # one box per disk, not ticked
+        assert app.screen.query("#f-remove_storage-vda")  # one box per disk, not ticked
         await pilot.click("#ok")
         await until(
             pilot,

@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vimtui.core.actions import ACTIONS, operations
-from vimtui.core.actions.remove import preview
+from vimtui.core.actions import ACTIONS, Action, of_kind, operations
+from vimtui.core.actions.params import BadArgument, Param, check_args
 from vimtui.core.config.settings import Config
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
@@ -25,8 +25,6 @@ from vimtui.core.fleet.tasks import Task
 from vimtui.core.poll.host_queries import snapshots
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-ArgsFrom = Callable[[argparse.Namespace], dict[str, Any]]
 
 
 class UsageError(Exception):
@@ -44,179 +42,69 @@ def _flags(p: argparse.ArgumentParser, *, many: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="the tasks as JSON")
 
 
-VERBS: dict[str, tuple[str, ArgsFrom]] = {}
-"""verb -> (action name, arguments of the action from the parsed options)."""
+VERBS: dict[str, str] = {}
+"""verb as typed ("start", "snapshot create") -> the action's name ("" for the verbs that are no action)."""
+
+CLI_VERBS = {"snapshot": "snapshot create", "revert": "snapshot revert", "snapshot-delete": "snapshot delete"}
+"""Actions typed as a group's verb (`vimtui vm snapshot create`) rather than by their name."""
+
+HAND_MADE = ("create", "edit")
+"""Actions whose verb is written below: creating from an image takes no VM, editing opens $EDITOR."""
 
 
-def _verb(sub: Any, common: argparse.ArgumentParser, verb: str, action: str, help: str, **kw: Any) -> Any:
-    p = sub.add_parser(verb, parents=[common], help=help, description=help)
-    _flags(p, many=kw.pop("many", True))
-    VERBS[kw.pop("key", verb)] = (action, kw.pop("args", lambda ns: {}))
-    return p
+def _dest(p: Param) -> str:
+    return f"p_{p.name}"
+
+
+def add_param(parser: argparse.ArgumentParser, p: Param) -> None:
+    """One CLI option from a parameter's declaration; values are checked by check_args, not argparse, so
+    the message is the one the screen shows."""
+    text = p.describe() + (" (required)" if p.required else "")
+    metavar = p.metavar or p.name.upper()
+    if p.kind == "bool":
+        parser.add_argument(
+            p.option, dest=_dest(p), action=argparse.BooleanOptionalAction, default=None, help=text
+        )
+    elif p.kind == "list":
+        parser.add_argument(p.option, dest=_dest(p), action="append", metavar=metavar, help=text)
+    else:
+        parser.add_argument(p.option, dest=_dest(p), metavar=metavar, help=text)
+
+
+def _verb_parser(sub: Any, common: argparse.ArgumentParser, verb: str, act: Action) -> None:
+    """`verb` ("start", or "snapshot create" in its group) with an option per parameter."""
+    p = sub.add_parser(verb.rpartition(" ")[2], parents=[common], help=act.help, description=act.help)
+    _flags(p, many=act.bulk)
+    for param in act.params:
+        add_param(p, param)
+    VERBS[verb] = act.name
 
 
 def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`vimtui vm VERB`: a verb per VM action of the registry, with an option per parameter."""
     vm = sub.add_parser("vm", parents=[common], help="act on VMs: start, shutdown, delete, snapshot ...")
     verbs = vm.add_subparsers(dest="verb", metavar="VERB", required=True)
     VERBS.clear()
-    for name in ("start", "reboot", "reset", "destroy", "suspend", "resume", "save"):
-        _verb(verbs, common, name, name, ACTIONS[name].help)
-    p = _verb(
-        verbs,
-        common,
-        "shutdown",
-        "shutdown",
-        "ACPI shutdown; with --wait, until the guest is off (--timeout), then --force forces it off",
-        args=lambda ns: {"timeout": ns.timeout if ns.wait else 0.0, "force": ns.force},
-    )
-    p.add_argument("--wait", action="store_true", help="wait until the guest has powered off")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds to wait (120)")
-    p.add_argument("--force", action="store_true", help="force off when the guest is still on at --timeout")
-    p = _verb(
-        verbs,
-        common,
-        "autostart",
-        "autostart",
-        "start with the host (--off: no longer)",
-        args=lambda ns: {"enable": not ns.off},
-    )
-    p.add_argument("--off", action="store_true")
-    p = _verb(
-        verbs,
-        common,
-        "delete",
-        "delete",
-        ACTIONS["delete"].help,
-        args=lambda ns: {"force": ns.force, "remove_storage": tuple(ns.remove_storage or ())},
-    )
-    p.add_argument("--force", action="store_true", help="force off a running VM first")
-    p.add_argument(
-        "--remove-storage",
-        action="append",
-        metavar="DISK",
-        help="also remove this disk's volume (target such as vda, or its source); repeatable",
-    )
-    snap = verbs.add_parser("snapshot", parents=[common], help="create, list, revert or delete snapshots")
-    ops = snap.add_subparsers(dest="snapshot_verb", metavar="OP", required=True)
-    p = _verb(
-        ops,
-        common,
-        "create",
-        "snapshot",
-        ACTIONS["snapshot"].help,
-        key="snapshot create",
-        args=lambda ns: {"name": ns.name, "description": ns.description, "disk_only": ns.disk_only},
-    )
-    p.add_argument("--name", required=True, metavar="SNAP")
-    p.add_argument("--description", default="", metavar="TEXT")
-    p.add_argument("--disk-only", action="store_true", help="external, disks only (no memory)")
-    p = ops.add_parser("list", parents=[common], help="the snapshot tree of each VM")
-    _flags(p)
-    VERBS["snapshot list"] = ("", lambda ns: {})
-    p = _verb(
-        ops,
-        common,
-        "revert",
-        "revert",
-        ACTIONS["revert"].help,
-        key="snapshot revert",
-        args=lambda ns: {"name": ns.name},
-    )
-    p.add_argument("--name", required=True, metavar="SNAP")
-    p = _verb(
-        ops,
-        common,
-        "delete",
-        "snapshot-delete",
-        ACTIONS["snapshot-delete"].help,
-        key="snapshot delete",
-        args=lambda ns: {"name": ns.name, "children": ns.children},
-    )
-    p.add_argument("--name", required=True, metavar="SNAP")
-    p.add_argument("--children", action="store_true", help="and every snapshot under it")
-    _extra_verbs(verbs, common)
+    groups: dict[str, Any] = {}
+    for act in of_kind("vm"):
+        if act.name in HAND_MADE:
+            continue
+        group, _, verb = CLI_VERBS.get(act.name, act.name).rpartition(" ")
+        if not group:
+            _verb_parser(verbs, common, verb, act)
+            continue
+        if group not in groups:
+            g = verbs.add_parser(group, parents=[common], help=f"{group}s: create, list, revert, delete")
+            groups[group] = g.add_subparsers(dest=f"{group}_verb", metavar="OP", required=True)
+        _verb_parser(groups[group], common, f"{group} {verb}", act)
+    if "snapshot" in groups:
+        p = groups["snapshot"].add_parser("list", parents=[common], help="the snapshot tree of each VM")
+        _flags(p)
+        VERBS["snapshot list"] = ""
+    _hand_made_verbs(verbs, common)
 
 
-def _extra_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
-    """Verbs whose actions take more than a VM name (clone, migrate, devices, XML)."""
-    if "clone" in ACTIONS:
-        p = _verb(
-            verbs,
-            common,
-            "clone",
-            "clone",
-            ACTIONS["clone"].help,
-            many=False,
-            args=lambda ns: {"name": ns.name, "linked": ns.linked, "start": ns.start},
-        )
-        p.add_argument("--name", required=True, metavar="NEW", help="the clone's name")
-        p.add_argument("--linked", action="store_true", help="qcow2 overlays on the source's disks")
-        p.add_argument("--start", action="store_true", help="start the clone")
-    if "migrate" in ACTIONS:
-        p = _verb(
-            verbs,
-            common,
-            "migrate",
-            "migrate",
-            ACTIONS["migrate"].help,
-            args=lambda ns: {"dest": ns.to, "copy_storage": ns.copy_storage, "bandwidth_mib": ns.bandwidth},
-        )
-        p.add_argument("--to", required=True, metavar="HOST", help="destination host (from the inventory)")
-        p.add_argument("--copy-storage", action="store_true", help="copy the disks too (no shared storage)")
-        p.add_argument("--bandwidth", type=int, default=0, metavar="MIB", help="cap in MiB/s (0: no cap)")
-    p = _verb(
-        verbs,
-        common,
-        "attach-disk",
-        "attach-disk",
-        ACTIONS["attach-disk"].help,
-        many=False,
-        args=lambda ns: {
-            "source": ns.source,
-            "target": ns.target,
-            "bus": ns.bus,
-            "device": "cdrom" if ns.cdrom else "disk",
-            "readonly": ns.readonly or ns.cdrom,
-        },
-    )
-    p.add_argument("--source", required=True, help="POOL/VOLUME, or a path of a volume on the host")
-    p.add_argument("--target", help="device name in the guest (default: the next free one)")
-    p.add_argument("--bus", default="virtio", help="virtio (default), scsi, sata ...")
-    p.add_argument("--cdrom", action="store_true")
-    p.add_argument("--readonly", action="store_true")
-    p = _verb(
-        verbs,
-        common,
-        "detach-disk",
-        "detach-disk",
-        ACTIONS["detach-disk"].help,
-        many=False,
-        args=lambda ns: {"target": ns.target},
-    )
-    p.add_argument("--target", required=True, help="the disk's device name (vdb ...)")
-    p = _verb(
-        verbs,
-        common,
-        "attach-nic",
-        "attach-nic",
-        ACTIONS["attach-nic"].help,
-        many=False,
-        args=lambda ns: {"network": ns.network, "bridge": ns.bridge, "model": ns.model, "mac": ns.mac},
-    )
-    p.add_argument("--network", help="libvirt network (default: default)")
-    p.add_argument("--bridge", help="host bridge instead of a network")
-    p.add_argument("--model", default="virtio")
-    p.add_argument("--mac", help="MAC address (default: a new one)")
-    p = _verb(
-        verbs,
-        common,
-        "detach-nic",
-        "detach-nic",
-        ACTIONS["detach-nic"].help,
-        many=False,
-        args=lambda ns: {"mac": ns.mac},
-    )
-    p.add_argument("--mac", required=True)
+def _hand_made_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     p = verbs.add_parser("create", parents=[common], help="a new VM from a template VM or a cloud image")
     p.add_argument("name", metavar="NAME", help="the new VM's name")
     p.add_argument("--host", required=True, metavar="H", help="where to create it")
@@ -237,13 +125,23 @@ def _extra_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dry-run", action="store_true", help="only check and say what would be done")
     p.add_argument("--json", action="store_true", help="the task as JSON")
-    VERBS["create"] = ("create", lambda ns: {})
+    VERBS["create"] = "create"
     p = verbs.add_parser("edit", parents=[common], help="edit the domain XML in $EDITOR, then redefine it")
     _flags(p, many=False)
-    VERBS["edit"] = ("edit", lambda ns: {})
+    VERBS["edit"] = "edit"
     p = verbs.add_parser("console", parents=[common], help="attach to the serial console (escape: ctrl+])")
     _flags(p, many=False)
-    VERBS["console"] = ("", lambda ns: {})
+    VERBS["console"] = ""
+
+
+def given_args(args: argparse.Namespace, act: Action) -> dict[str, Any]:
+    """The parameters given on the command line, as typed (check_args converts and checks them)."""
+    out: dict[str, Any] = {}
+    for p in act.params:
+        value = getattr(args, _dest(p), None)
+        if value is not None:
+            out[p.name] = value
+    return out
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -259,7 +157,15 @@ def _ask(lines: Sequence[str], question: str) -> bool:
 
 async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
     verb = f"snapshot {args.snapshot_verb}" if args.verb == "snapshot" else args.verb
-    action, args_from = VERBS[verb]
+    action = VERBS[verb]
+    act = ACTIONS.get(action)
+    given: dict[str, Any] = {}
+    if act is not None and verb not in HAND_MADE:
+        given = given_args(args, act)
+        try:  # what can be checked before any host is asked: kinds, bounds, fixed choices
+            check_args(act.params, given, partial=True)
+        except BadArgument as exc:
+            raise UsageError(f"vm {verb}: {exc}") from exc
     if verb == "create":
         if args.host not in {s.name for s in specs}:
             raise UsageError(f"no host {args.host!r} in the inventory")
@@ -285,7 +191,12 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
             return await _console(fleet, vms, errors)
         if verb == "create" and args.image:
             return await _create_from_image(fleet, args, image_args)
-        extra = args_from(args)
+        extra: dict[str, Any] = {}
+        if act is not None and verb not in HAND_MADE:
+            try:
+                extra = await operations.arguments(fleet, act, vms, given)
+            except BadArgument as exc:
+                raise UsageError(f"vm {verb}: {exc}") from exc
         if verb == "create":
             extra = {
                 "name": args.name,
@@ -302,11 +213,12 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
             extra = {"xml": text}
         steps = operations.plan(state, action, vms, extra)
         if args.dry_run:
-            return _dry_run(steps, errors, args.json)
+            previews = [await operations.step_preview(fleet, s) for s in steps]
+            return _dry_run(steps, errors, args.json, previews)
         act = ACTIONS[action]
         runnable = [s for s in steps if s.refusal is None]
         if act.destructive and runnable and not args.yes:
-            lines = await _what_goes(fleet, runnable)
+            lines = await operations.preview(fleet, runnable)
             if not _ask(lines, f"{act.title}: {len(runnable)} VM(s)"):
                 print("nothing done", file=sys.stderr)
                 return EXIT_FAILED
@@ -392,23 +304,14 @@ async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str,
     return EXIT_OK
 
 
-async def _what_goes(fleet: Fleet, steps: Sequence[operations.Step]) -> list[str]:
-    lines = []
-    for s in steps:
-        lines.append(f"{s.action.title} {s.host}/{s.vm}:")
-        if s.action.name == "delete":
-            try:
-                plan = await fleet.sessions[s.host].call(preview, s.uuid, s.args.get("remove_storage", ()))
-            except Exception as exc:  # the task will refuse with the same reason
-                lines.append(f"  (cannot run: {exc})")
-                continue
-            lines += [f"  - {line}" for line in plan.lines()]
-        else:
-            lines.append(f"  - {s.action.help}")
-    return lines
-
-
-def _dry_run(steps: Sequence[operations.Step], errors: Sequence[tuple[str, str]], as_json: bool) -> int:
+def _dry_run(
+    steps: Sequence[operations.Step],
+    errors: Sequence[tuple[str, str]],
+    as_json: bool,
+    preview: Sequence[Sequence[str]],
+) -> int:
+    """What would be done, step by step, with what the preview lists (a delete's volumes); exit 1 when
+    any step would be refused."""
     rows = [
         {"vm": s.vm, "host": s.host, "action": s.action.name, "args": dict(s.args), "refused": s.refusal}
         for s in steps
@@ -416,8 +319,9 @@ def _dry_run(steps: Sequence[operations.Step], errors: Sequence[tuple[str, str]]
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
     else:
-        for s in steps:
+        for s, lines in zip(steps, preview, strict=True):
             print(f"would {s.describe()}")
+            print("".join(f"  {line}\n" for line in lines), end="")
         for name, why in errors:
             print(f"would refuse {name}: {why}")
     return EXIT_OK if not errors and all(s.refusal is None for s in steps) else EXIT_FAILED

@@ -95,16 +95,22 @@ def _cancel(screen: MainScreen, args: list[str]) -> str | None:
     return screen.vimapp.fleet.tasks.cancel(int(args[0]))
 
 
-def run_action(screen: MainScreen, name: str, args: list[str]) -> str | None:
+def run_action(screen: MainScreen, name: str, words: list[str]) -> str | None:
     """`:start web01 web02` acts on the VMs named (HOST/NAME where a name is on several hosts);
-    `:start` alone on the marked VMs or the one under the cursor, like the key."""
+    `:start` alone on the marked VMs or the one under the cursor, like the key. Parameters go as
+    `name=value` (`:migrate web01 dest=kvm02`, a yes/no one bare: `:delete old force`), checked here as
+    the form and the CLI check them; a required one left out opens the form."""
+    from vimtui.core.actions import ACTIONS
     from vimtui.core.actions.operations import resolve
-    from vimtui.ui.vm_actions import why_not
+    from vimtui.core.actions.params import BadArgument, check_args, parse_words
+    from vimtui.ui.vm_actions import state_choices, why_not
 
     if screen.state is None:
         return "no hosts yet"
-    if args:
-        vms, errors = resolve(screen.state, args)
+    act = ACTIONS[name]
+    names, given = parse_words(act.params, words)
+    if names:
+        vms, errors = resolve(screen.state, names)
         if errors:
             return "; ".join(f"{n}: {why}" for n, why in errors)
     else:
@@ -112,7 +118,11 @@ def run_action(screen: MainScreen, name: str, args: list[str]) -> str | None:
     reason = why_not(screen.vimapp, name, vms)
     if reason:
         return reason
-    screen.app.run_worker(screen._run_vm_action(name, vms), group="vm-actions")
+    try:
+        check_args(act.params, given, state_choices(act, vms[0], screen.state), partial=True)
+    except BadArgument as exc:
+        return f":{name}: {exc}"
+    screen.app.run_worker(screen._run_vm_action(name, vms, given), group="vm-actions")
     return None
 
 

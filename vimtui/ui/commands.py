@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
 
 from vimtui.ui.command_line import run_command
 
@@ -14,26 +15,28 @@ if TYPE_CHECKING:
     from vimtui.ui.screens.main import MainScreen
 from vimtui.ui.widgets.vm_table import SORT_COLUMNS
 
+NOT_AVAILABLE = " — not available"
+
 
 def _vm_action_commands(screen: MainScreen) -> list[tuple[str, str, Callable[[], object]]]:
-    """Every VM action on the selection; those that do not apply are listed as such, and say why."""
-    from vimtui.core.actions import ACTIONS
+    """Every VM action of the registry on the selection; those that do not apply are listed as such, and
+    say why. Each says its `:` command and its key as remapped."""
+    from vimtui.core.actions import of_kind
     from vimtui.ui.command_line import run_action
-    from vimtui.ui.vm_actions import action_key, why_not
+    from vimtui.ui.vm_actions import why_not
 
     vms = screen.action_targets()
     what = vms[0].name if len(vms) == 1 else f"{len(vms)} marked VMs"
+    keymap = screen.app._keymap
     out: list[tuple[str, str, Callable[[], object]]] = []
-    for act in ACTIONS.values():
-        if act.name == "create":
-            continue
+    for act in of_kind("vm"):
         reason = why_not(screen.vimapp, act.name, vms)
-        key = action_key(act)
+        key = keymap.get(act.id, act.key)
         hint = f":{act.name}" + (f"  ({key})" if key else "")
         if reason:
             out.append(
                 (
-                    f"VM: {act.title} {what} — not available",
+                    f"VM: {act.title} {what}{NOT_AVAILABLE}",
                     f"{hint}: {reason}",
                     partial(screen.notify, reason),
                 )
@@ -85,11 +88,16 @@ class VimCommands(Provider):
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)
+            yield DiscoveryHit(_greyed(Content(title), title), callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, callback in self._commands():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+                yield Hit(score, _greyed(matcher.highlight(title), title), callback, help=help_text)
+
+
+def _greyed(shown: Content, title: str) -> Content:
+    """An action that does not apply is listed dim (choosing it says why)."""
+    return shown.stylize("dim") if title.endswith(NOT_AVAILABLE) else shown

@@ -1,49 +1,43 @@
-"""VM actions on the screen: the bindings, whether each applies to the selection, the questions asked
-before (arguments, confirmation with what goes), and handing the checked steps to the core as tasks.
+"""VM actions on the screen, all made from the action registry: the bindings (one id per action, the same
+on every screen), whether each applies to the selection, the form built from the action's parameters, the
+confirmation with the dry run's lines, and handing the checked steps to the core as tasks.
 
 Screens that show VMs mix in ActionsMixin and say which VMs the selection is (`action_targets`).
-Nothing here calls libvirt: arguments that need the host (snapshots, what a delete removes) are asked of the
-core on the host's lane.
+Nothing here calls libvirt: choices that need the host (snapshots) and previews (what a delete removes) are
+asked of the core, which asks the host on its lane.
 """
 
 from __future__ import annotations
 
-import inspect
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingsMap
 
-from vimtui.core.actions import ACTIONS, VmAction, operations
-from vimtui.core.actions.remove import preview
+from vimtui.core.actions import ACTIONS, Action, of_kind, operations
+from vimtui.core.actions.params import BadArgument, Choice, Param, check_args
+from vimtui.core.fleet.fleet import QueryFailed
 from vimtui.core.fleet.tasks import Task
 from vimtui.core.model import FleetState, VmState
-from vimtui.core.poll.host_queries import snapshots
 from vimtui.ui.screens.prompt import Field, PromptScreen
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
 
-CONSOLE_KEY, EDIT_KEY = "c", "e"
-
-UI_KEYS = {"snapshot": "n", "clone": "C", "migrate": "M"}
-"""Keys for actions whose modules leave it to the screen."""
-
-
-def action_key(a: VmAction) -> str:
-    return a.key or UI_KEYS.get(a.name, "")
+ACTIONS_GROUP = Binding.Group("actions")
+"""The group of the action bindings: the key bar shows the ones that apply, first."""
+CONSOLE = Binding("c", "vm_console", "Console", id="vm.console", group=ACTIONS_GROUP)
+"""The serial console: not a task (the terminal is handed over), but bound like an action."""
 
 
-def action_bindings(prefix: str) -> list[Binding]:
-    """One binding per action that has a key; ids `<prefix>.<action>` remap from [keys] like any other."""
+def action_bindings() -> list[Binding]:
+    """One binding per VM action that has a key, id `vm.<name>` on every screen; remappable from [keys]."""
     out = [
-        Binding(action_key(a), f"vm_action('{a.name}')", a.title, id=f"{prefix}.{a.name}", show=False)
-        for a in ACTIONS.values()
-        if action_key(a)
+        Binding(a.key, f"vm_action('{a.name}')", a.title, id=a.id, show=a.bar, group=ACTIONS_GROUP)
+        for a in of_kind("vm")
+        if a.key
     ]
-    out.append(Binding(CONSOLE_KEY, "vm_console", "Console", id=f"{prefix}.console", show=False))
-    out.append(Binding(EDIT_KEY, "vm_edit", "Edit XML", id=f"{prefix}.edit", show=False))
+    out.append(CONSOLE)
     return out
 
 
@@ -57,25 +51,30 @@ def why_not(app: VimApp, name: str, vms: Sequence[VmState]) -> str | None:
     if len(vms) > 1 and not act.bulk:
         return f"{act.title} takes one VM at a time"
     state = app.fleet.state
-    reasons = [_state_refusal(act, vm, state) for vm in vms]
+    reasons = [act.state_refusal(vm, state) for vm in vms]
     return None if any(r is None for r in reasons) else reasons[0]
 
 
-def _state_refusal(act: VmAction, vm: VmState, state: FleetState) -> str | None:
-    """The refusal that does not depend on arguments (those are asked for after)."""
-    if act.states is not None and vm.state not in act.states:
-        return act.refusal(vm, {}, state)
-    host = state.host(vm.host)
-    if host is None or not host.status.healthy:
-        return f"host {vm.host} is {host.status if host else 'gone'}"
-    if act.mutates and host.read_only:
-        return f"host {vm.host} is connected read-only"
-    return None
+def state_choices(act: Action, vm: VmState, state: FleetState) -> dict[str, list[Choice]]:
+    """The choices computed from the fleet state (no host asked): enough to check a `:` line at once."""
+    return {p.name: list(p.from_state(vm, state)) for p in act.params if p.from_state is not None}
+
+
+def field_for(p: Param, value: Any, choices: Sequence[Choice]) -> Field:
+    kind = {"int": "number", "float": "number", "size": "text", "path": "text"}.get(p.kind, p.kind)
+    if p.kind == "choice" and not choices and not p.choices:
+        kind = "text"
+    return Field(p.name, p.title, kind, value, tuple(choices or p.choices), p.required, p.describe())
 
 
 class ActionsMixin:
-    """For screens: `vm_action(name)`, `vm_console`, `vm_edit`, with bindings greyed out when they do not
-    apply."""
+    """For screens: `vm_action(name)` and `vm_console`, with their bindings (made from the registry when
+    the screen is made, so an action registered before is bound) greyed out when they do not apply."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        node = cast(Any, self)
+        node._bindings = BindingsMap.merge([node._bindings, BindingsMap(action_bindings())])
 
     @property
     def _app(self) -> VimApp:
@@ -89,7 +88,7 @@ class ActionsMixin:
         vms = self.action_targets()
         if action == "vm_action":
             return None if why_not(self._app, str(parameters[0]), vms) else True
-        if action in ("vm_console", "vm_edit"):
+        if action == "vm_console":
             return True if len(vms) == 1 else None
         return True
 
@@ -101,17 +100,21 @@ class ActionsMixin:
             return
         self._app.run_worker(self._run_vm_action(name, vms), group="vm-actions")
 
-    async def _run_vm_action(self, name: str, vms: list[VmState]) -> list[Task]:
+    async def _run_vm_action(
+        self, name: str, vms: list[VmState], given: Mapping[str, Any] | None = None
+    ) -> list[Task]:
         app = self._app
         act = ACTIONS[name]
-        args = await self._ask_arguments(act, vms)
+        if act.opens == "editor":
+            await self._open_editor(vms[0])
+            return []
+        args = await self._ask_arguments(act, vms, dict(given or {}))
         if args is None:
             return []
-        state = app.fleet.state
-        steps = operations.plan(state, name, vms, args)
+        steps = operations.plan(app.fleet.state, name, vms, args)
         runnable = [s for s in steps if s.refusal is None]
         if act.destructive or len(steps) > 1:
-            lines = await self._what_happens(steps)
+            lines = await operations.preview(app.fleet, steps)
             question = f"{act.title}: {len(runnable)} of {len(steps)} VM(s)"
             answer = await app.push_screen_wait(
                 PromptScreen(question, [], ok=act.title, detail="\n".join(lines), danger=act.destructive)
@@ -136,94 +139,56 @@ class ActionsMixin:
             if answer is not None:
                 operations.submit(self._app.fleet, operations.plan(self._app.fleet.state, "destroy", [vm]))
 
-    async def _what_happens(self, steps: Sequence[operations.Step]) -> list[str]:
-        """The dry run: every step, what goes for a delete, and what will be refused and why."""
-        lines = []
-        for s in steps:
-            if s.refusal:
-                lines.append(f"✗ {s.host}/{s.vm}: {s.refusal}")
-                continue
-            lines.append(f"• {s.host}/{s.vm}")
-            if s.action.name == "delete":
-                try:
-                    plan = await self._app.fleet.sessions[s.host].call(
-                        preview, s.uuid, s.args.get("remove_storage", ())
-                    )
-                except Exception as exc:  # the task refuses with the same reason
-                    lines.append(f"    cannot: {exc}")
-                    continue
-                lines += [f"    {line}" for line in plan.lines()]
-        return lines
-
-    async def _ask_arguments(self, act: VmAction, vms: list[VmState]) -> dict[str, Any] | None:
-        """The arguments an action needs, asked in a form (none asked when it needs none)."""
+    async def _ask_arguments(
+        self, act: Action, vms: list[VmState], given: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The action's arguments: the form made from its parameters (none when it asks nothing, or when a
+        `:` line gave them all and they check), each value checked by `check_args` as every face does."""
         app = self._app
         vm = vms[0]
-        fields: list[Field]
-        if act.name == "shutdown":
-            return {"timeout": 120.0, "force": False}
-        if act.name == "autostart":
-            on = bool(vm.details and vm.details.autostart)
-            return {"enable": not on}
-        if act.name == "delete":
-            fields = [Field("force", "force off first if running", "bool", False)]
-            if len(vms) == 1 and vm.details is not None:
-                fields += [
-                    Field(f"rm-{d.target}", f"also REMOVE {d.target} ({d.source})", "bool", False)
-                    for d in vm.details.disks
-                    if d.source and d.device == "disk"
-                ]
-            values = await app.push_screen_wait(
-                PromptScreen(
-                    f"Delete {vm.name if len(vms) == 1 else f'{len(vms)} VMs'}",
-                    fields,
-                    ok="Next",
-                    detail="Disks are kept unless ticked below.",
-                    danger=True,
-                )
+        try:
+            choices = await operations.choices_for(app.fleet, act, vm)
+        except QueryFailed as exc:
+            app.notify(f"{act.title}: {exc}", severity="error", timeout=6)
+            return None
+        asked = [p for p in act.params if p.asked and not (p.kind == "list" and p.computed and len(vms) > 1)]
+        for p in asked:
+            if p.required and p.kind == "choice" and p.computed and not choices.get(p.name):
+                app.notify(f"{vm.name}: no {p.title} to choose from", severity="warning", timeout=4)
+                return None
+        state, now = app.fleet.state, app.clock()
+        preset: dict[str, Any] = {}
+        for p in act.params:
+            if p.name in given:
+                preset[p.name] = given[p.name]
+            elif p.suggest is not None:
+                preset[p.name] = p.suggest(vm, state, now)
+            elif p.kind == "choice" and choices.get(p.name) and p.required:
+                preset[p.name] = choices[p.name][0][1]
+        fixed = {k: v for k, v in preset.items() if k not in {p.name for p in asked}}
+
+        def check(raw: Mapping[str, Any]) -> dict[str, Any]:
+            return check_args(act.params, {**fixed, **raw}, choices)
+
+        if not asked or given:
+            try:
+                return check({k: v for k, v in preset.items() if k in {p.name for p in asked}})
+            except BadArgument as exc:
+                if not asked or "required" not in str(exc):
+                    app.notify(f"{act.title}: {exc}", severity="error", timeout=6)
+                    return None
+        fields = [field_for(p, preset.get(p.name, p.default), choices.get(p.name, ())) for p in asked]
+        what = vm.name if len(vms) == 1 else f"{len(vms)} VMs"
+        return await app.push_screen_wait(
+            PromptScreen(
+                f"{act.title}: {what}",
+                fields,
+                ok=act.ok or act.title,
+                detail=act.note,
+                danger=act.destructive,
+                check=check,
             )
-            if values is None:
-                return None
-            remove = tuple(k[3:] for k, v in values.items() if k.startswith("rm-") and v)
-            return {"force": values["force"], "remove_storage": remove}
-        if act.name == "snapshot":
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(app.clock()))
-            fields = [
-                Field("name", "name", default=f"snap-{stamp}", required=True),
-                Field("description", "description", default=""),
-                Field("disk_only", "disk-only (external, no memory)", "bool", False),
-            ]
-            return await app.push_screen_wait(PromptScreen(f"Snapshot of {_names(vms)}", fields, ok="Take"))
-        if act.name in ("revert", "snapshot-delete"):
-            snaps = await app.fleet.sessions[vm.host].call(snapshots, vm.uuid)
-            if not snaps:
-                app.notify(f"{vm.name} has no snapshots", severity="warning")
-                return None
-            current = next((s.name for s in snaps if s.current), snaps[-1].name)
-            fields = [
-                Field("name", "snapshot", "choice", current, [(_snap_label(s), s.name) for s in snaps], True)
-            ]
-            if act.name == "snapshot-delete":
-                fields.append(Field("children", "with its children", "bool", False))
-            return await app.push_screen_wait(PromptScreen(f"{act.title}: {vm.name}", fields, danger=True))
-        if act.name == "migrate":
-            hosts = [h.name for h in app.fleet.state.hosts if h.name != vm.host and h.status.healthy]
-            fields = [
-                Field(
-                    "dest",
-                    "destination host",
-                    "choice",
-                    hosts[0] if hosts else None,
-                    [(h, h) for h in hosts],
-                    True,
-                ),
-                Field("copy_storage", "copy the disks too (no shared storage)", "bool", False),
-            ]
-            return await app.push_screen_wait(PromptScreen(f"Migrate {_names(vms)}", fields, ok="Migrate"))
-        fields = _fields_from_signature(act, vm)
-        if not fields:
-            return {}
-        return await app.push_screen_wait(PromptScreen(f"{act.title}: {_names(vms)}", fields))
+        )
 
     # -- console and XML: the app steps aside for the terminal ------------------------------------
 
@@ -237,44 +202,7 @@ class ActionsMixin:
 
         await console(self._app, vm)
 
-    def action_vm_edit(self) -> None:
-        vms = self.action_targets()
-        if len(vms) == 1:
-            self._app.run_worker(self._open_editor(vms[0]), group="vm-edit")
-
     async def _open_editor(self, vm: VmState) -> None:
         from vimtui.ui.terminal import edit_xml
 
         await edit_xml(self._app, vm)
-
-
-def _names(vms: Sequence[VmState]) -> str:
-    return vms[0].name if len(vms) == 1 else f"{len(vms)} VMs"
-
-
-def _snap_label(s: Any) -> str:
-    mark = " (current)" if s.current else ""
-    return f"{s.name}{mark}  {s.state}{'  external' if s.external else ''}"
-
-
-def _fields_from_signature(act: VmAction, vm: VmState) -> list[Field]:
-    """A form from the action function's keyword arguments: text for str, a box for bool, number."""
-    params = list(inspect.signature(act.run).parameters.values())[2:]
-    fields = []
-    for p in params:
-        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-            continue
-        default = None if p.default is inspect.Parameter.empty else p.default
-        ann = str(p.annotation)
-        label = p.name.replace("_", " ")
-        if "bool" in ann:
-            fields.append(Field(p.name, label, "bool", bool(default)))
-        elif "float" in ann or "int" in ann:
-            fields.append(Field(p.name, label, "number", default))
-        elif "Sequence" in ann or "tuple" in ann:
-            continue
-        else:
-            fields.append(
-                Field(p.name, label, default=default, required=p.default is inspect.Parameter.empty)
-            )
-    return fields

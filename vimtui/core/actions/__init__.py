@@ -1,7 +1,9 @@
-"""Every VM action, by name: the one table the bindings, the palette and the CLI verbs are made from.
+"""Every action, declared once: the registry the bindings, the palette, the `:` commands, the forms and
+the CLI verbs are all made from.
 
 Each module under here holds plain blocking functions `fn(ctx, dom, **args) -> str` and a tuple ACTIONS of
-the VmAction entries that describe them; `operations.py` turns a request into checked tasks.
+the Action entries that describe them; `operations.py` turns a request into checked tasks. A new module
+adds its tuple to `register(...)` below; nothing else needs to know it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from vimtui.core.actions import (
     snapshots,
     xmledit,
 )
-from vimtui.core.actions.base import ACTIVE, INACTIVE, RUNNING, VmAction
+from vimtui.core.actions.base import ACTIVE, INACTIVE, RUNNING, Action, VmAction
+from vimtui.core.actions.params import Param
 
 
 def _abort(conn: object, uuid: str) -> None:
@@ -33,16 +36,31 @@ LIFECYCLE: tuple[VmAction, ...] = (
         states=INACTIVE,
         not_applicable="only a shut off VM starts (resume a paused one)",
         key="s",
+        bar=True,
     ),
     VmAction(
         "shutdown",
         "Shut down",
         "ACPI power button, wait for the guest to power off (--timeout), then offer force off",
         lifecycle.shutdown,
+        params=(
+            Param(
+                "timeout",
+                "float",
+                "seconds to wait for the guest to power off (0: do not wait)",
+                default=lifecycle.SHUTDOWN_TIMEOUT,
+                low=0,
+                high=86400,
+                asked=False,
+                metavar="S",
+            ),
+            Param("force", "bool", "force off when the guest is still on at the timeout", asked=False),
+        ),
         states=RUNNING,
         not_applicable="only a running guest can act on the power button",
         timeout=3600.0,
         key="S",
+        bar=True,
     ),
     VmAction(
         "reboot",
@@ -76,6 +94,7 @@ LIFECYCLE: tuple[VmAction, ...] = (
         lifecycle.suspend,
         states=RUNNING,
         key="p",
+        bar=True,
     ),
     VmAction(
         "resume",
@@ -85,6 +104,7 @@ LIFECYCLE: tuple[VmAction, ...] = (
         states=frozenset({"paused"}),
         not_applicable="only a paused VM resumes",
         key="P",
+        bar=True,
     ),
     VmAction(
         "save",
@@ -98,24 +118,61 @@ LIFECYCLE: tuple[VmAction, ...] = (
     VmAction(
         "autostart",
         "Autostart",
-        "Start with its host (--off: no longer)",
+        "Start with its host (--no-enable: no longer); the key toggles it",
         lifecycle.autostart,
+        params=(
+            Param(
+                "enable",
+                "bool",
+                "start with the host (--no-enable: no longer)",
+                default=True,
+                suggest=lambda vm, _st, _now: not (vm.details and vm.details.autostart),
+                asked=False,
+            ),
+        ),
     ),
 )
 
-ACTIONS: dict[str, VmAction] = {
-    a.name: a
-    for a in (
-        *LIFECYCLE,
-        *remove.ACTIONS,
-        *snapshots.ACTIONS,
-        *clone.ACTIONS,
-        *migrate.ACTIONS,
-        *create.ACTIONS,
-        *console.ACTIONS,
-        *xmledit.ACTIONS,
-        *devices.ACTIONS,
-    )
-}
+REGISTRY: dict[str, Action] = {}
+"""Every action by id (`vm.start`)."""
 
-__all__ = ["ACTIONS", "VmAction"]
+ACTIONS: dict[str, Action] = {}
+"""The VM actions by name (`start`): what `:start` and `vimtui vm start` look up."""
+
+
+def register(*actions: Action) -> None:
+    """Add actions to the registry: every face finds them from here (a test declares one this way)."""
+    for a in actions:
+        if a.id in REGISTRY:
+            raise ValueError(f"action {a.id} is declared twice")
+        names = {p.name for p in a.params}
+        if len(names) != len(a.params):
+            raise ValueError(f"action {a.id} declares a parameter twice")
+        REGISTRY[a.id] = a
+        if a.target == "vm":
+            ACTIONS[a.name] = a
+
+
+def unregister(action_id: str) -> None:
+    a = REGISTRY.pop(action_id, None)
+    if a is not None and a.target == "vm":
+        ACTIONS.pop(a.name, None)
+
+
+def of_kind(target: str) -> list[Action]:
+    return [a for a in REGISTRY.values() if a.target == target]
+
+
+register(
+    *LIFECYCLE,
+    *remove.ACTIONS,
+    *snapshots.ACTIONS,
+    *clone.ACTIONS,
+    *migrate.ACTIONS,
+    *create.ACTIONS,
+    *console.ACTIONS,
+    *xmledit.ACTIONS,
+    *devices.ACTIONS,
+)
+
+__all__ = ["ACTIONS", "REGISTRY", "Action", "Param", "VmAction", "of_kind", "register", "unregister"]

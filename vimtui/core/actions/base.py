@@ -1,22 +1,28 @@
-"""What every VM action is: a plain blocking function of (TaskContext, domain, **arguments) that returns a
-line saying what it did, plus what the screen, the palette and the CLI need to offer it (title, key, the
-states it applies to, whether it destroys something and must be confirmed)."""
+"""What every action is: a plain blocking function of (TaskContext, target, **arguments) run on the host's
+lane, returning a line saying what it did, declared once with everything the faces need: its id and key,
+what it applies to and when it is refused, whether it destroys something (and what its preview lists), and
+its parameters as typed data. Keys, palette, `:` commands, forms, CLI verbs, dry runs and audit records are
+all made from the declaration."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import libvirt
 
+from vimtui.core.actions.params import Param
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
 
 ActionFn = Callable[..., str]
-Check = Callable[[VmState, dict[str, Any], FleetState], str | None]
+Check = Callable[[Any, dict[str, Any], FleetState], str | None]
+Preview = Callable[[Any, str, dict[str, Any]], Sequence[str]]
+"""fn(conn, uuid, args): the lines of what it would do, asked of the host on its lane (a delete's volumes)."""
+TargetKind = Literal["vm", "host", "pool", "volume", "network"]
 
 RUNNING = frozenset({"running"})
 ACTIVE = frozenset({"running", "paused", "blocked", "pmsuspended"})
@@ -24,12 +30,14 @@ INACTIVE = frozenset({"shutoff", "crashed"})
 
 
 @dataclass(frozen=True)
-class VmAction:
+class Action:
     name: str
-    """Verb: CLI `vimtui vm NAME`, palette and task log."""
+    """Verb: `vimtui vm NAME`, `:NAME`, the task log."""
     title: str
     help: str
     run: ActionFn
+    params: tuple[Param, ...] = ()
+    target: TargetKind = "vm"
     states: frozenset[str] | None = None
     """The states it applies to (None: any)."""
     not_applicable: str = ""
@@ -40,16 +48,33 @@ class VmAction:
     """Refused on read-only hosts."""
     destructive: bool = False
     """Asks first (with what goes), and is audited like every task."""
+    preview: Preview | None = None
     abort: Callable[[Any, str], None] | None = None
     """Given the domain's connection and uuid, stops the running job (abortJob): cancellable while running."""
     timeout: float = 300.0
     key: str = ""
-    """Default key on the VM table ('' = palette and `:` only)."""
+    """Default key wherever a target of its kind is selected ('' = palette and `:` only)."""
+    bar: bool = False
+    """Shown in the key bar when it applies to the selection (the view's main actions)."""
     bulk: bool = True
     """Offered for a marked selection."""
+    note: str = ""
+    """A line the form shows above its fields."""
+    ok: str = ""
+    """The form's button (default: the title)."""
+    opens: str = ""
+    """Not a form but an interactive step first ('editor': the domain XML in $EDITOR)."""
 
-    def refusal(self, vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
-        """Why this action cannot run on `vm` now (None: it can). Touches nothing."""
+    @property
+    def id(self) -> str:
+        """`vm.start`: the binding id in [keys], the palette's and the audit's name for it."""
+        return f"{self.target}.{self.name}"
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def state_refusal(self, vm: VmState, state: FleetState) -> str | None:
+        """Why it cannot run on `vm` whatever the arguments (greys the key and the palette entry)."""
         if self.states is not None and vm.state not in self.states:
             why = self.not_applicable or f"{self.name} needs it {' or '.join(sorted(self.states))}"
             return f"{vm.name} is {vm.state}: {why}"
@@ -59,11 +84,22 @@ class VmAction:
             return f"host {vm.host} is {status}"
         if self.mutates and host.read_only:
             return f"host {vm.host} is connected read-only"
+        return None
+
+    def refusal(self, vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
+        """Why this action cannot run on `vm` now with `args` (None: it can). Touches nothing."""
+        why = self.state_refusal(vm, state)
+        if why is not None:
+            return why
         if vm.stale:
             return f"{vm.name}: its host's last poll failed; its state is not known"
         if self.check is not None:
             return self.check(vm, args, state)
         return None
+
+
+VmAction = Action
+"""The name the action modules declared with before other target kinds existed."""
 
 
 def domain(ctx: TaskContext, uuid: str) -> Any:
@@ -128,15 +164,13 @@ def job_percent(stats: dict[str, Any]) -> tuple[float | None, str]:
     return pct, text
 
 
-def check_cancel_between(ctx: TaskContext) -> None:
-    ctx.check_cancelled()
-
-
 __all__ = [
     "ACTIVE",
     "INACTIVE",
     "RUNNING",
+    "Action",
     "ActionError",
+    "Param",
     "VmAction",
     "domain",
     "dom_state",

@@ -8,6 +8,7 @@ from typing import Any
 
 from vimtui.core.actions.base import INACTIVE, VmAction
 from vimtui.core.actions.create import create_from_template, template_check
+from vimtui.core.actions.params import Param
 from vimtui.core.fleet.tasks import TaskContext
 
 
@@ -22,10 +23,23 @@ ACTIONS: tuple[VmAction, ...] = (
         "Clone",
         "Copy a shut-off VM: its disks through the pool (--linked: qcow2 overlays), new name, UUID, MACs",
         clone,
+        params=(
+            Param(
+                "name",
+                "text",
+                "the clone's name",
+                required=True,
+                suggest=lambda vm, st, now: f"{vm.name}-clone",
+                metavar="NEW",
+            ),
+            Param("linked", "bool", "qcow2 overlays on the source's disks"),
+            Param("start", "bool", "start the clone"),
+        ),
         states=INACTIVE,
         not_applicable="shut it down first: its disks are copied",
         check=template_check,
         timeout=6 * 3600.0,
         bulk=False,
+        key="C",
     ),
 )

@@ -14,6 +14,7 @@ import libvirt
 
 from vimtui.core.actions.base import ActionError, VmAction, dom_state
 from vimtui.core.actions.disk_copy import DiskCopy, copy_disks, plan_disks
+from vimtui.core.actions.params import Param
 from vimtui.core.actions.rollback import Rollback, no_abort, undo_domain, undone, with_fresh_uuid
 from vimtui.core.actions.vm_spec import (
     CREATE_TIMEOUT,
@@ -234,6 +235,21 @@ ACTIONS: tuple[VmAction, ...] = (
         "A new VM from this shut-off one: its disks copied (--linked: qcow2 overlays on them), "
         "new name, UUID and MACs; --vcpus, --memory-mib, --start",
         create_from_template,
+        params=(
+            Param("name", "text", "the new VM's name", required=True, metavar="NEW"),
+            Param("vcpus", "int", "virtual CPUs (default: the template's)", low=1, high=4096),
+            Param(
+                "memory_mib",
+                "size",
+                "memory (default: the template's)",
+                low=16,
+                high=16 * 2**20,
+                flag="memory",
+                metavar="MIB",
+            ),
+            Param("linked", "bool", "qcow2 overlays on the template's disks, not full copies"),
+            Param("start", "bool", "start it once made"),
+        ),
         states=frozenset({"shutoff"}),
         not_applicable="only a shut off VM is a template (its disks are copied)",
         check=template_check,

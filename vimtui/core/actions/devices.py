@@ -18,6 +18,7 @@ from xml.sax.saxutils import quoteattr
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.actions.params import Choice, Param
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
 
@@ -419,12 +420,35 @@ def _check_nic(vm: VmState, args: dict[str, Any], state: FleetState) -> str | No
     return None
 
 
+def _disk_targets(vm: VmState, _state: FleetState) -> list[Choice]:
+    disks = vm.details.disks if vm.details is not None else ()
+    return [(f"{d.target} ({d.source or 'no media'})", d.target) for d in disks]
+
+
+def _nic_macs(vm: VmState, _state: FleetState) -> list[Choice]:
+    nics = vm.details.nics if vm.details is not None else ()
+    return [(f"{n.mac} ({n.source or '?'})", n.mac) for n in nics if n.mac]
+
+
 ACTIONS: tuple[VmAction, ...] = (
     VmAction(
         "attach-disk",
         "Attach disk",
         "Attach a storage volume (POOL/VOLUME or its path) as the next free vdX, live and in the config",
         attach_disk,
+        params=(
+            Param("source", "path", "POOL/VOLUME, or a path of a volume on the host", required=True),
+            Param("target", "text", "device name in the guest (default: the next free one)"),
+            Param("bus", "choice", "the disk's bus", default="virtio", choices=[(b, b) for b in BUS_PREFIX]),
+            Param(
+                "device",
+                "choice",
+                "a disk or a CD-ROM ...",
+                default="disk",
+                choices=[(d, d) for d in DEVICES],
+            ),
+            Param("readonly", "bool", "read-only (a CD-ROM always is)"),
+        ),
         check=_needs("source"),
         bulk=False,
     ),
@@ -433,6 +457,16 @@ ACTIONS: tuple[VmAction, ...] = (
         "Detach disk",
         "Detach a disk by its target (vdb): from the running guest and the config (the volume stays)",
         detach_disk,
+        params=(
+            Param(
+                "target",
+                "choice",
+                "the disk's device name (vdb ...)",
+                required=True,
+                from_state=_disk_targets,
+                label="disk",
+            ),
+        ),
         check=_needs("target"),
         destructive=True,
         bulk=False,
@@ -442,6 +476,12 @@ ACTIONS: tuple[VmAction, ...] = (
         "Attach NIC",
         "Attach a NIC on a network (default: default) or a bridge, live and in the config",
         attach_nic,
+        params=(
+            Param("network", "text", "libvirt network (default: default)"),
+            Param("bridge", "text", "host bridge instead of a network"),
+            Param("model", "text", "the NIC model", default="virtio"),
+            Param("mac", "text", "MAC address (default: a new one)"),
+        ),
         check=_check_nic,
         bulk=False,
     ),
@@ -450,6 +490,9 @@ ACTIONS: tuple[VmAction, ...] = (
         "Detach NIC",
         "Detach a NIC by its MAC: from the running guest and the config",
         detach_nic,
+        params=(
+            Param("mac", "choice", "the NIC's MAC address", required=True, from_state=_nic_macs, label="NIC"),
+        ),
         check=_needs("mac"),
         destructive=True,
         bulk=False,

@@ -16,6 +16,7 @@ import libvirt
 
 from vimtui.core.actions.base import ActionError, VmAction, job_progress
 from vimtui.core.actions.lifecycle import abort_job
+from vimtui.core.actions.params import Choice, Param
 from vimtui.core.fleet.tasks import TaskContext
 from vimtui.core.model import FleetState, VmState
 
@@ -116,16 +117,52 @@ def _explain(
     return f"migration to {dest} failed: {msg}{where}"
 
 
+def destinations(vm: VmState, state: FleetState) -> list[Choice]:
+    """The hosts a VM can go to: the other healthy ones of the inventory."""
+    return [(h.name, h.name) for h in state.hosts if h.name != vm.host and h.status.healthy]
+
+
 ACTIONS: tuple[VmAction, ...] = (
     VmAction(
         "migrate",
         "Migrate",
         "Move live to another host (dest); copy_storage copies disks that are not on shared storage",
         migrate,
+        params=(
+            Param(
+                "dest",
+                "choice",
+                "destination host (from the inventory)",
+                required=True,
+                from_state=destinations,
+                label="destination host",
+                flag="to",
+                metavar="HOST",
+            ),
+            Param(
+                "copy_storage",
+                "bool",
+                "copy the disks too (no shared storage)",
+                label="copy the disks too (no shared storage)",
+            ),
+            Param(
+                "bandwidth_mib",
+                "int",
+                "cap in MiB/s (0: no cap)",
+                default=0,
+                low=0,
+                high=1_000_000,
+                label="bandwidth cap, MiB/s (0: none)",
+                flag="bandwidth",
+                metavar="MIB",
+            ),
+        ),
         states=frozenset({"running", "paused"}),
         not_applicable="only a running or paused VM migrates live",
         check=check,
         abort=_abort,
         timeout=MIGRATE_TIMEOUT,
+        key="M",
+        bar=True,
     ),
 )

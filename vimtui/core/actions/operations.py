@@ -12,8 +12,9 @@ from typing import Any
 
 from vimtui.core.actions import ACTIONS, VmAction
 from vimtui.core.actions.base import domain
+from vimtui.core.actions.params import BadArgument, Choice, check_args
 from vimtui.core.fleet.audit import redact
-from vimtui.core.fleet.fleet import Fleet
+from vimtui.core.fleet.fleet import Fleet, QueryFailed
 from vimtui.core.fleet.tasks import Task, TaskContext
 from vimtui.core.model import FleetState, VmState
 
@@ -84,6 +85,56 @@ def plan(
     act = action(name)
     args = dict(args or {})
     return [Step(act, vm.host, vm.name, vm.uuid, args, act.refusal(vm, args, state)) for vm in vms]
+
+
+async def choices_for(fleet: Fleet, act: VmAction, vm: VmState) -> dict[str, list[Choice]]:
+    """The computed choices of each parameter for `vm`: from the fleet state, or asked of its host on its
+    lane (QueryFailed when the host cannot say)."""
+    out: dict[str, list[Choice]] = {}
+    for p in act.params:
+        if p.from_state is not None:
+            out[p.name] = list(p.from_state(vm, fleet.state))
+        elif p.from_host is not None:
+            out[p.name] = list(await fleet.ask(vm.host, p.from_host, vm.uuid))
+    return out
+
+
+async def arguments(
+    fleet: Fleet, act: VmAction, vms: Sequence[VmState], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`given` checked against the action's parameters, with the choices computed for the first VM (the
+    one a form shows): the one check every face makes. BadArgument says what is wrong."""
+    choices: dict[str, list[Choice]] = {}
+    if vms and any(p.computed and p.strict and p.name in given for p in act.params):
+        try:
+            choices = await choices_for(fleet, act, vms[0])
+        except QueryFailed as exc:
+            raise BadArgument(f"cannot list the choices on {vms[0].host}: {exc}") from exc
+    return check_args(act.params, given, choices)
+
+
+async def step_preview(fleet: Fleet, step: Step) -> list[str]:
+    """What one step would do beyond its name, asked of its host (a delete's volumes); nothing for a
+    refused step or an action without a preview. A preview that fails says why (the task will refuse)."""
+    if step.refusal or step.action.preview is None:
+        return []
+    try:
+        return list(await fleet.ask(step.host, step.action.preview, step.uuid, dict(step.args)))
+    except Exception as exc:  # the task refuses with the same reason
+        return [f"cannot: {exc}"]
+
+
+async def preview(fleet: Fleet, steps: Sequence[Step]) -> list[str]:
+    """The dry run: every step, what it would do, what will be refused and why. The screen's confirmation
+    and the CLI's question show these lines; --dry-run prints each step's."""
+    lines = []
+    for s in steps:
+        if s.refusal:
+            lines.append(f"✗ {s.host}/{s.vm}: {s.refusal}")
+            continue
+        lines.append(f"• {s.host}/{s.vm}")
+        lines += [f"    {line}" for line in await step_preview(fleet, s)]
+    return lines
 
 
 def submit(fleet: Fleet, steps: Sequence[Step]) -> list[Task]:

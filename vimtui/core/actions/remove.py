@@ -12,6 +12,7 @@ from typing import Any
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.actions.params import Choice, Param
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
 
@@ -160,13 +161,38 @@ def _check(vm: VmState, args: dict[str, Any], _state: FleetState) -> str | None:
     return None
 
 
+def _disk_choices(vm: VmState, _state: FleetState) -> list[Choice]:
+    disks = vm.details.disks if vm.details is not None else ()
+    return [
+        (f"also REMOVE {d.target} ({d.source})", d.target) for d in disks if d.source and d.device == "disk"
+    ]
+
+
+def _preview(conn: Any, uuid: str, args: dict[str, Any]) -> list[str]:
+    return preview(conn, uuid, args.get("remove_storage", ())).lines()
+
+
 ACTIONS: tuple[VmAction, ...] = (
     VmAction(
         "delete",
         "Delete",
         "Undefine (NVRAM, managed save, snapshot metadata go too); disks are kept unless listed to remove",
         delete,
+        params=(
+            Param("force", "bool", "force off a running VM first", label="force off first if running"),
+            Param(
+                "remove_storage",
+                "list",
+                "also remove this disk's volume (target such as vda, or its source); repeatable",
+                from_state=_disk_choices,
+                strict=False,
+                metavar="DISK",
+            ),
+        ),
         check=_check,
+        preview=_preview,
+        note="Disks are kept unless ticked below.",
+        ok="Next",
         destructive=True,
         timeout=600.0,
         key="ctrl+d",

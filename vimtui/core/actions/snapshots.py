@@ -8,6 +8,7 @@ external snapshot that has children (libvirt would have to merge overlays under 
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape
@@ -15,6 +16,7 @@ from xml.sax.saxutils import escape
 import libvirt
 
 from vimtui.core.actions.base import VmAction, job_progress
+from vimtui.core.actions.params import Choice, Param
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
 from vimtui.core.poll.host_queries import SnapshotInfo, snapshots
@@ -167,21 +169,60 @@ def _needs_name(vm: VmState, args: dict[str, Any], _state: FleetState) -> str | 
     return None if args.get("name") else "which snapshot? (a name is needed)"
 
 
+def snapshot_choices(conn: Any, uuid: str) -> list[Choice]:
+    """The VM's snapshots to choose from, the current one first (what a form proposes)."""
+    snaps = snapshots(conn, uuid)
+    snaps.sort(key=lambda s: not s.current)
+    return [(_label(s), s.name) for s in snaps]
+
+
+def _label(s: SnapshotInfo) -> str:
+    mark = " (current)" if s.current else ""
+    return f"{s.name}{mark}  {s.state}{'  external' if s.external else ''}"
+
+
+def _stamped(_vm: Any, _state: FleetState, now: float) -> str:
+    return "snap-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+
+
+WHICH = Param(
+    "name",
+    "choice",
+    "the snapshot",
+    required=True,
+    from_host=snapshot_choices,
+    label="snapshot",
+    metavar="SNAP",
+)
+
 ACTIONS: tuple[VmAction, ...] = (
     VmAction(
         "snapshot",
         "Snapshot",
         "Take a snapshot (internal, with memory when running; or disk-only external)",
         create,
+        params=(
+            Param("name", "text", "the new snapshot's name", required=True, suggest=_stamped, metavar="SNAP"),
+            Param("description", "text", "what it is for", metavar="TEXT"),
+            Param(
+                "disk_only",
+                "bool",
+                "external, disks only (no memory)",
+                label="disk-only (external, no memory)",
+            ),
+        ),
         check=lambda vm, args, st: _needs_name(vm, args, st) or _check_create(vm, args, st),
         timeout=3600.0,
-        key="ctrl+s",
+        key="n",
+        bar=True,
+        ok="Take",
     ),
     VmAction(
         "revert",
         "Revert to snapshot",
         "Go back to a snapshot: what happened since is lost",
         revert,
+        params=(WHICH,),
         check=_needs_name,
         destructive=True,
         timeout=3600.0,
@@ -192,6 +233,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Delete snapshot",
         "Delete a snapshot (with children: its whole subtree)",
         delete,
+        params=(WHICH, Param("children", "bool", "and every snapshot under it", label="with its children")),
         check=_needs_name,
         destructive=True,
         timeout=3600.0,

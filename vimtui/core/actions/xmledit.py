@@ -22,6 +22,7 @@ from xml.parsers import expat
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.actions.params import Param
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
 
@@ -148,7 +149,10 @@ ACTIONS: tuple[VmAction, ...] = (
         "Edit XML",
         "Edit the domain XML in $EDITOR; libvirt validates it and redefines the domain (next boot)",
         redefine,
+        params=(Param("xml", "text", "the new domain XML", required=True, asked=False),),
         check=_check,
         bulk=False,
+        key="e",
+        opens="editor",
     ),
 )

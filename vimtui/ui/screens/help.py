@@ -1,16 +1,25 @@
-"""`?`: every key (with its binding id, for [keys] in the config) and every `:` command."""
+"""`?`: every key (as typed, with its binding id for [keys] in the config), every action with its `:`
+command and parameters, and every other `:` command. Host and user text never reaches markup here: the
+tables hold Text."""
 
 from __future__ import annotations
 
 from rich.table import Table
-from textual.app import ComposeResult
+from rich.text import Text
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from vimtui.core.actions import REGISTRY
 from vimtui.ui.command_line import COMMANDS
 from vimtui.ui.keys import known_bindings
+
+
+def shown_keys(app: App[object], keys: str) -> str:
+    """`question_mark,q` as typed: `?, q`."""
+    return ", ".join(app.get_key_display(Binding(k.strip(), "")) for k in keys.split(",") if k.strip())
 
 
 class HelpScreen(ModalScreen[None]):
@@ -25,17 +34,28 @@ class HelpScreen(ModalScreen[None]):
         keys = Table(title="Keys", expand=True, box=None, title_style="bold", header_style="bold")
         keys.add_column("keys", no_wrap=True)
         keys.add_column("does")
-        keys.add_column("binding id (remap in [keys])", style="dim")
+        keys.add_column(Text("binding id (remap in [keys])"), style="dim")
         keymap = self.app._keymap
         for binding_id, b in known_bindings(type(self.app)).items():
-            shown = keymap.get(binding_id, b.key)
-            keys.add_row(shown, b.description or b.action, binding_id)
+            shown = shown_keys(self.app, keymap.get(binding_id, b.key))
+            keys.add_row(Text(shown), Text(b.description or b.action), Text(binding_id))
+        acts = Table(
+            title="Actions (: or ctrl+p)", expand=True, box=None, title_style="bold", header_style="bold"
+        )
+        acts.add_column("command", no_wrap=True)
+        acts.add_column("does")
+        for act in REGISTRY.values():
+            usage = f":{act.name}" + "".join(
+                f" {p.name}={'...' if p.kind != 'bool' else 'yes'}" for p in act.params if p.asked
+            )
+            params = "".join(f"\n  {p.name}: {p.describe()}" for p in act.params if p.asked)
+            acts.add_row(Text(usage), Text(act.help + params))
         cmds = Table(title="Commands (:)", expand=True, box=None, title_style="bold", header_style="bold")
         cmds.add_column("command", no_wrap=True)
         cmds.add_column("aliases", style="dim")
         cmds.add_column("does")
         for c in COMMANDS:
-            cmds.add_row(f":{c.name} {c.args}".rstrip(), " ".join(c.aliases), c.help)
+            cmds.add_row(Text(f":{c.name} {c.args}".rstrip()), Text(" ".join(c.aliases)), Text(c.help))
         filt = Static(
             "[b]Filter (/)[/b]  plain text matches name, host, IP or tag; terms: host:kvm01 state:running "
             "tag:web name:db* ip:10.0 tenant:acme group:dc1  numbers: cpu>50 mem>=80 vcpus>2 memory>4096 "
@@ -43,6 +63,7 @@ class HelpScreen(ModalScreen[None]):
         )
         with VerticalScroll():
             yield Static(keys)
+            yield Static(acts)
             yield Static(cmds)
             yield filt
 

@@ -15,7 +15,7 @@ from vimtui.core.fleet.filter import Query, QueryError, describe, parse_query
 from vimtui.core.model import FleetState, VmState
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.alerts import banner_text
-from vimtui.ui.vm_actions import ActionsMixin, action_bindings
+from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import ALL, HostTree, Scope
 from vimtui.ui.widgets.key_bar import KeyBar
@@ -37,7 +37,6 @@ class MainScreen(ActionsMixin, Screen[None]):
         Binding("w", "graph_window", "Window", id="main.graph_window"),
         Binding("m", "graph_metrics", "Metrics", id="main.graph_metrics"),
         Binding("d", "details", "Details", id="main.details"),
-        *action_bindings("main"),
     ]
 
     def __init__(self) -> None:

@@ -1,17 +1,28 @@
-"""A small form as a modal screen: the arguments of an action (a snapshot's name, a destination host, which
-disks to remove). Returns the values by field name, or None when cancelled."""
+"""A small form as a modal screen: the arguments of an action, one field per parameter (a snapshot's name,
+a destination host, which disks to remove), or a bare confirmation. Returns the values by field name, or
+None when cancelled.
+
+Enter moves to the next field and submits from the last; ctrl+s submits from anywhere; escape cancels.
+The values are checked by the `check` given (the action's own, the same as the `:` line's and the CLI's);
+what it refuses is shown under the fields, and the focus goes to the field it names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+Check = Callable[[Mapping[str, Any]], dict[str, Any]]
+"""Turns the form's raw values into checked ones; raises ValueError with the message to show."""
 
 
 @dataclass(frozen=True)
@@ -19,11 +30,19 @@ class Field:
     name: str
     label: str
     kind: str = "text"
-    """text, number, bool or choice."""
+    """text, number, bool, choice, or list (a box per choice)."""
     default: Any = None
     choices: Sequence[tuple[str, Any]] = field(default_factory=tuple)
-    """(label, value) for a choice."""
+    """(label, value) for a choice or a list."""
     required: bool = False
+    help: str = ""
+
+
+def _wid(name: str, value: object | None = None) -> str:
+    if value is None:
+        return f"f-{name}"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(value))
+    return f"f-{name}-{safe}"
 
 
 class PromptScreen(ModalScreen[dict[str, Any] | None]):
@@ -35,93 +54,139 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
     PromptScreen #title { text-style: bold; margin-bottom: 1; }
     PromptScreen #detail { margin-bottom: 1; color: $text-muted; }
     PromptScreen Label { margin-top: 1; }
+    PromptScreen .help { color: $text-muted; }
     PromptScreen #error { color: $error; height: auto; }
+    PromptScreen #keys { color: $text-muted; margin-top: 1; }
     PromptScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
     PromptScreen Button { margin-left: 2; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="prompt.cancel"),
+        Binding("ctrl+s", "submit", "Submit", id="prompt.submit", priority=True),
+        Binding("enter", "next_or_submit", "Next field", id="prompt.next", priority=True),
+    ]
 
     def __init__(
-        self, title: str, fields: Sequence[Field], *, ok: str = "OK", detail: str = "", danger: bool = False
+        self,
+        title: str,
+        fields: Sequence[Field],
+        *,
+        ok: str = "OK",
+        detail: str = "",
+        danger: bool = False,
+        check: Check | None = None,
     ) -> None:
         super().__init__(classes="-danger" if danger else "")
         self.title_text = title
         self.fields = list(fields)
         self.ok = ok
         self.detail = detail
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static(self.title_text, id="title")
+            yield Static(Text(self.title_text), id="title")
             if self.detail:
-                yield Static(self.detail, id="detail")
+                yield Static(Text(self.detail), id="detail")
             for f in self.fields:
                 if f.kind == "bool":
-                    yield Checkbox(f.label, bool(f.default), id=f"f-{f.name}")
-                    continue
-                yield Label(f.label)
-                if f.kind == "choice":
-                    yield Select(
-                        list(f.choices),
-                        value=f.default if f.default is not None else Select.BLANK,
-                        id=f"f-{f.name}",
-                    )
+                    yield Checkbox(Text(f.label), bool(f.default), id=_wid(f.name))
+                elif f.kind == "list":
+                    yield Label(Text(f.label))
+                    ticked = set(f.default or ())
+                    for label, value in f.choices:
+                        yield Checkbox(Text(label), value in ticked, id=_wid(f.name, value))
                 else:
-                    value = "" if f.default is None else str(f.default)
-                    yield Input(value, id=f"f-{f.name}", type="number" if f.kind == "number" else "text")
+                    yield Label(Text(f.label + (" *" if f.required else "")))
+                    if f.kind == "choice":
+                        yield Select(
+                            [(Text(label), value) for label, value in f.choices],
+                            value=f.default if f.default is not None else Select.BLANK,
+                            id=_wid(f.name),
+                        )
+                    else:
+                        value = "" if f.default is None else str(f.default)
+                        yield Input(value, id=_wid(f.name))
+                if f.help and f.kind != "bool":
+                    yield Static(Text(f.help), classes="help")
             yield Static("", id="error")
+            keys = f"enter next field · ctrl+s {self.ok} · esc cancel" if self.fields else "esc cancel"
+            yield Static(Text(keys), id="keys")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button(self.ok, id="ok", variant="error" if self.has_class("-danger") else "primary")
 
     def on_mount(self) -> None:
-        first = next(iter(self.query("Input, Select, Checkbox")), None)
+        first = next(iter(self._inputs()), None)
         (first or self.query_one("#ok", Button)).focus()
 
-    def values(self) -> dict[str, Any] | str:
+    def _inputs(self) -> list[Widget]:
+        return list(self.query("Input, Select, Checkbox"))
+
+    def values(self) -> dict[str, Any]:
+        """The raw values by field name: text as typed, a box's bool, a choice's value, a list's ticks."""
         out: dict[str, Any] = {}
         for f in self.fields:
-            widget = self.query_one(f"#f-{f.name}")
+            if f.kind == "list":
+                out[f.name] = tuple(
+                    value
+                    for _label, value in f.choices
+                    if self.query_one(f"#{_wid(f.name, value)}", Checkbox).value
+                )
+                continue
+            widget = self.query_one(f"#{_wid(f.name)}")
             if isinstance(widget, Checkbox):
                 out[f.name] = widget.value
             elif isinstance(widget, Select):
-                if widget.value is Select.BLANK:
-                    if f.required:
-                        return f"{f.label}: choose one"
-                    out[f.name] = None
-                else:
-                    out[f.name] = widget.value
+                out[f.name] = None if widget.value is Select.BLANK else widget.value
             elif isinstance(widget, Input):
-                text = widget.value.strip()
-                if not text and f.required:
-                    return f"{f.label}: required"
-                if f.kind == "number":
-                    try:
-                        number = float(text) if text else f.default
-                        out[f.name] = (
-                            int(number) if isinstance(f.default, int) and number is not None else number
-                        )
-                    except ValueError:
-                        return f"{f.label}: not a number"
-                else:
-                    out[f.name] = text
+                out[f.name] = widget.value.strip()
         return out
 
-    def _submit(self) -> None:
-        values = self.values()
+    def _checked(self) -> dict[str, Any] | str:
+        raw = self.values()
+        if self.check is None:
+            missing = next((f for f in self.fields if f.required and raw.get(f.name) in (None, "")), None)
+            return f"{missing.name}: required" if missing else raw
+        try:
+            return self.check(raw)
+        except ValueError as exc:
+            return str(exc)
+
+    def action_submit(self) -> None:
+        values = self._checked()
         if isinstance(values, str):
-            self.query_one("#error", Static).update(values)
+            self.query_one("#error", Static).update(Text(values))
+            name = values.partition(":")[0]
+            if any(f.name == name for f in self.fields):
+                target = self.query(f"#{_wid(name)}")
+                if target:
+                    target.first().focus()
             return
         self.dismiss(values)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_or_submit":
+            focused = self.focused
+            # an open select takes enter to pick; a button presses itself
+            if isinstance(focused, Button) or (isinstance(focused, Select) and focused.expanded):
+                return False
+            if focused is not None and isinstance(focused.parent, Select) and focused.parent.expanded:
+                return False
+        return True
+
+    def action_next_or_submit(self) -> None:
+        inputs = self._inputs()
+        if not inputs or self.focused not in inputs or self.focused is inputs[-1]:
+            self.action_submit()
+            return
+        inputs[inputs.index(self.focused) + 1].focus()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
-            self._submit()
+            self.action_submit()
         else:
             self.dismiss(None)
-
-    def on_input_submitted(self) -> None:
-        self._submit()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

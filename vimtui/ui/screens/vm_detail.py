@@ -19,7 +19,7 @@ from vimtui.core.model import VmState
 from vimtui.core.poll import host_queries as queries
 from vimtui.ui.format import duration, pct, rate, size
 from vimtui.ui.messages import FleetUpdated
-from vimtui.ui.vm_actions import ActionsMixin, action_bindings
+from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.key_bar import KeyBar
 
@@ -103,7 +103,6 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
         Binding("escape,q", "app.pop_screen", "Back", id="vm_detail.back"),
         Binding("w", "graph_window", "Window", id="vm_detail.graph_window"),
         Binding("r", "reload", "Reload", id="vm_detail.reload"),
-        *action_bindings("vm_detail"),
     ]
     DEFAULT_CSS = """
     VmDetailScreen #head { height: 1; padding: 0 1; background: $panel; }

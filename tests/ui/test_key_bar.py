@@ -9,7 +9,6 @@ from vimtui.ui.screens.vm_detail import VmDetailScreen
 from vimtui.ui.widgets.key_bar import KeyBar
 from vimtui.ui.widgets.vm_table import VmTable
 
-
 POWER = (" Start ", " Shut down ", " Resume ")
 """One of these applies to any VM of the test fleet (shut off, running, paused)."""
 

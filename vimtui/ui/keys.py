@@ -53,14 +53,11 @@ def known_bindings(app: type) -> dict[str, Binding]:
     from vimtui.ui.vm_actions import action_bindings
 
     out: dict[str, Binding] = {}
-    for owner in (app, *binding_owners()):
-        for b in getattr(owner, "BINDINGS", []):
-            binding = _as_binding(b)
-            if binding is not None and binding.id:
-                out.setdefault(binding.id, binding)
-    for binding in action_bindings():
-        if binding.id:
-            out[binding.id] = binding
+    app_bindings = [_as_binding(b) for b in getattr(app, "BINDINGS", [])]
+    others = [_as_binding(b) for owner in binding_owners() if owner is not app for b in owner.BINDINGS]
+    for binding in (*app_bindings, *action_bindings(), *others):
+        if binding is not None and binding.id:
+            out.setdefault(binding.id, binding)
     return out
 
 

@@ -170,6 +170,14 @@ class ActionsMixin:
         def check(raw: Mapping[str, Any]) -> dict[str, Any]:
             return check_args(act.params, {**fixed, **raw}, choices)
 
+        def check_in_form(raw: Mapping[str, Any]) -> dict[str, Any]:
+            args = check(raw)
+            if len(vms) == 1:  # what the arguments make impossible is said while they can be changed
+                why = act.refusal(vm, args, app.fleet.state)
+                if why is not None:
+                    raise BadArgument(why)
+            return args
+
         if not asked or given:
             try:
                 return check({k: v for k, v in preset.items() if k in {p.name for p in asked}})
@@ -186,7 +194,7 @@ class ActionsMixin:
                 ok=act.ok or act.title,
                 detail=act.note,
                 danger=act.destructive,
-                check=check,
+                check=check_in_form,
             )
         )
 

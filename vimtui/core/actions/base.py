@@ -84,6 +84,9 @@ class Action:
             return f"host {vm.host} is {status}"
         if self.mutates and host.read_only:
             return f"host {vm.host} is connected read-only"
+        for p in self.params:
+            if p.required and p.kind == "choice" and p.from_state is not None and not p.from_state(vm, state):
+                return f"{vm.name}: no {p.title} to choose from"
         return None
 
     def refusal(self, vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:

@@ -46,7 +46,7 @@ class Param:
     kind: Kind = "text"
     help: str = ""
     default: Any = None
-    """The value when none is given (None: the function's own default, or nothing when required)."""
+    """The value when none is given (None: the function's own default; a bool's is False)."""
     required: bool = False
     low: float | None = None
     high: float | None = None
@@ -187,8 +187,8 @@ def check_args(
                 continue
             if p.required:
                 raise BadArgument(f"{p.name}: required")
-            if p.default is not None:
-                out[p.name] = p.default
+            if p.default is not None or p.kind == "bool":
+                out[p.name] = p.default if p.default is not None else False
             continue
         out[p.name] = convert(p, value, (choices or {}).get(p.name))
     return out

@@ -56,8 +56,12 @@ def new_guest(
 
 
 def audit(fleet: Fleet) -> list[dict[str, object]]:
+    """The outcome records (each task that ran has a "started" record before its outcome)."""
     assert fleet.tasks.audit is not None
-    return [json.loads(line) for line in fleet.tasks.audit.path.read_text().splitlines()]
+    records = [json.loads(line) for line in fleet.tasks.audit.path.read_text().splitlines()]
+    started = {r["task"] for r in records if r["outcome"] == "started"}
+    assert all(r["task"] in started for r in records if r["outcome"] not in ("started", "refused"))
+    return [r for r in records if r["outcome"] != "started"]
 
 
 def one_ok(tasks: list) -> None:  # type: ignore[type-arg]

@@ -384,7 +384,7 @@ async def test_console_relay_over_the_fleets_connection_runs_a_command_and_detac
     [vm] = state.find_vm(name, host)
     assert console_refusal(vm) is None
     conn = fleet.sessions[host].connection()  # through vimtui's SSH tunnel
-    stream, shown = await asyncio.to_thread(open_console, conn, vm.uuid)
+    stream, shown, _ = await asyncio.to_thread(open_console, conn, vm.uuid)
     assert shown == name
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -423,7 +423,7 @@ async def test_console_relay_ends_when_the_guest_goes_away(
     name = scratch(host, "cond")
     state = await running_in_fleet(fleet, host, name)
     [vm] = state.find_vm(name, host)
-    stream, _ = await asyncio.to_thread(open_console, fleet.sessions[host].connection(), vm.uuid)
+    stream, _, _ = await asyncio.to_thread(open_console, fleet.sessions[host].connection(), vm.uuid)
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     out = Output(out_r)

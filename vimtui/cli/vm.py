@@ -21,7 +21,7 @@ from vimtui.core.config.settings import Config
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
-from vimtui.core.fleet.tasks import Task
+from vimtui.core.fleet.tasks import ActionError, Task
 from vimtui.core.poll.host_queries import snapshots
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -299,7 +299,13 @@ async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str,
         print(f"vimtui: {refusal}", file=sys.stderr)
         return EXIT_FAILED
     conn = fleet.sessions[vm.host].connection()
-    message = await asyncio.to_thread(console.attach_terminal, conn, vm.uuid)
+    log = fleet.tasks.audit
+    audit = console.console_audit(log, vm) if log is not None else None
+    try:
+        message = await asyncio.to_thread(console.attach_terminal, conn, vm.uuid, audit=audit)
+    except ActionError as exc:  # it would not open, or could not be recorded (then it was not opened)
+        print(f"vimtui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"\r\n{message or 'detached'}", file=sys.stderr)
     return EXIT_OK
 

@@ -30,7 +30,9 @@ async def console(app: VimApp, vm: VmState) -> None:
         return
     try:
         with app.suspend():
-            message = await asyncio.to_thread(core_console.attach_terminal, conn, vm.uuid)
+            log = app.fleet.tasks.audit
+            audit = core_console.console_audit(log, vm) if log is not None else None
+            message = await asyncio.to_thread(core_console.attach_terminal, conn, vm.uuid, audit=audit)
     except Exception as exc:  # SuspendNotSupported, a console that would not open
         app.notify(f"console of {vm.name}: {exc}", severity="error")
         return

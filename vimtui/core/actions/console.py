@@ -24,12 +24,17 @@ import os
 import select
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any
 
 import libvirt
 
 from vimtui.core.actions.base import ActionError, VmAction
+from vimtui.core.fleet.audit import AuditError, AuditLog
 from vimtui.core.model import VmState
+
+ConsoleAudit = Callable[[str, str], object]
+"""Records one step of a console session: (outcome, detail); raises AuditError when it cannot."""
 
 ESCAPE = b"\x1d"
 """ctrl+]: detaches, as in virsh console and telnet."""
@@ -71,9 +76,10 @@ def console_refusal(vm: VmState, xml: str | None = None) -> str | None:
     return None
 
 
-def open_console(conn: Any, uuid: str) -> tuple[Any, str]:
-    """A non-blocking stream attached to the VM's serial console, and the VM's name. FORCE: a console
-    someone else has open (another vimtui, virsh console) is taken over, as virsh console --force does."""
+def open_console(conn: Any, uuid: str) -> tuple[Any, str, bool]:
+    """A non-blocking stream attached to the VM's serial console, the VM's name, and whether a console
+    session someone else had open (another vimtui, virsh console) was taken over to get it: libvirt allows
+    one at a time, so the other one is closed, as virsh console --force does; the caller says so."""
     try:
         dom = conn.lookupByUUIDString(uuid)
     except libvirt.libvirtError as exc:
@@ -83,15 +89,24 @@ def open_console(conn: Any, uuid: str) -> tuple[Any, str]:
     name = str(dom.name())
     if not dom.isActive():
         raise ActionError(f"{name} is not running: no console to attach to")
-    stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
-    try:
-        dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-    except libvirt.libvirtError as exc:
-        with contextlib.suppress(libvirt.libvirtError):
-            stream.abort()
-        msg = (exc.get_error_message() or str(exc)).strip()
-        raise ActionError(f"{name}: cannot attach to its serial console: {msg}") from exc
-    return stream, name
+    took_over = False
+    for flags in (0, libvirt.VIR_DOMAIN_CONSOLE_FORCE):
+        stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+        try:
+            dom.openConsole(None, stream, flags)
+        except libvirt.libvirtError as exc:
+            with contextlib.suppress(libvirt.libvirtError):
+                stream.abort()
+            msg = (exc.get_error_message() or str(exc)).strip()
+            if flags == 0 and "active console session" in msg.lower():
+                took_over = True
+                continue
+            raise ActionError(f"{name}: cannot attach to its serial console: {msg}") from exc
+        break
+    return stream, name, took_over
+
+
+TAKEOVER = "took over the console session another client had open (it was closed)"
 
 
 STREAM_EVENTS = (
@@ -204,17 +219,40 @@ def _refuse_on_event_loop() -> None:
 
 
 def attach_terminal(
-    conn: Any, uuid: str, escape: bytes = ESCAPE, in_fd: int | None = None, out_fd: int | None = None
+    conn: Any,
+    uuid: str,
+    escape: bytes = ESCAPE,
+    in_fd: int | None = None,
+    out_fd: int | None = None,
+    *,
+    audit: ConsoleAudit | None = None,
 ) -> str:
     """Attach this terminal (stdin/stdout unless given) to the VM's serial console until the escape
     (ctrl+]) or the console closes; returns what ended it, e.g. 'web01: detached (^])'. The terminal is
-    put in raw mode (every key goes to the guest, ctrl+c included) and restored on every path."""
+    put in raw mode (every key goes to the guest, ctrl+c included) and restored on every path. With
+    `audit`, the session is recorded (started before it opens: not opened when that cannot be written;
+    a takeover of another session; how it ended)."""
     _refuse_on_event_loop()
     in_fd = sys.stdin.fileno() if in_fd is None else in_fd
     out_fd = sys.stdout.fileno() if out_fd is None else out_fd
-    stream, name = open_console(conn, uuid)
-    saved: list[Any] | None = None
+    if audit is not None:
+        try:
+            audit("started", "")
+        except AuditError as exc:
+            raise ActionError(f"console not opened: {exc}") from exc
     try:
+        stream, name, took_over = open_console(conn, uuid)
+    except Exception as exc:
+        if audit is not None:
+            with contextlib.suppress(AuditError):
+                audit("failed", str(exc))
+        raise
+    saved: list[Any] | None = None
+    reason = "ended"
+    try:
+        if took_over and audit is not None:
+            with contextlib.suppress(AuditError):  # the session is open now: say so on screen too
+                audit("took-over", TAKEOVER)
         sys.stdout.flush()
         if os.isatty(in_fd):
             import termios
@@ -222,9 +260,11 @@ def attach_terminal(
 
             saved = termios.tcgetattr(in_fd)
             tty.setraw(in_fd, termios.TCSANOW)
-        _write_all(out_fd, f"Connected to {name} (escape: {escape_name(escape)})\r\n".encode())
+        note = f"; {TAKEOVER}" if took_over else ""
+        _write_all(out_fd, f"Connected to {name} (escape: {escape_name(escape)}){note}\r\n".encode())
         reason = relay(stream, in_fd, out_fd, escape)
-    except BaseException:
+    except BaseException as exc:
+        reason = f"ended: {exc or type(exc).__name__}"
         with contextlib.suppress(libvirt.libvirtError):
             stream.abort()  # relay never started, or was interrupted: the stream must not stay open
         raise
@@ -233,9 +273,30 @@ def attach_terminal(
             import termios
 
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        if audit is not None:
+            with contextlib.suppress(AuditError):
+                audit("closed", reason)
     with contextlib.suppress(OSError):
         _write_all(out_fd, b"\r\n")
-    return f"{name}: {reason}"
+    return f"{name}: {reason}" + (f" ({TAKEOVER})" if took_over else "")
+
+
+def console_audit(audit: AuditLog, vm: VmState) -> ConsoleAudit:
+    """A ConsoleAudit writing to `audit` for `vm` (action "console"; blocking: the console's thread)."""
+    import time
+
+    def record(outcome: str, detail: str) -> object:
+        return audit.record(
+            time=time.time(),
+            host=vm.host,
+            vm=vm.name,
+            action="console",
+            args={},
+            outcome=outcome,
+            error=detail,
+        )
+
+    return record
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -1,8 +1,12 @@
-"""The audit log: one JSON line per task or refused action, appended to `<data dir>/audit.log`.
+"""The audit log: JSON lines appended to `<data dir>/audit.log`, one when an action starts and one when it
+ends (or is refused, or abandoned), and the same for console sessions.
 
 Append-only by construction: the file is only ever opened with O_APPEND and each record is one `write`
 of one whole line (atomic for appends of this size on a local file system), so records from concurrent
-vimtui processes never interleave and nothing already written is rewritten.
+vimtui processes never interleave and nothing already written is rewritten. Each record is flushed to disk
+(fsync) before `record` returns: an action runs only once its "started" record is on disk, and when that
+cannot be written the action is refused (fail closed). A "started" record with no outcome after it is an
+action whose vimtui ended first (quit or killed); the next vimtui records it as abandoned (`settle`).
 """
 
 from __future__ import annotations
@@ -10,14 +14,27 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import math
 import os
 import socket
+import stat
+import time as _time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 AUDIT_FILE = "audit.log"
+STARTED = "started"
+ABANDONED = "abandoned"
+SETTLE_TAIL = 4 << 20
+"""Bytes at the end of the log that `settle` reads for "started" records without an outcome."""
+
+
+class AuditError(Exception):
+    """The audit log cannot be written: what was about to be recorded must not happen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +49,13 @@ class AuditRecord:
     action: str
     args: Mapping[str, Any]
     outcome: str
-    """done, failed, cancelled, refused."""
+    """started, done, failed, cancelled, refused, abandoned; console sessions: started, took-over,
+    closed, failed."""
     error: str = ""
     task: int | None = None
+    run: str = ""
+    """The vimtui process that wrote it (client:pid:its start time): pairs a "started" record with its
+    outcome, and tells whether that process still lives."""
 
 
 LONG_ARG = 200
@@ -42,12 +63,15 @@ LONG_ARG = 200
 
 def redact(args: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments as logs show them: a long text (a whole domain XML, which may hold secrets) becomes its
-    size and digest, enough to tell two edits apart without keeping their content."""
+    size and digest, enough to tell two edits apart without keeping their content; a number that is not
+    finite becomes its text (JSON has no NaN)."""
     out: dict[str, Any] = {}
     for k, v in args.items():
         if isinstance(v, str) and len(v) > LONG_ARG:
             digest = hashlib.sha256(v.encode()).hexdigest()[:12]
             out[k] = f"<{len(v)} characters, sha256 {digest}>"
+        elif isinstance(v, float) and not math.isfinite(v):
+            out[k] = str(v)
         else:
             out[k] = v
     return out
@@ -60,11 +84,36 @@ def local_user() -> str:
         return str(os.getuid())
 
 
+def _run_id(client: str, pid: int) -> str:
+    try:
+        created = int(psutil.Process(pid).create_time())
+    except psutil.Error:
+        created = 0
+    return f"{client}:{pid}:{created}"
+
+
+def _run_alive(run: str, client: str) -> bool:
+    """Whether the vimtui process that wrote `run` may still be running (another machine's: assumed so,
+    it is not ours to judge)."""
+    parts = run.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != client:
+        return True
+    try:
+        pid, created = int(parts[1]), int(parts[2])
+    except ValueError:
+        return True
+    try:
+        return int(psutil.Process(pid).create_time()) == created
+    except psutil.Error:
+        return False
+
+
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._user = local_user()
         self._client = socket.gethostname()
+        self.run = _run_id(self._client, os.getpid())
 
     def record(
         self,
@@ -77,29 +126,94 @@ class AuditLog:
         outcome: str,
         error: str = "",
         task: int | None = None,
+        run: str = "",
     ) -> AuditRecord:
+        """Append one record and flush it to disk; AuditError when that cannot be done. Blocking (fsync):
+        call it off the event loop."""
         rec = AuditRecord(
-            time, self._user, self._client, host, vm, action, redact(args), outcome, error, task
+            time,
+            self._user,
+            self._client,
+            host,
+            vm,
+            action,
+            redact(args),
+            outcome,
+            error,
+            task,
+            run or self.run,
         )
         line = (json.dumps(asdict(rec), sort_keys=True, default=str) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write (disk full?)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise AuditError(f"the audit log {self.path} cannot be written: {exc.strerror or exc}") from exc
         return rec
 
-    def records(self) -> Iterator[AuditRecord]:
-        """Oldest first; a line that is not a record (a torn write after a crash) is skipped."""
+    def records(self, tail: int | None = None) -> Iterator[AuditRecord]:
+        """Oldest first (only those of the last `tail` bytes, when given); a line that is not a record (a
+        torn write after a crash) is skipped."""
         try:
-            f = self.path.open(encoding="utf-8")
+            f = self.path.open("rb")
         except FileNotFoundError:
             return
         with f:
-            for line in f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return  # a device or a pipe in its place: nothing to read back
+            if tail is not None:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - tail))
+                if size > tail:
+                    f.readline()  # most likely a part of a line
+            for raw in f:
                 try:
-                    d = json.loads(line)
+                    d = json.loads(raw)
                     yield AuditRecord(**d)
                 except (ValueError, TypeError):
                     continue
+
+    def settle(self) -> list[AuditRecord]:
+        """Record as abandoned every action this machine's vimtui started and never recorded the end of,
+        whose process is gone (it was killed, or the machine went down). Returns the records written;
+        quiet when the log cannot be read or written (then actions are refused anyway)."""
+        open_: dict[tuple[str, int | None, str, str], AuditRecord] = {}
+        try:
+            for rec in self.records(tail=SETTLE_TAIL):
+                key = (rec.run, rec.task, rec.host, rec.action)
+                if rec.outcome == STARTED:
+                    open_[key] = rec
+                elif rec.outcome != "took-over":
+                    open_.pop(key, None)
+        except OSError:
+            return []
+        written = []
+        for rec in open_.values():
+            if not rec.run or _run_alive(rec.run, self._client):
+                continue
+            try:
+                written.append(
+                    self.record(
+                        time=_time.time(),
+                        host=rec.host,
+                        vm=rec.vm,
+                        action=rec.action,
+                        args=rec.args,
+                        outcome=ABANDONED,
+                        error=(
+                            f"vimtui (pid {rec.run.split(':')[-2]}) ended while this ran (killed, or its "
+                            "machine went down): what it did on the host is not known; check the host"
+                        ),
+                        task=rec.task,
+                        run=rec.run,
+                    )
+                )
+            except AuditError:
+                return written
+        return written

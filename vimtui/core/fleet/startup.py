@@ -50,6 +50,7 @@ def make_fleet(
     """The core as configured. `archive`: keep the lasting history (the screen and the exporter, which
     run for long; not one-shot CLI commands, which would only take its lock)."""
     audit = AuditLog(data_dir(env) / AUDIT_FILE)
+    audit.settle()  # actions a killed vimtui left without an outcome: recorded as abandoned
     alerts = config.alerts
     hook = HookRunner(alerts.hook, timeout=alerts.hook_timeout) if alerts.hook else None
     fleet = Fleet(

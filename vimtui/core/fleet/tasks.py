@@ -1,5 +1,5 @@
-"""Tasks: every action on a host runs as one, with a state, progress, an entry in the task log and a record
-in the audit log.
+"""Tasks: every action on a host runs as one, with a state, progress, an entry in the task log and records
+in the audit log ("started" on disk before it runs, refused when that cannot be written; its outcome after).
 
 Each host has a task lane of its own (a thread beside the lane its polls use): tasks for one host run one
 after the other in the order asked, tasks for different hosts in parallel, and a migration that takes a
@@ -10,6 +10,7 @@ host's connection, progress reporting, cancellation); it runs on the task lane, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import libvirt
 
 from vimtui.core.fleet.activity import Entry, next_id
-from vimtui.core.fleet.audit import AuditLog, redact
+from vimtui.core.fleet.audit import ABANDONED, STARTED, AuditError, AuditLog, redact
 from vimtui.core.poll.lane import CallTimeout, Lane
 
 if TYPE_CHECKING:
@@ -122,6 +123,10 @@ class Task:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     touched: set[str] = field(default_factory=set, repr=False)
     """Other hosts the task changed."""
+    overdue: bool = False
+    """Its deadline passed while its call still ran (it keeps the host's task lane until the call ends)."""
+    abandoned: bool = False
+    """vimtui was closed while it ran or waited: recorded as abandoned then (see TaskManager.close)."""
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -167,6 +172,9 @@ class Task:
 
 
 TASK_LANE_CALL_LIMIT = 24 * 3600.0
+AUDIT_WAIT = 10.0
+"""Seconds a task waits for its audit record to be on disk: past it the record counts as not written
+(a hung file system must not hang tasks)."""
 
 
 class TaskManager:
@@ -179,6 +187,9 @@ class TaskManager:
         self._lanes: dict[str, Lane] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._subscribers: list[Callable[[Task], None]] = []
+        self._audit_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit")
+        """Writes audit records in order, off the event loop (each one is flushed to disk)."""
+        self._closed = False
 
     # -- asking -----------------------------------------------------------------------------------
 
@@ -227,13 +238,19 @@ class TaskManager:
             return f"{task.action} cannot be cancelled once it runs"
         task.cancel_event.set()
         if task.state == TaskState.RUNNING and task.abort is not None:
-            session = self.fleet.sessions.get(task.host)
-            abort = task.abort
-            if session is not None:
-                runner = asyncio.get_running_loop().create_task(self._abort(session, abort, task))
-                self._runners.add(runner)
-                runner.add_done_callback(self._runners.discard)
+            self._abort_running(task)
         return None
+
+    def _abort_running(self, task: Task) -> None:
+        session = self.fleet.sessions.get(task.host)
+        abort = task.abort
+        if session is not None and abort is not None:
+            self._spawn(self._abort(session, abort, task))
+
+    def _spawn(self, coro: Any) -> None:
+        runner = asyncio.get_running_loop().create_task(coro)
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
 
     async def _abort(self, session: Any, abort: Aborter, task: Task) -> None:
         try:
@@ -265,11 +282,31 @@ class TaskManager:
         return session.connection()
 
     async def close(self) -> None:
-        for t in self.active():
+        """Stop: tasks still queued or running are recorded as abandoned with what is known of them (a
+        running call is left to end on its own thread, which then records how it ended)."""
+        self._closed = True
+        active = self.active()
+        for t in active:
             t.cancel_event.set()
+            t.abandoned = True
         for lane in self._lanes.values():
             lane.close()
         self._lanes.clear()
+        for t in active:
+            if t.state == TaskState.RUNNING:
+                known = f" at {t.progress:.0f} %" if t.progress is not None else ""
+                known += f" ({t.message})" if t.message else ""
+                why = (
+                    f"vimtui was closed while this ran{known}: its call was left to end on its own; "
+                    "what it did on the host is recorded when it ends, if vimtui still runs then"
+                )
+                await self._write(t, ABANDONED, why)
+            else:
+                await self._write(t, "cancelled", "vimtui was closed before this ran: nothing was done")
+        pending = [r for r in self._runners if not r.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=AUDIT_WAIT)
+        self._audit_pool.shutdown(wait=False)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -286,17 +323,29 @@ class TaskManager:
             if task.cancel_event.is_set():
                 raise TaskCancelled("cancelled before it started")
             conn = self.connection(task.host)
+            self._record_started(task)
             loop.call_soon_threadsafe(self._started, task)
             try:
-                return task.run(TaskContext(task, conn, self, loop))
+                result = task.run(TaskContext(task, conn, self, loop))
+            except BaseException as exc:
+                self._record_late(task, "failed", str(exc) or type(exc).__name__)
+                raise
             finally:
                 task.returned = self.fleet.clock()
+            self._record_late(task, "done", "")
+            return result
 
         try:
             try:
-                result = await self._lane(task.host).call(task.timeout or TASK_LANE_CALL_LIMIT, body)
+                call = asyncio.ensure_future(self._lane(task.host).call(TASK_LANE_CALL_LIMIT, body))
+                done, _ = await asyncio.wait({call}, timeout=task.timeout or None)
+                if not done:
+                    self._overdue(task)
+                result = await call
             finally:
                 await self._refresh(task)
+        except AuditError as exc:
+            self._finish(task, TaskState.FAILED, error=f"not run: {exc}", outcome="refused")
         except TaskCancelled as exc:
             self._finish(task, TaskState.CANCELLED, error=str(exc))
         except CallTimeout as exc:
@@ -311,6 +360,86 @@ class TaskManager:
             self._finish(task, TaskState.FAILED, error=str(exc) or type(exc).__name__)
         else:
             self._finish(task, TaskState.DONE, result=result or "")
+
+    def _overdue(self, task: Task) -> None:
+        """The deadline passed and the call still runs: say so, and abort it where that can be done. The
+        task keeps the host's task lane until the call returns (a next task on the host must not run
+        beside it), and ends with what the call really did."""
+        task.overdue = True
+        self._progress(
+            task,
+            task.progress,
+            f"past its {task.timeout:g} s deadline: still running, holding {task.host}'s task lane",
+        )
+        if task.abort is not None and task.state == TaskState.RUNNING:
+            task.cancel_event.set()
+            self._abort_running(task)
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    def _audit(self, task: Task, outcome: str, error: str) -> None:
+        assert self.audit is not None
+        self.audit.record(
+            time=self.fleet.clock(),
+            host=task.host,
+            vm=task.vm,
+            action=task.action,
+            args=task.args,
+            outcome=outcome,
+            error=error,
+            task=task.id,
+        )
+
+    def _record_started(self, task: Task) -> None:
+        """On the task's lane, before the action runs: AuditError (the task is refused) unless the
+        "started" record is on disk within AUDIT_WAIT."""
+        if self.audit is None:
+            return
+        future = self._audit_pool.submit(self._audit, task, STARTED, "")
+        try:
+            future.result(AUDIT_WAIT)
+        except concurrent.futures.TimeoutError as exc:
+            raise AuditError(
+                f"the audit log {self.audit.path} did not take a record in {AUDIT_WAIT:.0f} s"
+            ) from exc
+
+    def _record_late(self, task: Task, outcome: str, error: str) -> None:
+        """On the task's lane, when the action ends after vimtui was closed: its real outcome, recorded
+        from here since the event loop may be gone."""
+        if not task.abandoned or self.audit is None:
+            return
+        note = "ended after vimtui was closed" + (f": {error}" if error else "")
+        try:
+            self._audit(task, outcome, note)
+        except AuditError:
+            pass  # nobody left to tell; the "abandoned" record stands
+
+    async def _write(self, task: Task, outcome: str, error: str) -> str:
+        """Write a record off the loop; '' when it is on disk, else why not (never raises, never hangs)."""
+        if self.audit is None:
+            return ""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(self._audit_pool, self._audit, task, outcome, error), AUDIT_WAIT
+            )
+        except AuditError as exc:
+            return f"not recorded: {exc}"
+        except TimeoutError:
+            return f"not recorded: the audit log did not take the record in {AUDIT_WAIT:.0f} s"
+        except RuntimeError as exc:  # the writer was shut down (closing)
+            return f"not recorded: {exc}"
+        return ""
+
+    async def _record_end(self, task: Task, outcome: str, note: str) -> None:
+        try:
+            problem = await self._write(task, outcome, note)
+            assert self.audit is not None
+            if problem and str(self.audit.path) not in task.error:  # (said once is enough)
+                task.error = f"{task.error}; {problem}" if task.error else problem
+                self._changed(task)
+        finally:
+            task.done.set()
 
     async def _refresh(self, task: Task) -> None:
         """Poll the hosts the task changed before it ends: whoever waits on a task then finds its effect
@@ -336,25 +465,26 @@ class TaskManager:
     def _finish(
         self, task: Task, state: TaskState, *, result: str = "", error: str = "", outcome: str = ""
     ) -> None:
+        """The task's end; whoever waits on it (`done`) is woken once its record is written, or found
+        impossible to write (the task's error then says so)."""
         task.state = state
         task.ended = self.fleet.clock()
+        if task.overdue and task.started is not None:
+            took = f"took {task.ended - task.started:.1f} s, past its {task.timeout:g} s deadline"
+            if state == TaskState.DONE:
+                result = f"{result} ({took})" if result else took
+            else:
+                error = f"{error} ({took})"
+        note = error or (result if task.overdue else "")  # what the record says besides the outcome
         task.result = result
         task.error = error
         if state == TaskState.DONE:
             task.progress = 100.0 if task.progress is not None else None
-        if self.audit is not None:
-            self.audit.record(
-                time=task.ended,
-                host=task.host,
-                vm=task.vm,
-                action=task.action,
-                args=task.args,
-                outcome=outcome or str(state),
-                error=error,
-                task=task.id,
-            )
         self._changed(task)
-        task.done.set()
+        if self.audit is None or task.abandoned:  # an abandoned task's end is recorded by its thread
+            task.done.set()
+            return
+        self._spawn(self._record_end(task, outcome or str(state), note))
 
     def _changed(self, task: Task) -> None:
         self.fleet.activity.put(task.entry())

@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vimtui.core.model import FleetState, HostState, HostStatus, VmState, state_name
-from vimtui.core.monitor.alerts import DEFAULT_RULES, AlertEngine, Metric, Rule
+from vimtui.core.monitor.alerts import DEFAULT_RULES, AlertEngine, Rule
 from vimtui.core.poll.stats import HostRates, VmRates, parse_domain_stats, vm_rates
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "domstats-lab.json"
@@ -46,10 +46,10 @@ VARIANTS = 8
 """Distinct states cycled through (each tick is a new state object with new values)."""
 
 RULES = (
-    Rule("cpu", Metric.VM_CPU, threshold=90.0, for_seconds=10.0),
-    Rule("mem", Metric.VM_MEM, threshold=95.0, vms=("web*",)),
-    Rule("disk", Metric.VM_DISK_WRITE, threshold=100 * 2**20, group="dc1"),
-    *(r for r in DEFAULT_RULES if r.metric in (Metric.VM_CRASHED, Metric.VM_IO_ERROR)),
+    Rule("cpu", "vm.cpu_pct", threshold=90.0, for_seconds=10.0),
+    Rule("mem", "vm.mem_pct", threshold=95.0, vms=("web*",)),
+    Rule("disk", "vm.disk_write_bps", threshold=100 * 2**20, group="dc1"),
+    *(r for r in DEFAULT_RULES if r.metric in ("vm.crashed", "vm.io_error")),
 )
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vimtui.core.fleet.fleet import VM_METRICS
+from vimtui.core import metrics
 from vimtui.core.monitor.archive import Archive
 from vimtui.core.monitor.rings import History
 
@@ -101,7 +101,7 @@ def bench_add(tmp: Path, ticks: int) -> None:
     for n in SIZES:
         vms = fleet(n, rnd)
         bare = dict_store({})
-        history = History(metrics=VM_METRICS)
+        history = History(metrics=metrics.history_names("vm"))
         archive = Archive(tmp / f"add-{n}.sqlite")
         archive.flush()  # opened: its thread is idle, as between passes
         per_vm_tick(archive.add, vms, 5)  # warm up: first buckets, metric index

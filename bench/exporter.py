@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.poll import load_recorded, make_vms, node_at, records_at, table
 from tests.factories import vm_from_sample
-from vimtui.core.export.openmetrics import INLINE_VMS, VM_FAMILIES, render
+from vimtui.core.export.openmetrics import render, vm_families
+from vimtui.core.export.server import INLINE_VMS
 from vimtui.core.model import FleetState, HostInfo, HostState, HostStatus
 from vimtui.core.poll.stats import host_rates, parse_domain_stats, vm_rates
 
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
-    print(f"exporter render, {len(VM_FAMILIES)} VM families, {HOSTS} hosts")
+    print(f"exporter render, {len(vm_families())} VM families, {HOSTS} hosts")
     print(f"ms of CPU per scrape, best / median of {args.rounds} rounds")
     rows = []
     for n in sizes:

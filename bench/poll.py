@@ -49,7 +49,8 @@ import libvirt
 import psutil
 
 import vimtui.core.fleet.fleet as fleet_module
-from vimtui.core.fleet.fleet import VM_METRICS, Fleet
+from vimtui.core import metrics
+from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import tune_gc
 from vimtui.core.model import HostStatus
@@ -575,7 +576,7 @@ class HandPath:
     """parse + rates + history, written out as the brief describes it (no VmState, no session)."""
 
     def __init__(self, host_cpus: int) -> None:
-        self.history = History(metrics=VM_METRICS)
+        self.history = History(metrics=metrics.history_names("vm"))
         self.prev: dict[str, Any] = {}
         self.host_cpus = host_cpus
 

@@ -18,7 +18,7 @@ from vimtui.core.config.settings import (
     load_config,
     save_config,
 )
-from vimtui.core.monitor.alerts import DEFAULT_RULES, Metric, Rule, Severity
+from vimtui.core.monitor.alerts import DEFAULT_RULES, Rule, Severity
 
 EXAMPLE = """\
 [alerts]
@@ -80,7 +80,7 @@ def test_the_example_parses(tmp_path: Path) -> None:
     web, disk, mem, io = a.rules
     assert web == Rule(
         name="web-cpu",
-        metric=Metric.VM_CPU,
+        metric="vm.cpu_pct",
         threshold=90.0,
         for_seconds=60.0,
         clear=70.0,
@@ -91,11 +91,11 @@ def test_the_example_parses(tmp_path: Path) -> None:
         group="dc1",
         tags=("prod",),
     )
-    assert (disk.metric, disk.threshold, disk.for_seconds) == (Metric.VM_DISK_WRITE, 200 * 2**20, 30.0)
+    assert (disk.metric, disk.threshold, disk.for_seconds) == ("vm.disk_write_bps", 200 * 2**20, 30.0)
     default_mem = next(r for r in DEFAULT_RULES if r.name == "host-memory")
-    assert mem == Rule("host-memory", Metric.HOST_MEM, threshold=95.0, for_seconds=60.0, severity="warning")
+    assert mem == Rule("host-memory", "host.mem_pct", threshold=95.0, for_seconds=60.0, severity="warning")
     assert mem.for_seconds == default_mem.for_seconds
-    assert (io.metric, io.enabled) == (Metric.VM_IO_ERROR, False)
+    assert (io.metric, io.enabled) == ("vm.io_error", False)
     names = [r.name for r in a.effective_rules()]
     assert names == ["host-unreachable", "vm-crashed", "vm-io-error", "host-memory", "web-cpu", "disk-writes"]
     assert not next(r for r in a.effective_rules() if r.name == "vm-io-error").enabled
@@ -228,7 +228,7 @@ def test_save_refuses_a_config_with_a_bad_hook(tmp_path: Path) -> None:
 
 @settings(max_examples=60)
 @given(
-    metric=st.sampled_from([Metric.VM_CPU, Metric.VM_NET_RX, Metric.HOST_MEM]),
+    metric=st.sampled_from(["vm.cpu_pct", "vm.net_rx_bps", "host.mem_pct"]),
     threshold=st.floats(0, 100) | st.integers(0, 100).map(float),
     scale=st.sampled_from([1.0, 2.0**20, 1.5 * 2**20, 1e6]),
     for_s=st.floats(0, 1e7) | st.integers(0, 10_000).map(float),
@@ -236,13 +236,13 @@ def test_save_refuses_a_config_with_a_bad_hook(tmp_path: Path) -> None:
 )
 def test_any_rule_round_trips(
     tmp_path_factory: pytest.TempPathFactory,
-    metric: Metric,
+    metric: str,
     threshold: float,
     scale: float,
     for_s: float,
     clear_for: float | None,
 ) -> None:
-    t = threshold * scale if metric.unit == "B/s" else threshold
+    t = threshold * scale if metric.endswith("_bps") else threshold
     rule = Rule("r", metric, threshold=t, for_seconds=for_s, clear_for_seconds=clear_for, clear=t * 0.5)
     cfg = Config(alerts=AlertsConfig(rules=(rule,)))
     out = tmp_path_factory.mktemp("rt") / "c.toml"

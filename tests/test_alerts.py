@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from tests.factories import domain_details
 from tests.test_stats import host_cpus, poll, sample
+from vimtui.core import metrics
 from vimtui.core.fleet.activity import ActivityLog
+from vimtui.core.metrics import values as metric_values
 from vimtui.core.model import FleetState, HostState, HostStatus, VmState, state_name
 from vimtui.core.monitor import alerts as alerts_mod
 from vimtui.core.monitor import hook as alert_hook
@@ -28,7 +30,6 @@ from vimtui.core.monitor.alerts import (
     MIN_CLEAR_FOR,
     Alert,
     AlertEngine,
-    Metric,
     Rule,
     RuleError,
     Severity,
@@ -136,12 +137,11 @@ def event(kind: str, detail: str = "", *, t: float = 0.0, name: str = "web1", on
 
 
 def test_libvirt_codes_copied_by_value_match_libvirt() -> None:
-    assert alerts_mod._SHUTOFF == libvirt.VIR_DOMAIN_SHUTOFF
-    assert alerts_mod._CRASHED == libvirt.VIR_DOMAIN_CRASHED
-    assert alerts_mod._PAUSED == libvirt.VIR_DOMAIN_PAUSED
-    assert alerts_mod._PAUSED_IOERROR == libvirt.VIR_DOMAIN_PAUSED_IOERROR
-    assert alerts_mod._PAUSED_CRASHED == libvirt.VIR_DOMAIN_PAUSED_CRASHED
-    assert alerts_mod._SHUTOFF_CRASHED == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+    assert metric_values._SHUTOFF == libvirt.VIR_DOMAIN_SHUTOFF
+    assert metric_values._PAUSED == libvirt.VIR_DOMAIN_PAUSED
+    assert metric_values._PAUSED_IOERROR == libvirt.VIR_DOMAIN_PAUSED_IOERROR
+    assert metric_values._PAUSED_CRASHED == libvirt.VIR_DOMAIN_PAUSED_CRASHED
+    assert metric_values._SHUTOFF_CRASHED == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
     assert alerts_mod._STOPPED_CRASHED == str(libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED)
     assert alerts_mod._STOPPED_FAILED == str(libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED)
     assert alerts_mod._SUSPENDED_IOERROR == str(libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR)
@@ -150,14 +150,14 @@ def test_libvirt_codes_copied_by_value_match_libvirt() -> None:
 
 def test_every_rate_metric_reads_the_vmrates_field_it_names() -> None:
     r = VmRates(1.0, 2.0, 3, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
-    got = {m: r[i] for m, i in alerts_mod._RATE_INDEX.items()}
+    got = {m.name: r[m.rates_index] for m in metrics.alert_metrics() if m.rates_index >= 0}
     assert got == {
-        Metric.VM_CPU: r.cpu_pct,
-        Metric.VM_MEM: r.mem_pct,
-        Metric.VM_DISK_READ: r.disk_rd_bps,
-        Metric.VM_DISK_WRITE: r.disk_wr_bps,
-        Metric.VM_NET_RX: r.net_rx_bps,
-        Metric.VM_NET_TX: r.net_tx_bps,
+        "vm.cpu_pct": r.cpu_pct,
+        "vm.mem_pct": r.mem_pct,
+        "vm.disk_read_bps": r.disk_rd_bps,
+        "vm.disk_write_bps": r.disk_wr_bps,
+        "vm.net_rx_bps": r.net_rx_bps,
+        "vm.net_tx_bps": r.net_tx_bps,
     }
 
 
@@ -209,7 +209,7 @@ def test_defaults_ship_and_a_rule_of_the_same_name_replaces_one() -> None:
     by_name = {r.name: r for r in DEFAULT_RULES}
     assert by_name["host-memory"].threshold == 90 and by_name["host-memory"].for_seconds == 60
     assert all(by_name[n].severity == Severity.CRITICAL for n in names[:3])
-    mine = Rule("host-memory", Metric.HOST_MEM, threshold=95.0)
+    mine = Rule("host-memory", "host.mem_pct", threshold=95.0)
     extra = cpu_rule()
     got = effective_rules([extra, mine])
     assert [r.name for r in got] == [*names, "cpu"]
@@ -290,8 +290,8 @@ def test_resolves_only_after_clear_for_below_clear() -> None:
 
 
 def test_a_below_rule_and_a_rate_metric() -> None:
-    idle = Rule("idle", Metric.VM_CPU, op="<", threshold=1.0, for_seconds=0.0, clear_for_seconds=0.0)
-    writes = Rule("writes", Metric.VM_DISK_WRITE, threshold=50 * 2**20, for_seconds=0.0)
+    idle = Rule("idle", "vm.cpu_pct", op="<", threshold=1.0, for_seconds=0.0, clear_for_seconds=0.0)
+    writes = Rule("writes", "vm.disk_write_bps", threshold=50 * 2**20, for_seconds=0.0)
     e = AlertEngine([idle, writes])
     fired = e.evaluate(fleet(vms=[vm(cpu=0.5, write_bps=80 * 2**20)]), 0.0)
     assert [a.rule for a in fired] == ["idle", "writes"]
@@ -390,7 +390,7 @@ def test_scope_by_vm_pattern_host_pattern_group_prefix_and_tags() -> None:
 
 def test_host_rules_scope_by_host_and_group() -> None:
     hosts = [host("kvm01", group="dc1", mem=95), host("kvm02", group="dc2", mem=95)]
-    e = AlertEngine([Rule("mem", Metric.HOST_MEM, threshold=90.0, group="dc2")])
+    e = AlertEngine([Rule("mem", "host.mem_pct", threshold=90.0, group="dc2")])
     [a] = e.evaluate(fleet(hosts), 0.0)
     assert (a.kind, a.host, a.vm, a.message) == ("host", "kvm02", "", "kvm02 memory 95% > 90%")
 
@@ -432,7 +432,7 @@ def test_default_host_memory_rule_and_a_blip_that_reconnects_is_not_an_alert() -
 
 
 def test_a_host_removed_from_the_inventory_resolves_its_alerts_and_its_vms() -> None:
-    e = AlertEngine([Rule("hcpu", Metric.HOST_CPU, threshold=50.0), cpu_rule(for_seconds=0)])
+    e = AlertEngine([Rule("hcpu", "host.cpu_pct", threshold=50.0), cpu_rule(for_seconds=0)])
     fired = e.evaluate(fleet([host("kvm01", cpu=90), host("kvm02")], [vm(cpu=99)]), 0.0)
     assert len(fired) == 2
     resolved = e.evaluate(fleet([host("kvm02")]), 1.0)
@@ -537,7 +537,7 @@ def test_a_crash_event_of_a_vm_that_then_disappears_resolves() -> None:
 
 
 def test_events_respect_scope_and_for() -> None:
-    slow = Rule("crash", Metric.VM_CRASHED, for_seconds=5.0, vms=("web*",), severity="info")
+    slow = Rule("crash", "vm.crashed", for_seconds=5.0, vms=("web*",), severity="info")
     e = AlertEngine([slow])
     assert e.on_event(event("crashed", name="db1")) == []
     assert e.on_event(event("crashed", t=10.0)) == []  # pending for 5 s
@@ -547,7 +547,7 @@ def test_events_respect_scope_and_for() -> None:
 
 
 def test_guest_agent_gone_from_agent_events() -> None:
-    e = AlertEngine([Rule("agent", Metric.VM_AGENT_GONE, for_seconds=60.0)])
+    e = AlertEngine([Rule("agent", "vm.agent_gone", for_seconds=60.0)])
     assert run(e, ((t, fleet(vms=[vm()])) for t in range(0, 200, 10))) == []  # never heard: nothing
     e.on_event(event("agent-disconnected", t=200.0))
     assert e.evaluate(fleet(vms=[vm()]), 200.0) == []
@@ -587,7 +587,7 @@ def test_recorded_stats_drive_a_cpu_rule() -> None:
             )
         return fleet(vms=vms)
 
-    below = Rule("busy", Metric.VM_CPU, threshold=rates.cpu_pct * 0.5, vms=("web01",))
+    below = Rule("busy", "vm.cpu_pct", threshold=rates.cpu_pct * 0.5, vms=("web01",))
     e = AlertEngine([below, *DEFAULT_RULES])
     [a] = e.evaluate(state_at("steady-1", "steady-0"), poll("steady-1")["t"])
     assert (a.vm, a.value) == ("web01", pytest.approx(rates.cpu_pct))
@@ -598,10 +598,10 @@ def test_recorded_stats_drive_a_cpu_rule() -> None:
 
 
 def test_set_rules_keeps_unchanged_rules_and_resolves_changed_ones() -> None:
-    keep, change = cpu_rule(for_seconds=0), Rule("mem", Metric.VM_MEM, threshold=50.0)
+    keep, change = cpu_rule(for_seconds=0), Rule("mem", "vm.mem_pct", threshold=50.0)
     e = AlertEngine([keep, change])
     assert len(e.evaluate(fleet(vms=[vm(cpu=99, mem=99)]), 0.0)) == 2
-    [r] = e.set_rules([keep, Rule("mem", Metric.VM_MEM, threshold=60.0)], now=1.0)
+    [r] = e.set_rules([keep, Rule("mem", "vm.mem_pct", threshold=60.0)], now=1.0)
     assert (r.rule, r.reason) == ("mem", "rule changed")
     assert [a.rule for a in e.active] == ["cpu"]
     assert [a.rule for a in e.evaluate(fleet(vms=[vm(cpu=99, mem=99)]), 2.0)] == ["mem"]
@@ -611,9 +611,7 @@ def test_set_rules_keeps_unchanged_rules_and_resolves_changed_ones() -> None:
 
 
 def test_active_is_most_severe_first_and_alerts_serialise() -> None:
-    e = AlertEngine(
-        [cpu_rule(for_seconds=0), Rule("mem", Metric.VM_MEM, threshold=50.0, severity="critical")]
-    )
+    e = AlertEngine([cpu_rule(for_seconds=0), Rule("mem", "vm.mem_pct", threshold=50.0, severity="critical")])
     e.evaluate(fleet(vms=[vm(cpu=99, mem=99)]), 0.0)
     assert [a.rule for a in e.active] == ["mem", "cpu"]
     d = json.loads(e.active[0].to_json())
@@ -658,7 +656,7 @@ def an_alert(state: str = "firing", **kw: object) -> Alert:
         "host": "kvm01",
         "vm": "web1",
         "vm_uuid": "uuid-web1",
-        "metric": Metric.VM_CPU,
+        "metric": "vm.cpu_pct",
         "value": 97.0,
         "threshold": 90.0,
         "op": ">",

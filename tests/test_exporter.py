@@ -36,16 +36,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from tests.conftest import wait_until
 from tests.factories import domain_details, vm_from_sample
 from vimtui.cli.export import parse_listen
-from vimtui.core.export.openmetrics import (
-    FAMILIES,
-    OPENMETRICS_TYPE,
-    TEXT_TYPE,
-    Exporter,
-    escape,
-    render,
-    serve,
-    wants_openmetrics,
-)
+from vimtui.core.export.openmetrics import OPENMETRICS_TYPE, TEXT_TYPE, escape, families, render
+from vimtui.core.export.server import Exporter, serve, wants_openmetrics
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.model import DOMAIN_STATES, FleetState, HostInfo, HostState, HostStatus, VmState
@@ -224,7 +216,10 @@ def expected(state: FleetState, tenant_of: Any = None) -> Series:
         lab = {"host": v.host, "vm": v.name, "uuid": v.uuid, "group": group[v.host], "tenant": tenant}
         put("vimtui_vm_state", {**lab, "state": v.state}, 1)
         put("vimtui_vm_stale", lab, 1 if v.stale else 0)
-        put("vimtui_vm_vcpus", lab, v.vcpus)
+        # a VM that is not running: its configured count
+        put(
+            "vimtui_vm_vcpus", lab, v.vcpus if v.vcpus is not None else v.details.vcpus if v.details else None
+        )
         put("vimtui_vm_memory_max_bytes", lab, None if v.mem_max_kib is None else v.mem_max_kib * 1024)
         if v.stale:
             continue
@@ -281,12 +276,12 @@ def check(state: FleetState, **kw: Any) -> Series:
     for om in (True, False):
         text = render(state, openmetrics=om, **kw).decode()
         assert text.endswith("# EOF\n") == om
-        series, families = parsed(text, openmetrics=om)
+        series, got_families = parsed(text, openmetrics=om)
         assert series.keys() == want.keys()
         assert series == want  # values equal, not close: floats are written exactly
-        assert [f.name for f in FAMILIES] == list(families)
-        for f in FAMILIES:
-            got = families[f.name]
+        assert [f.name for f in families()] == list(got_families)
+        for f in families():
+            got = got_families[f.name]
             assert (got.type, bool(got.documentation)) == (f.kind, True)
             if om:
                 assert got.unit == f.unit
@@ -337,7 +332,8 @@ def test_unknown_values_are_left_out_never_zero() -> None:
         "vimtui_vm_disk_read_bytes_total",
     }
     # a placeholder from an event: its state and nothing measured
-    assert names_of[("kvm02", "new01")] == {"vimtui_vm_state", "vimtui_vm_stale"}
+    # (its vCPUs are the configured count, from its domain XML)
+    assert names_of[("kvm02", "new01")] == {"vimtui_vm_state", "vimtui_vm_stale", "vimtui_vm_vcpus"}
     # the stale guest keeps its last state and what it is configured with, nothing measured
     assert names_of[("kvm03", "web01")] == {
         "vimtui_vm_state",

@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import domain_details
-from vimtui.core.fleet.filter import FIELDS, Query, QueryError, describe, parse_query
+from vimtui.core.fleet.filter import Query, QueryError, describe, fields, parse_query
 from vimtui.core.model import DOMAIN_STATES, FleetState, HostState, HostStatus, VmState
 from vimtui.core.poll.domxml import DomainDetails
 from vimtui.core.poll.stats import VmRates
@@ -45,8 +45,11 @@ def rates(
     )
 
 
-def details(name: str, tags: tuple[str, ...] = (), tenant: str | None = None) -> DomainDetails:
-    return domain_details(name, uuid="u-" + name, tags=tags, tenant=tenant)
+def details(
+    name: str, tags: tuple[str, ...] = (), tenant: str | None = None, vcpus: int = 0
+) -> DomainDetails:
+    """(vcpus 0: the XML's count unknown too, so that a VM without vcpus stays unknown)"""
+    return domain_details(name, uuid="u-" + name, tags=tags, tenant=tenant, vcpus=vcpus)
 
 
 def vm(
@@ -75,7 +78,7 @@ def vm(
         mem_current_kib=mem_max_kib,
         sample=None,
         rates=r,
-        details=None if tags is None and tenant is None else details(name, tags or (), tenant),
+        details=None if tags is None and tenant is None else details(name, tags or (), tenant, vcpus or 0),
         ips=ips,
         stale=stale,
         state_since=since,
@@ -469,7 +472,7 @@ def test_a_duration_with_a_space_is_two_terms() -> None:
 def test_the_unknown_field_message_lists_the_fields() -> None:
     with pytest.raises(QueryError, match="fields are name, host, state") as info:
         parse_query("colour:red")
-    assert all(f in info.value.reason for f in FIELDS)
+    assert all(f in info.value.reason for f in fields())
 
 
 # ---------------------------------------------------------------------------------------------- properties

@@ -482,9 +482,15 @@ def test_every_format_renders_an_empty_report(tmp_path: Path) -> None:
 
 def test_metric_names_match_the_fleet() -> None:
     from vimtui.cli.report import FORMATS as CLI_FORMATS
-    from vimtui.core.fleet import fleet
+    from vimtui.core import metrics
 
-    assert VM_METRICS == fleet.VM_METRICS and HOST_METRICS == fleet.HOST_METRICS
+    # what the fleet records (its history's metrics are the registry's history names)
+    assert (
+        tuple(VM_METRICS)
+        == metrics.history_names("vm")
+        == ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
+    )
+    assert tuple(HOST_METRICS) == metrics.history_names("host") == ("cpu", "mem")
     assert CLI_FORMATS == FORMATS
 
 

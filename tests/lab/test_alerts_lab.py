@@ -22,7 +22,7 @@ from tests.lab.lab import Lab
 from tests.lab.support import booted_times, eventually, port_answers, seen, started, until
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.model import FleetState
-from vimtui.core.monitor.alerts import DEFAULT_RULES, Alert, Metric, Rule, Severity
+from vimtui.core.monitor.alerts import DEFAULT_RULES, Alert, Rule, Severity
 from vimtui.core.monitor.hook import HookRunner
 
 HOST = "kvm01"
@@ -33,7 +33,7 @@ HOOK = "import sys; open(sys.argv[1], 'a').write(sys.stdin.read().strip() + '\\n
 def rules(name: str) -> list[Rule]:
     busy = Rule(
         name="guest-busy",
-        metric=Metric("vm.cpu_pct"),
+        metric="vm.cpu_pct",
         op=">",
         threshold=25.0,  # busy: 35-100 % of its vCPU on a loaded 2-core machine (TCG); idle: 1-2 %
         for_seconds=10.0,

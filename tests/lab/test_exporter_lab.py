@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from tests.lab.lab import Lab
 from tests.lab.support import started, until
-from vimtui.core.export.openmetrics import OPENMETRICS_TYPE, TEXT_TYPE, serve
+from vimtui.core.export.openmetrics import OPENMETRICS_TYPE, TEXT_TYPE
+from vimtui.core.export.server import serve
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.model import FleetState, HostStatus
 

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.theme import Theme
 
-from vimtui.core.fleet.fleet import HOST_METRICS, VM_METRICS
+from vimtui.core import metrics
 from vimtui.core.monitor.rings import History
 from vimtui.ui.widgets.graph_data import Series
 from vimtui.ui.widgets.graphs import GraphPanel
@@ -27,7 +27,7 @@ GAP = range(400, 500)
 def ramp_history() -> History:
     """A VM whose CPU ramps 0..100 % over the last 15 minutes (a sample every second), with a gap in the
     middle; disk reads of 2 MiB/s, writes of 512 KiB/s, net in the KiB/s."""
-    history = History(VM_METRICS)
+    history = History(metrics.history_names("vm"))
     for i in range(900):
         if i in GAP:
             continue
@@ -132,7 +132,7 @@ async def test_a_gap_is_neither_zero_nor_bridged(no_color_unset: None) -> None:
 
 
 async def test_the_24h_window_reads_the_minute_slots(no_color_unset: None) -> None:
-    history = History(VM_METRICS)
+    history = History(metrics.history_names("vm"))
     for minute in range(24 * 60, 15, -1):  # a sample a minute for a day, then one every 2 s
         history.record("vm-1", NOW - minute * 60, {"cpu": 50.0})
     for s in range(900, -1, -2):
@@ -331,7 +331,7 @@ async def test_metric_sets_cycle_and_enlarge(no_color_unset: None) -> None:
 
 
 async def test_a_host_shows_cpu_and_memory(no_color_unset: None) -> None:
-    history = History(HOST_METRICS)
+    history = History(metrics.history_names("host"))
     for s in range(0, 900, 2):
         history.record("host-a", NOW - s, {"cpu": 12.5, "mem": 60.0})
     app = PanelApp()

@@ -97,7 +97,7 @@ def _error(message: str) -> int:
 
 
 async def run_export(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
-    from vimtui.core.export.openmetrics import serve
+    from vimtui.core.export.server import serve
     from vimtui.core.fleet.startup import make_fleet
 
     wanted = args.host or []

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import Any
 
 from vimtui.core.poll.domxml import DomainDetails
 from vimtui.core.poll.stats import DomainSample, HostRates, NodeSample, VmRates
-
-if TYPE_CHECKING:
-    from vimtui.core.monitor.alerts import Alert
 
 
 class HostStatus(StrEnum):
@@ -111,6 +109,67 @@ class HostState:
     """How long the last poll took."""
     late_ticks: int = 0
     vm_keys: tuple[str, ...] = ()
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert at one transition: firing, then the same id again resolved."""
+
+    id: int
+    """The same for the firing and the resolved alert of one occurrence."""
+    rule: str
+    severity: Severity
+    kind: str
+    """"vm" or "host"."""
+    host: str
+    vm: str
+    """VM name; "" for host alerts."""
+    vm_uuid: str
+    metric: str
+    """The watched metric's name ("vm.cpu_pct")."""
+    value: float | None
+    """The value when it fired (or resolved); 1.0 / 0.0 for conditions; None when not reported."""
+    threshold: float | None
+    op: str
+    state: str
+    """"firing" or "resolved"."""
+    since: float
+    """Wall time the value first crossed the threshold (this occurrence)."""
+    fired_at: float
+    resolved_at: float | None = None
+    message: str = ""
+    """For a human: "kvm02/web1 CPU 97% > 90% for 10 s"."""
+    reason: str = ""
+    """Why it resolved: "cleared", or what happened to the subject ("VM moved to kvm03" ...)."""
+
+    @property
+    def subject(self) -> str:
+        """Who it is about: "host/vm" or "host"."""
+        return f"{self.host}/{self.vm}" if self.kind == "vm" else self.host
+
+    @property
+    def key(self) -> str:
+        """Its subject's key in the fleet state and the history: the VM's `key` (host/uuid), or the host."""
+        return f"{self.host}/{self.vm_uuid}" if self.kind == "vm" else self.host
+
+    @property
+    def firing(self) -> bool:
+        return self.state == "firing"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types (the hook's stdin): every field, plus `subject`."""
+        d = asdict(self)
+        d["severity"], d["subject"] = str(self.severity), self.subject
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
 
 
 @dataclass(frozen=True)

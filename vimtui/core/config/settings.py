@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 
 import tomli_w
 
+from vimtui.core import metrics
 from vimtui.core.monitor.alerts import (
     DEFAULT_RULES,
-    Metric,
     Rule,
     RuleError,
     Severity,
+    alert_metric_names,
     effective_rules,
     parse_duration,
     parse_rate,
@@ -721,7 +722,8 @@ def _rule_from_table(check: _Checker, table: Mapping[str, Any], base: KeyPath) -
     given: dict[str, Any] = {}
     ok = True
     metric = table.get("metric")
-    rate = isinstance(metric, str) and metric.endswith("_bps")
+    spec = metrics.get(metric) if isinstance(metric, str) else None
+    rate = spec is not None and spec.unit == "B/s"
     for key, value in table.items():
         path: KeyPath = (*base, key)
         target = _RULE_FIELDS.get(key)
@@ -740,7 +742,7 @@ def _rule_from_table(check: _Checker, table: Mapping[str, Any], base: KeyPath) -
         return None
     default = _DEFAULT_RULES.get(table["name"]) if isinstance(table["name"], str) else None
     if "metric" not in table and default is None:
-        allowed = ", ".join(m.value for m in Metric)
+        allowed = ", ".join(alert_metric_names())
         check.error((*base, "metric"), f"missing required key (one of {allowed})")
         return None
     if not ok:
@@ -809,12 +811,12 @@ def _rule_to_table(rule: Rule) -> dict[str, Any]:
             continue
         if isinstance(value, tuple):
             value = list(value)
-        elif isinstance(value, Metric | Severity):
+        elif isinstance(value, Severity):
             value = value.value
         elif key in ("for", "clear_for"):
             text = f"{value:g}"  # "60s", but a plain number where :g would write an exponent ("1e+06")
             value = f"{text}s" if "e" not in text and float(text) == value else value
-        elif key in ("threshold", "clear") and rule.metric.unit == "B/s" and value and value % 2**20 == 0:
+        elif key in ("threshold", "clear") and rule.spec.unit == "B/s" and value and value % 2**20 == 0:
             text = f"{value / 2**20:g}"
             value = f"{text} MiB/s" if "e" not in text and float(text) * 2**20 == value else value
         elif isinstance(value, float) and value.is_integer():

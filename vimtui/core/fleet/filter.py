@@ -12,6 +12,8 @@ A query is whitespace-separated terms that must all match::
     group:dc1              the host's group or a group above it (dc1 matches dc1 and dc1/rack3)
     is:running is:stale is:marked  (and is:<state>)
     cpu>50 mem>=80 vcpus=4 memory>=4G disk>10M net<1K uptime>2h30m  (also <, <=, =, !=)
+                           the metrics declared as filter fields (vimtui.core.metrics), by unit:
+                           % a percentage, B/s with K M G, B in MiB or with K M G, s with s m h d w
     !term                  negation
 
 Field names are case-insensitive; double quotes group a value with spaces. Every term is compiled once,
@@ -27,9 +29,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from vimtui.core import metrics
+from vimtui.core.fleet.filter_numbers import NUMBER_PARSERS, SUMMARY_UNITS, compare, plain_number
 from vimtui.core.model import DOMAIN_STATES, FleetState, VmState
 
-__all__ = ["FIELDS", "Query", "QueryError", "Term", "describe", "parse_query"]
+__all__ = ["TEXT_FIELDS", "Query", "QueryError", "Term", "describe", "fields", "parse_query"]
 
 _NO_GROUPS: Mapping[str, str] = MappingProxyType({})
 
@@ -58,7 +62,6 @@ class _Context:
 
 
 _Predicate = Callable[[VmState, _Context], bool]
-_Getter = Callable[[VmState, _Context], float | None]
 
 
 @dataclass(frozen=True)
@@ -158,10 +161,13 @@ def describe(query: Query) -> str:
 
 # ---------------------------------------------------------------------------------------------- fields
 
-_TEXT_FIELDS = ("name", "host", "state", "tag", "ip", "tenant", "group", "is")
-_NUMERIC_FIELDS = ("cpu", "mem", "vcpus", "memory", "disk", "net", "uptime")
-FIELDS: tuple[str, ...] = _TEXT_FIELDS + _NUMERIC_FIELDS
-"""Every field name, canonical spelling."""
+TEXT_FIELDS = ("name", "host", "state", "tag", "ip", "tenant", "group", "is")
+
+
+def fields() -> tuple[str, ...]:
+    """Every field name, canonical spelling: the text fields, then the metrics' (the registry's)."""
+    return TEXT_FIELDS + tuple(metrics.filter_fields())
+
 
 _ALIASES = {"n": "name", "h": "host", "s": "state", "t": "tag"}
 _STATES = (*DOMAIN_STATES, "unknown")
@@ -172,7 +178,7 @@ _FIELD_RE = re.compile(r"([A-Za-z]+)(>=|<=|!=|:|>|<|=)")
 
 
 def _field_list() -> str:
-    return ", ".join(FIELDS)
+    return ", ".join(fields())
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -231,21 +237,24 @@ def _term(raw: str, pieces: list[tuple[str, bool]], column: int) -> Term:
     name, op = m.group(1).lower(), m.group(2)
     value = first[m.end() :] + "".join(p for p, _ in pieces[1:])
     canonical = _ALIASES.get(name, name)
-    if canonical not in FIELDS:
+    numeric = metrics.filter_fields().get(canonical)
+    if canonical not in TEXT_FIELDS and numeric is None:
         raise fail(f"unknown field {name!r}; fields are {_field_list()} (quote text to search for it)")
-    if canonical in _TEXT_FIELDS:
+    if numeric is None:
         if op != ":":
             raise fail(f'{canonical} takes ":" (e.g. {canonical}:value; negate with !{canonical}:value)')
         if not value:
             raise fail(f"a value expected after {canonical}:")
         pred = _TEXT_COMPILERS[canonical](value, fail)
     else:
+        assert numeric.filter is not None
+        example = numeric.filter.example
         if op == ":":
-            raise fail(f"{canonical} compares with >, <, >=, <=, =, != (e.g. {_EXAMPLES[canonical]})")
-        number = _NUMBER_PARSERS[canonical](value)
+            raise fail(f"{canonical} compares with >, <, >=, <=, =, != (e.g. {example})")
+        number = NUMBER_PARSERS.get(numeric.unit, plain_number)(value)
         if number is None:
-            raise fail(f"a number expected after {canonical}{op} (e.g. {_EXAMPLES[canonical]})")
-        pred = _compare(_GETTERS[canonical], op, number)
+            raise fail(f"a number expected after {canonical}{op} (e.g. {example})")
+        pred = compare(numeric.getter, op, number)
     return Term(canonical, op, value, negated, column, pred)
 
 
@@ -381,174 +390,6 @@ _TEXT_COMPILERS: dict[str, Callable[[str, _Fail], _Predicate]] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------- numbers
-
-_NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-_PLAIN_RE = re.compile(_NUM)
-_PERCENT_RE = re.compile(_NUM + "%?")
-_BYTES_RE = re.compile(_NUM + r"(?:([kmgt])(?:i?b)?|(b))?", re.IGNORECASE)
-_DURATION_PART_RE = re.compile(_NUM + "([smhdw])", re.IGNORECASE)
-_POWERS = {"": 1.0, "k": 2.0**10, "m": 2.0**20, "g": 2.0**30, "t": 2.0**40}
-_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def _plain_number(value: str) -> float | None:
-    m = _PLAIN_RE.fullmatch(value)
-    return float(m.group(1)) if m else None
-
-
-def _percent(value: str) -> float | None:
-    m = _PERCENT_RE.fullmatch(value)
-    return float(m.group(1)) if m else None
-
-
-def _bytes(value: str) -> float | None:
-    """Bytes: 10, 10K, 10M, 10G (KiB, MiB, GiB), also written 10MiB or 10MB."""
-    m = _BYTES_RE.fullmatch(value)
-    return float(m.group(1)) * _POWERS[(m.group(2) or "").lower()] if m else None
-
-
-def _mebibytes(value: str) -> float | None:
-    """MiB without a suffix (4096), else any of _bytes' suffixes (4G)."""
-    m = _BYTES_RE.fullmatch(value)
-    if m is None:
-        return None
-    if m.group(2) is None and m.group(3) is None:
-        return float(m.group(1))
-    return float(m.group(1)) * _POWERS[(m.group(2) or "").lower()] / 2**20
-
-
-def _duration(value: str) -> float | None:
-    """Seconds: 90, or parts with s/m/h/d/w suffixes (2h30m)."""
-    plain = _plain_number(value)
-    if plain is not None:
-        return plain
-    total, end = 0.0, 0
-    for m in _DURATION_PART_RE.finditer(value):
-        if m.start() != end:
-            return None
-        total += float(m.group(1)) * _SECONDS[m.group(2).lower()]
-        end = m.end()
-    return total if end and end == len(value) else None
-
-
-_NUMBER_PARSERS: dict[str, Callable[[str], float | None]] = {
-    "cpu": _percent,
-    "mem": _percent,
-    "vcpus": _plain_number,
-    "memory": _mebibytes,
-    "disk": _bytes,
-    "net": _bytes,
-    "uptime": _duration,
-}
-_EXAMPLES = {
-    "cpu": "cpu>50",
-    "mem": "mem>=80",
-    "vcpus": "vcpus>=4",
-    "memory": "memory>=4096 or memory>=4G",
-    "disk": "disk>10M, with K, M, G for KiB/s, MiB/s, GiB/s",
-    "net": "net>1M, with K, M, G for KiB/s, MiB/s, GiB/s",
-    "uptime": "uptime>2h, with s, m, h, d",
-}
-_UNITS = {"cpu": "%", "mem": "%", "disk": "/s", "net": "/s"}
-
-
-def _cpu(vm: VmState, _ctx: _Context) -> float | None:
-    rates = vm.rates
-    return None if rates is None else rates.cpu_pct
-
-
-def _mem(vm: VmState, _ctx: _Context) -> float | None:
-    rates = vm.rates
-    return None if rates is None else rates.mem_pct
-
-
-def _vcpus(vm: VmState, _ctx: _Context) -> float | None:
-    return vm.vcpus
-
-
-def _memory(vm: VmState, _ctx: _Context) -> float | None:
-    kib = vm.mem_max_kib
-    return None if kib is None else kib / 1024
-
-
-def _disk(vm: VmState, _ctx: _Context) -> float | None:
-    rates = vm.rates
-    if rates is None or rates.disk_rd_bps is None or rates.disk_wr_bps is None:
-        return None
-    return rates.disk_rd_bps + rates.disk_wr_bps
-
-
-def _net(vm: VmState, _ctx: _Context) -> float | None:
-    rates = vm.rates
-    if rates is None or rates.net_rx_bps is None or rates.net_tx_bps is None:
-        return None
-    return rates.net_rx_bps + rates.net_tx_bps
-
-
-def _uptime(vm: VmState, ctx: _Context) -> float | None:
-    """Seconds in the running state; unknown for a VM not running or whose state change was not seen."""
-    if vm.state != "running" or vm.state_since <= 0:
-        return None
-    return ctx.now - vm.state_since
-
-
-_GETTERS: dict[str, _Getter] = {
-    "cpu": _cpu,
-    "mem": _mem,
-    "vcpus": _vcpus,
-    "memory": _memory,
-    "disk": _disk,
-    "net": _net,
-    "uptime": _uptime,
-}
-
-
-def _compare(get: _Getter, op: str, n: float) -> _Predicate:
-    """A comparison closure per operator (no operator call per VM). Unknown values never match."""
-    if op == ">":
-
-        def gt(vm: VmState, ctx: _Context) -> bool:
-            v = get(vm, ctx)
-            return v is not None and v > n
-
-        return gt
-    if op == "<":
-
-        def lt(vm: VmState, ctx: _Context) -> bool:
-            v = get(vm, ctx)
-            return v is not None and v < n
-
-        return lt
-    if op == ">=":
-
-        def ge(vm: VmState, ctx: _Context) -> bool:
-            v = get(vm, ctx)
-            return v is not None and v >= n
-
-        return ge
-    if op == "<=":
-
-        def le(vm: VmState, ctx: _Context) -> bool:
-            v = get(vm, ctx)
-            return v is not None and v <= n
-
-        return le
-    if op == "=":
-
-        def eq(vm: VmState, ctx: _Context) -> bool:
-            v = get(vm, ctx)
-            return v is not None and v == n
-
-        return eq
-
-    def ne(vm: VmState, ctx: _Context) -> bool:
-        v = get(vm, ctx)
-        return v is not None and v != n
-
-    return ne
-
-
 # ---------------------------------------------------------------------------------------------- summary
 
 _SYMBOLS = {">=": "≥", "<=": "≤", "!=": "≠"}
@@ -558,9 +399,10 @@ def _summary(term: Term) -> str:
     f, v = term.field, term.value
     if not f:
         return f'"{v}"'
-    if f in _NUMERIC_FIELDS:
-        unit = _UNITS.get(f, "")
-        if f == "memory" and _plain_number(v) is not None:
+    numeric = metrics.filter_fields().get(f)
+    if numeric is not None:
+        unit = SUMMARY_UNITS.get(numeric.unit, "")
+        if numeric.unit == "B" and plain_number(v) is not None:
             unit = " MiB"
         elif v.endswith(unit):
             unit = ""

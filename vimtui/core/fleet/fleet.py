@@ -14,13 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import libvirt
 
+from vimtui.core import metrics
 from vimtui.core.fleet.activity import ActivityLog
 from vimtui.core.fleet.audit import AuditLog
 from vimtui.core.fleet.inventory import HostSpec
@@ -32,20 +32,10 @@ from vimtui.core.monitor.rings import History
 from vimtui.core.poll.eventloop import ensure_event_impl, silence_libvirt_errors
 from vimtui.core.poll.lane import CallTimeout
 from vimtui.core.poll.session import HostEvent, HostSession, NotConnected, SessionSettings
-from vimtui.core.poll.stats import VmRates
 
 if TYPE_CHECKING:
     from vimtui.core.monitor.archive import Archive
 
-VM_METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
-_vm_metric_values = itemgetter(
-    *(
-        VmRates._fields.index(f)
-        for f in ("cpu_pct", "mem_pct", "disk_rd_bps", "disk_wr_bps", "net_rx_bps", "net_tx_bps")
-    )
-)
-"""A VM's rates -> its VM_METRICS values, in that order."""
-HOST_METRICS = ("cpu", "mem")
 EVENT_LOG_SIZE = 1000
 
 Subscriber = Callable[[FleetState], None]
@@ -92,8 +82,15 @@ class Fleet:
             )
         self._ticking: set[str] = set()
         """Hosts whose polls the running tick waits for: it publishes for them."""
-        self.vm_history = History(metrics=VM_METRICS)
-        self.host_history = History(metrics=HOST_METRICS)
+        self.vm_history = History(
+            metrics=metrics.history_names("vm"), percent=metrics.percent_history_names("vm")
+        )
+        self.host_history = History(
+            metrics=metrics.history_names("host"), percent=metrics.percent_history_names("host")
+        )
+        self._vm_values = metrics.history_row("vm")
+        self._host_values = metrics.history_row("host")
+        """A subject's history values (the registry's history metrics), in the history's order."""
         self.events: deque[HostEvent] = deque(maxlen=EVENT_LOG_SIZE)
         self.activity = ActivityLog()
         """What the task log shows: host status changes, libvirt events, and (later) tasks."""
@@ -190,22 +187,18 @@ class Fleet:
         t = self.clock()
         archive = self.archive
         if s.state.last_poll and s.state.rates is not None:
-            r = s.state.rates
-            host_values = {"cpu": r.cpu_pct, "mem": r.mem_pct}
+            host_values = dict(zip(self.host_history.metrics, self._host_values(s.state, t), strict=True))
             self.host_history.record(s.spec.name, t, host_values)
             if archive is not None:
                 archive.add(s.spec.name, t, host_values)
         # one pass for all the host's VMs (a session's keys are its VMs' `key`s)
-        values = _vm_metric_values
-        rows = [
-            (key, values(rates))
-            for key, vm in s.vms.items()
-            if (rates := vm.rates) is not None and not vm.stale
-        ]
+        values = self._vm_values
+        rows = [(key, values(vm, t)) for key, vm in s.vms.items() if vm.rates is not None and not vm.stale]
         self.vm_history.record_many(t, rows)
         if archive is not None:
+            names = self.vm_history.metrics
             for key, row in rows:
-                archive.add(key, t, dict(zip(VM_METRICS, row, strict=True)))
+                archive.add(key, t, dict(zip(names, row, strict=True)))
             self._describe(s)
 
     def _describe(self, s: HostSession) -> None:

@@ -1,9 +1,4 @@
-"""Alerts: rules over the fleet's metrics and libvirt events, with hold times and hysteresis, and a hook.
-
-A `Rule` says which metric of which VMs or hosts to watch, the threshold, how long it must hold before the
-alert fires (`for_seconds`), and the hysteresis that keeps it from flapping: a firing alert resolves only
-once the value has crossed back past `clear` (below the threshold for a ">" rule) and stayed there for
-`clear_for_seconds`. A value between `clear` and the threshold changes nothing.
+"""Alerts: the engine that evaluates rules (rules.py) over the fleet's metrics and libvirt events.
 
 `AlertEngine.evaluate(state, now)` runs on the event loop for every published FleetState (every VM, every
 rule), so it is written for that: scopes are compiled once per rule (one regex per pattern list, name
@@ -13,30 +8,41 @@ I/O-error pauses also arrive as libvirt events (`on_event`), which fire at once 
 tick. A subject that disappears (VM deleted or migrated away, host removed from the inventory) resolves
 its alerts with a reason instead of leaving them firing forever.
 
-`HookRunner` runs a command per transition with the alert as JSON on stdin, off the loop's back (asyncio
-subprocesses), a few at a time, each with a deadline; whatever goes wrong is reported, never raised.
-
-Nothing here imports Textual or libvirt (the libvirt codes used are copied below by value).
+A metric's value comes from its declaration (vimtui.core.metrics): a VmRates field read by position in
+the hot loop, or its value function; vm.agent_gone from the agent events this engine follows. Nothing
+here imports Textual or libvirt (the libvirt codes used are copied below by value).
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import itertools
-import json
 import logging
-import math
-import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
-from enum import StrEnum
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vimtui.core.model import FleetState, HostState, HostStatus, VmState
-from vimtui.core.poll.stats import VmRates
-from vimtui.core.text import CONTROL_CHARS
+from vimtui.core import metrics
+from vimtui.core.model import Alert, FleetState, Severity, VmState
+from vimtui.core.monitor.compiled import (
+    Compiled,
+    Hot,
+    Tracker,
+    ValueFn,
+    fire_message,
+    has_tag,
+    resolve_message,
+)
+from vimtui.core.monitor.rules import (
+    DEFAULT_RULES,
+    MIN_CLEAR_FOR,
+    Rule,
+    RuleError,
+    alert_metric_names,
+    effective_rules,
+    parse_duration,
+    parse_rate,
+)
 
 if TYPE_CHECKING:
     from vimtui.core.fleet.activity import ActivityLog, Entry
@@ -45,369 +51,29 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_RULES",
+    "MIN_CLEAR_FOR",
     "Alert",
     "AlertEngine",
-    "Metric",
     "Rule",
     "RuleError",
     "Severity",
+    "alert_metric_names",
     "effective_rules",
     "parse_duration",
     "parse_rate",
     "record_alert",
 ]
 
-# libvirt's codes, by value (libvirt is not imported here): virDomainState, and the reasons we look for
-_SHUTOFF, _CRASHED, _PAUSED = 5, 6, 3
-_PAUSED_IOERROR = 5  # VIR_DOMAIN_PAUSED_IOERROR
-_PAUSED_CRASHED = 10  # VIR_DOMAIN_PAUSED_CRASHED
-_SHUTOFF_CRASHED = 3  # VIR_DOMAIN_SHUTOFF_CRASHED
 # lifecycle event details, as HostEvent.detail carries them (str of the int)
 _STOPPED_CRASHED, _STOPPED_FAILED = "2", "5"  # VIR_DOMAIN_EVENT_STOPPED_{CRASHED,FAILED}
 _SUSPENDED_IOERROR = "2"  # VIR_DOMAIN_EVENT_SUSPENDED_IOERROR
 _CRASHED_PANICKED = "0"  # VIR_DOMAIN_EVENT_CRASHED_PANICKED
 
-MIN_CLEAR_FOR = 10.0
-"""Seconds a value must stay clear before an alert resolves, at least, when the rule does not say: an
-alert that fires at once (for 0 s) would otherwise resolve at the first quiet sample."""
-
-
-# ------------------------------------------------------------------------------------------------ rules
-
-
-class Metric(StrEnum):
-    """What a rule watches. `vm.*` apply to VMs, `host.*` to hosts; the last four are conditions (true or
-    false: no threshold), the others numbers compared with the rule's threshold."""
-
-    VM_CPU = "vm.cpu_pct"
-    """VmRates.cpu_pct: CPU time as % of the VM's vCPUs."""
-    VM_MEM = "vm.mem_pct"
-    """VmRates.mem_pct: memory the guest uses (balloon driver) as % of its current memory."""
-    VM_DISK_READ = "vm.disk_read_bps"
-    """VmRates.disk_rd_bps: bytes/s read from all its disks."""
-    VM_DISK_WRITE = "vm.disk_write_bps"
-    """VmRates.disk_wr_bps."""
-    VM_NET_RX = "vm.net_rx_bps"
-    """VmRates.net_rx_bps: bytes/s the host received from the guest (the tap's view), all NICs."""
-    VM_NET_TX = "vm.net_tx_bps"
-    """VmRates.net_tx_bps: bytes/s the host sent to the guest."""
-    HOST_CPU = "host.cpu_pct"
-    """HostRates.cpu_pct."""
-    HOST_MEM = "host.mem_pct"
-    """HostRates.mem_pct: total - free - buffers - cached, in %."""
-    HOST_UNREACHABLE = "host.unreachable"
-    """HostState.status is unreachable, auth-failed or hostkey-mismatch."""
-    VM_CRASHED = "vm.crashed"
-    """The VM crashed: state crashed, or shut off / paused with reason crashed; or a crashed / stopped
-    (crashed, failed) lifecycle event."""
-    VM_IO_ERROR = "vm.io_error"
-    """The VM is paused on an I/O error (state paused, reason ioerror; or the suspended (ioerror) event)."""
-    VM_AGENT_GONE = "vm.agent_gone"
-    """A running VM's guest agent disconnected (from "agent-disconnected" / "agent-connected" events)."""
-
-    @property
-    def kind(self) -> str:
-        """What the metric is measured on: "vm" or "host"."""
-        return self.value.partition(".")[0]
-
-    @property
-    def condition(self) -> bool:
-        """True for the yes/no metrics (no threshold)."""
-        return self in _CONDITIONS
-
-    @property
-    def unit(self) -> str:
-        """The unit of its values: "%", "B/s", or "" for conditions."""
-        return "%" if self.value.endswith("_pct") else "B/s" if self.value.endswith("_bps") else ""
-
-
-_CONDITIONS = frozenset(
-    {Metric.HOST_UNREACHABLE, Metric.VM_CRASHED, Metric.VM_IO_ERROR, Metric.VM_AGENT_GONE}
-)
-_RATE_INDEX = {
-    Metric.VM_CPU: VmRates._fields.index("cpu_pct"),
-    Metric.VM_MEM: VmRates._fields.index("mem_pct"),
-    Metric.VM_DISK_READ: VmRates._fields.index("disk_rd_bps"),
-    Metric.VM_DISK_WRITE: VmRates._fields.index("disk_wr_bps"),
-    Metric.VM_NET_RX: VmRates._fields.index("net_rx_bps"),
-    Metric.VM_NET_TX: VmRates._fields.index("net_tx_bps"),
-}
-_LABELS = {
-    Metric.VM_CPU: "CPU",
-    Metric.VM_MEM: "memory",
-    Metric.VM_DISK_READ: "disk read",
-    Metric.VM_DISK_WRITE: "disk write",
-    Metric.VM_NET_RX: "net rx",
-    Metric.VM_NET_TX: "net tx",
-    Metric.HOST_CPU: "CPU",
-    Metric.HOST_MEM: "memory",
-    Metric.HOST_UNREACHABLE: "unreachable",
-    Metric.VM_CRASHED: "crashed",
-    Metric.VM_IO_ERROR: "paused on I/O error",
-    Metric.VM_AGENT_GONE: "guest agent gone",
-}
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
 _SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
-
-
-class RuleError(ValueError):
-    """A rule that cannot be used; `key` is the config key at fault (TOML spelling: "for", "clear_for")."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One alert rule (a `[[alerts.rules]]` entry). Invalid values raise RuleError when it is built."""
-
-    name: str
-    """Unique name; a config rule with a default rule's name replaces it."""
-    metric: Metric
-    """What is watched (a Metric or its string)."""
-    op: str = ">"
-    """">" fires above the threshold, "<" below it. Conditions take ">" only."""
-    threshold: float | None = None
-    """Required for numbers (0..100 for %, bytes/s >= 0 for rates); None for conditions."""
-    for_seconds: float = 0.0
-    """How long the value must stay past the threshold, without a break, before the alert fires."""
-    clear: float | None = None
-    """The value it must cross back past to resolve; None: the threshold less 10% of it (more for "<")."""
-    clear_for_seconds: float | None = None
-    """How long it must stay clear before the alert resolves; None: for_seconds, at least MIN_CLEAR_FOR."""
-    severity: Severity = Severity.WARNING
-    vms: tuple[str, ...] = ()
-    """Shell patterns (fnmatch, case-sensitive) on VM names; empty: every VM. VM metrics only."""
-    hosts: tuple[str, ...] = ()
-    """Shell patterns on host names; empty: every host."""
-    group: str = ""
-    """A host group and everything under it: "dc1" matches hosts in "dc1" and "dc1/rack3", not "dc10"."""
-    tags: tuple[str, ...] = ()
-    """VMs with any of these tags (the vimtui metadata in their XML, DomainDetails.tags); empty: every VM.
-    A VM whose details have not been read yet has no tags. VM metrics only."""
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        try:
-            set_(self, "metric", Metric(self.metric))
-        except ValueError:
-            raise RuleError("metric", _unknown_metric(str(self.metric))) from None
-        try:
-            set_(self, "severity", Severity(self.severity))
-        except ValueError:
-            allowed = ", ".join(s.value for s in Severity)
-            raise RuleError("severity", f"unknown severity {self.severity!r} (allowed: {allowed})") from None
-        for name in ("vms", "hosts", "tags"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise RuleError(name, "expected a list of strings, not one string")
-            set_(self, name, tuple(value))
-        for name in ("threshold", "clear", "for_seconds", "clear_for_seconds"):
-            value = getattr(self, name)
-            if value is not None:
-                set_(self, name, float(value))
-        _check_rule(self)
-
-    @property
-    def trigger(self) -> float:
-        """The threshold in force (0.5 for conditions, which are 0 or 1)."""
-        return 0.5 if self.threshold is None else self.threshold
-
-    @property
-    def clear_at(self) -> float:
-        if self.clear is not None:
-            return self.clear
-        if self.threshold is None:
-            return 0.5
-        margin = abs(self.threshold) * 0.1
-        return self.threshold - margin if self.op == ">" else self.threshold + margin
-
-    @property
-    def clear_after(self) -> float:
-        if self.clear_for_seconds is not None:
-            return self.clear_for_seconds
-        return max(self.for_seconds, MIN_CLEAR_FOR)
-
-
-def _unknown_metric(value: str) -> str:
-    allowed = [m.value for m in Metric]
-    close = difflib.get_close_matches(value, allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown metric {value!r} ({hint}allowed: {', '.join(allowed)})"
-
-
-def _check_rule(r: Rule) -> None:
-    if not isinstance(r.name, str) or not r.name.strip():
-        raise RuleError("name", "must not be empty")
-    if r.name != r.name.strip() or CONTROL_CHARS.search(r.name):
-        raise RuleError("name", "must not start or end with whitespace or contain control characters")
-    if r.op not in (">", "<"):
-        raise RuleError("op", f'must be ">" or "<", not {r.op!r}')
-    m = r.metric
-    if m.condition:
-        if r.op != ">":
-            raise RuleError("op", f"{m} is a condition (true or false): it takes no op")
-        if r.threshold is not None:
-            raise RuleError("threshold", f"{m} is a condition (true or false): it takes no threshold")
-        if r.clear is not None:
-            raise RuleError("clear", f"{m} is a condition (true or false): it takes no clear value")
-    else:
-        if r.threshold is None:
-            raise RuleError("threshold", f"required for {m}")
-        if not math.isfinite(r.threshold):
-            raise RuleError("threshold", "must be a finite number")
-        if m.unit == "%" and not 0 <= r.threshold <= 100:
-            raise RuleError("threshold", "must be a percentage, 0 to 100")
-        if m.unit == "B/s" and r.threshold < 0:
-            raise RuleError("threshold", "must be a rate >= 0 (bytes/s)")
-        if r.clear is not None:
-            if not math.isfinite(r.clear):
-                raise RuleError("clear", "must be a finite number")
-            if r.op == ">" and r.clear > r.threshold:
-                raise RuleError("clear", f"must be <= the threshold ({r.threshold:g}) for a > rule")
-            if r.op == "<" and r.clear < r.threshold:
-                raise RuleError("clear", f"must be >= the threshold ({r.threshold:g}) for a < rule")
-    for key, value in (("for", r.for_seconds), ("clear_for", r.clear_for_seconds)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise RuleError(key, "must be a duration >= 0")
-    if m.kind == "host":
-        if r.vms:
-            raise RuleError("vms", f"{m} is about hosts: VM name patterns do not apply (use hosts or group)")
-        if r.tags:
-            raise RuleError("tags", f"{m} is about hosts: VM tags do not apply (use hosts or group)")
-    for key, patterns in (("vms", r.vms), ("hosts", r.hosts), ("tags", r.tags)):
-        if any(not isinstance(p, str) or not p.strip() for p in patterns):
-            raise RuleError(key, "entries must be non-empty strings")
-    if r.group and any(not part.strip() for part in r.group.split("/")):
-        raise RuleError("group", 'must be slash-separated non-empty names, e.g. "dc1/rack3"')
-
-
-DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule("host-unreachable", Metric.HOST_UNREACHABLE, for_seconds=30.0, severity=Severity.CRITICAL),
-    Rule("vm-crashed", Metric.VM_CRASHED, severity=Severity.CRITICAL),
-    Rule("vm-io-error", Metric.VM_IO_ERROR, severity=Severity.CRITICAL),
-    Rule("host-memory", Metric.HOST_MEM, threshold=90.0, for_seconds=60.0, severity=Severity.WARNING),
-)
-"""What ships: a host that stays unreachable for 30 s (a blip that reconnects at once is not an alert),
-a crashed VM and a VM paused on an I/O error (at once, from the event), a host above 90% memory for a
-minute (resolves below 81% for a minute)."""
-
-
-def effective_rules(configured: Sequence[Rule], *, defaults: bool = True) -> tuple[Rule, ...]:
-    """The rules in force: the defaults (unless `defaults` is false), each replaced in place by a
-    configured rule of the same name, then the other configured rules in their order."""
-    by_name = {r.name: r for r in configured}
-    out = [by_name.pop(d.name, d) for d in DEFAULT_RULES] if defaults else []
-    out += [r for r in configured if r.name in by_name]
-    return tuple(out)
-
-
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|secs|sec|s|mins|min|m|hrs|hr|h|d)?\s*", re.I)
-_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600, "hr": 3600}
-_SECONDS |= {"hrs": 3600, "d": 86400, "": 1}
-
-
-def parse_duration(value: str | float) -> float | None:
-    """Seconds from a number (seconds) or a string: "60", "60s", "60 s", "5m", "1h30m", "500ms";
-    None when it is none of these or negative."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) and value >= 0 else None
-    total, end, parts = 0.0, 0, 0
-    for m in _DURATION_PART.finditer(value):
-        if m.start() != end or m.end() == m.start():
-            return None
-        unit = (m.group(2) or "").lower()
-        if not unit and parts:
-            return None  # "1m 30": a bare number only alone
-        total += float(m.group(1)) * _SECONDS[unit]
-        end, parts = m.end(), parts + 1
-    return total if parts and end == len(value) else None
-
-
-_RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*(?:/\s*s)?\s*", re.I)
-_POWERS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_rate(value: str | float) -> float | None:
-    """Bytes/s from a number or a string: "10M", "10 MiB/s", "10MB/s" (K, M, G, T are binary: KiB ...),
-    "500 B/s"; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) and value >= 0 else None
-    m = _RATE.fullmatch(value)
-    return float(m.group(1)) * _POWERS[(m.group(2) or "").lower()] if m else None
-
 
 # ----------------------------------------------------------------------------------------------- alerts
 
 _alert_ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert at one transition: firing, then the same id again resolved."""
-
-    id: int
-    """The same for the firing and the resolved alert of one occurrence."""
-    rule: str
-    severity: Severity
-    kind: str
-    """"vm" or "host"."""
-    host: str
-    vm: str
-    """VM name; "" for host alerts."""
-    vm_uuid: str
-    metric: Metric
-    value: float | None
-    """The value when it fired (or resolved); 1.0 / 0.0 for conditions; None when not reported."""
-    threshold: float | None
-    op: str
-    state: str
-    """"firing" or "resolved"."""
-    since: float
-    """Wall time the value first crossed the threshold (this occurrence)."""
-    fired_at: float
-    resolved_at: float | None = None
-    message: str = ""
-    """For a human: "kvm02/web1 CPU 97% > 90% for 10 s"."""
-    reason: str = ""
-    """Why it resolved: "cleared", or what happened to the subject ("VM moved to kvm03" ...)."""
-
-    @property
-    def subject(self) -> str:
-        """Who it is about: "host/vm" or "host"."""
-        return f"{self.host}/{self.vm}" if self.kind == "vm" else self.host
-
-    @property
-    def key(self) -> str:
-        """Its subject's key in the fleet state and the history: the VM's `key` (host/uuid), or the host."""
-        return f"{self.host}/{self.vm_uuid}" if self.kind == "vm" else self.host
-
-    @property
-    def firing(self) -> bool:
-        return self.state == "firing"
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON types (the hook's stdin): every field, plus `subject`."""
-        d = asdict(self)
-        d["severity"], d["metric"], d["subject"] = str(self.severity), str(self.metric), self.subject
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), sort_keys=True)
 
 
 def record_alert(activity: ActivityLog, alert: Alert) -> Entry:
@@ -442,200 +108,6 @@ class _Event(Protocol):
     def detail(self) -> str: ...
 
 
-class _Tracker:
-    """A subject with a pending or firing alert of one rule (the only per-subject state kept)."""
-
-    __slots__ = (
-        "key",
-        "host",
-        "vm",
-        "uuid",
-        "since",
-        "value",
-        "alert",
-        "clear_since",
-        "seen",
-        "detail",
-    )
-
-    def __init__(self, key: str, host: str, vm: str, uuid: str, since: float, value: float | None) -> None:
-        self.key = key
-        self.host = host
-        self.vm = vm
-        self.uuid = uuid
-        self.since = since
-        self.value = value
-        self.alert: Alert | None = None
-        """The firing alert; None while pending."""
-        self.clear_since: float | None = None
-        self.seen = 0
-        self.detail = ""
-        """Extra words for the message (a host's status message)."""
-
-
-_Hot = tuple[
-    "_Compiled",
-    dict[str, bool] | None,
-    frozenset[str],
-    int,
-    Callable[[Any], float | None] | None,
-    bool,
-    float,
-    bool,
-    dict[str, "_Tracker"],
-]
-"""A rule as evaluate's loop reads it: the rule, its name-match cache (None: every name), its tags, the
-VmRates index of its metric (-1: a condition), the value function of a condition, whether a running VM
-is quiet for it (crashed, io_error: no call for the usual case), trigger, op is ">", its trackers."""
-
-
-class _Compiled:
-    """A rule ready for the hot loop: its scope as regexes and caches, its numbers resolved."""
-
-    __slots__ = (
-        "rule",
-        "metric",
-        "gt",
-        "trigger",
-        "clear",
-        "for_s",
-        "clear_for",
-        "rate_index",
-        "value",
-        "hold",
-        "names",
-        "name_re",
-        "host_re",
-        "group",
-        "tags",
-        "trackers",
-        "hot",
-    )
-
-    def __init__(self, rule: Rule, value: Callable[[Any], float | None] | None) -> None:
-        self.rule = rule
-        self.metric = rule.metric
-        self.gt = rule.op == ">"
-        self.trigger = rule.trigger
-        self.clear = rule.clear_at
-        self.for_s = rule.for_seconds
-        self.clear_for = rule.clear_after
-        self.rate_index = _RATE_INDEX.get(rule.metric, -1)
-        self.value = value
-        """Value of a subject for the non-rate metrics; None from it means unknown: hold (no change)."""
-        self.hold = rule.metric in _CONDITIONS or rule.metric.kind == "host"
-        """Unknown holds for conditions and hosts; a VM rate that is unknown counts as quiet (a stopped
-        VM's CPU alert resolves)."""
-        self.name_re = _patterns(rule.vms)
-        self.names: dict[str, bool] | None = None if self.name_re is None else {}
-        self.host_re = _patterns(rule.hosts)
-        self.group = rule.group
-        self.tags = frozenset(rule.tags)
-        self.trackers: dict[str, _Tracker] = {}
-        """Subject key -> its pending or firing alert (the same dict for the rule's life)."""
-        self.hot: _Hot = (
-            self,
-            self.names,
-            self.tags,
-            self.rate_index,
-            value,
-            rule.metric in (Metric.VM_CRASHED, Metric.VM_IO_ERROR),
-            self.trigger,
-            self.gt,
-            self.trackers,
-        )
-        """What evaluate's loop reads, unpacked at once (faster than as many attribute reads)."""
-
-    def match_name(self, name: str) -> bool:
-        names = self.names
-        assert names is not None and self.name_re is not None
-        if len(names) > 100_000:
-            names.clear()
-        ok = names[name] = self.name_re(name) is not None
-        return ok
-
-    def host_in_scope(self, host: str, group: str) -> bool:
-        if self.host_re is not None and self.host_re(host) is None:
-            return False
-        g = self.group
-        return not g or group == g or group.startswith(g + "/")
-
-    def vm_in_scope(self, vm: VmState, group: str) -> bool:
-        if not self.host_in_scope(vm.host, group):
-            return False
-        if self.name_re is not None and self.name_re(vm.name) is None:
-            return False
-        return not self.tags or _has_tag(vm, self.tags)
-
-    def breach(self, v: float | None) -> bool:
-        return v is not None and (v > self.trigger if self.gt else v < self.trigger)
-
-    def quiet(self, v: float | None) -> bool:
-        """Clear of the hysteresis band (or no value)."""
-        return v is None or (v <= self.clear if self.gt else v >= self.clear)
-
-
-def _patterns(patterns: Sequence[str]) -> Callable[[str], re.Match[str] | None] | None:
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
-
-
-def _has_tag(vm: VmState, tags: frozenset[str]) -> bool:
-    d = vm.details
-    return d is not None and not tags.isdisjoint(d.tags)
-
-
-_UNREACHABLE = frozenset({HostStatus.UNREACHABLE, HostStatus.AUTH_FAILED, HostStatus.HOSTKEY_MISMATCH})
-
-
-def _host_unreachable(h: HostState) -> float | None:
-    status = h.status
-    if status in _UNREACHABLE:
-        return 1.0
-    return None if status == HostStatus.CONNECTING else 0.0
-
-
-def _host_cpu(h: HostState) -> float | None:
-    r = h.rates
-    return None if r is None or not h.status.healthy else r.cpu_pct
-
-
-def _host_mem(h: HostState) -> float | None:
-    r = h.rates
-    return None if r is None or not h.status.healthy else r.mem_pct
-
-
-def _vm_crashed(vm: VmState) -> float | None:
-    """1 crashed, 0 not, None unknown. vm.state is fresh (events update it) but vm.reason may be an event
-    detail rather than a state reason, so reasons come from the last poll's sample, and only when the
-    sample agrees with vm.state (else an event is newer than the sample: unknown until the next poll)."""
-    st = vm.state
-    if st == "running":
-        return 0.0
-    if st == "crashed":
-        return 1.0
-    s = vm.sample
-    if st == "shutoff":
-        if s is None or s.state != _SHUTOFF:
-            return None
-        return 1.0 if s.reason == _SHUTOFF_CRASHED else 0.0
-    if st == "paused":
-        if s is None or s.state != _PAUSED:
-            return None
-        return 1.0 if s.reason == _PAUSED_CRASHED else 0.0
-    return 0.0
-
-
-def _vm_io_error(vm: VmState) -> float | None:
-    if vm.state != "paused":
-        return 0.0
-    s = vm.sample
-    if s is None or s.state != _PAUSED:
-        return None
-    return 1.0 if s.reason == _PAUSED_IOERROR else 0.0
-
-
 class AlertEngine:
     """Evaluates rules against FleetStates and events; keeps what is pending and firing.
 
@@ -652,7 +124,7 @@ class AlertEngine:
         self._tick = 0
         self._active: dict[int, Alert] = {}
         self._rules: tuple[Rule, ...] = ()
-        self._compiled: list[_Compiled] = []
+        self._compiled: list[Compiled] = []
         self.set_rules(rules)
 
     # -- rules ------------------------------------------------------------------------------------
@@ -673,14 +145,14 @@ class AlertEngine:
         old = {c.rule: c for c in self._compiled}
         out: list[Alert] = []
         self._compiled = []
-        self._host_rules: list[_Compiled] = []
-        self._vm_rules: list[_Compiled] = []
-        self._by_metric: dict[Metric, list[_Compiled]] = {}
-        self._scope_cache: dict[tuple[str, str], list[_Hot]] = {}
+        self._host_rules: list[Compiled] = []
+        self._vm_rules: list[Compiled] = []
+        self._by_metric: dict[str, list[Compiled]] = {}
+        self._scope_cache: dict[tuple[str, str], list[Hot]] = {}
         for rule in rules:
-            c = old.pop(rule, None) or _Compiled(rule, self._value_fn(rule.metric))
+            c = old.pop(rule, None) or Compiled(rule, self._value_fn(rule.spec))
             self._compiled.append(c)
-            (self._host_rules if rule.metric.kind == "host" else self._vm_rules).append(c)
+            (self._host_rules if c.subject == "host" else self._vm_rules).append(c)
             self._by_metric.setdefault(rule.metric, []).append(c)
         if old:
             t = self.clock() if now is None else now
@@ -691,27 +163,22 @@ class AlertEngine:
         self._rules = rules
         return out
 
-    def _value_fn(self, metric: Metric) -> Callable[[Any], float | None] | None:
-        if metric in _RATE_INDEX:
+    def _value_fn(self, metric: metrics.Metric) -> ValueFn | None:
+        """How the engine reads a rule's metric: None for a VM rates field (read by position), the
+        agent events for vm.agent_gone, else the metric's own value."""
+        if metric.rates_index >= 0:
             return None
-        if metric == Metric.VM_AGENT_GONE:
+        if metric.events:
             agent = self._agent
 
-            def agent_gone(vm: VmState) -> float | None:
+            def agent_gone(vm: VmState, _now: float) -> float | None:
                 if vm.state != "running":
                     return 0.0
                 connected = agent.get(vm.key)
                 return None if connected is None else 0.0 if connected else 1.0
 
             return agent_gone
-        fns: dict[Metric, Callable[[Any], float | None]] = {
-            Metric.HOST_CPU: _host_cpu,
-            Metric.HOST_MEM: _host_mem,
-            Metric.HOST_UNREACHABLE: _host_unreachable,
-            Metric.VM_CRASHED: _vm_crashed,
-            Metric.VM_IO_ERROR: _vm_io_error,
-        }
-        return fns[metric]
+        return metric.getter
 
     # -- what is firing ---------------------------------------------------------------------------
 
@@ -749,11 +216,11 @@ class AlertEngine:
             assert fn is not None
             for h in hosts:
                 if c.host_in_scope(h.name, h.group):
-                    self._advance(c, h.name, h.name, "", "", fn(h), now, tick, out, h.message)
+                    self._advance(c, h.name, h.name, "", "", fn(h, now), now, tick, out, h.message)
 
         if self._vm_rules:
             cache = self._scope_cache
-            per_host: dict[str, list[_Hot]] = {}
+            per_host: dict[str, list[Hot]] = {}
             for h in hosts:
                 scoped = cache.get((h.name, h.group))
                 if scoped is None:
@@ -779,14 +246,14 @@ class AlertEngine:
                             ok = c.match_name(name)
                         if not ok:
                             continue
-                    if tags and not _has_tag(vm, tags):
+                    if tags and not has_tag(vm, tags):
                         continue
                     if i >= 0:
                         v = None if rates is None else rates[i]
                     elif run_quiet and running:
                         v = 0.0
                     else:
-                        v = fn(vm)  # type: ignore[misc]  # not None where i < 0
+                        v = fn(vm, now)  # type: ignore[misc]  # not None where i < 0
                     if trackers and key in trackers:
                         advance(c, key, vm.host, name, vm.uuid, v, now, tick, out)
                     elif v is not None and (v > trigger if gt else v < trigger):
@@ -797,7 +264,7 @@ class AlertEngine:
 
     def _advance(
         self,
-        c: _Compiled,
+        c: Compiled,
         key: str,
         host: str,
         vm: str,
@@ -813,12 +280,12 @@ class AlertEngine:
         if t is None:
             if not c.breach(v):
                 return
-            t = c.trackers[key] = _Tracker(key, host, vm, uuid, now, v)
+            t = c.trackers[key] = Tracker(key, host, vm, uuid, now, v)
         t.seen = tick
         if v is None and c.hold:
             return
         t.vm = vm or t.vm
-        if detail or c.metric.kind == "host":  # a VM's keeps what its event said
+        if detail or c.subject == "host":  # a VM's keeps what its event said
             t.detail = detail
         if t.alert is None:  # pending: needs an unbroken breach for `for`
             if not c.breach(v):
@@ -847,7 +314,7 @@ class AlertEngine:
             for key, t in list(c.trackers.items()):
                 if t.seen == tick:
                     continue
-                if c.metric.kind == "host":
+                if c.subject == "host":
                     if key not in self._groups:
                         reason = "host removed"
                     else:
@@ -874,13 +341,13 @@ class AlertEngine:
                 else:
                     out.append(self._resolve(c, t, now, reason, None))
 
-    def _fire(self, c: _Compiled, t: _Tracker, now: float) -> Alert:
+    def _fire(self, c: Compiled, t: Tracker, now: float) -> Alert:
         r = c.rule
         alert = Alert(
             id=next(_alert_ids),
             rule=r.name,
             severity=r.severity,
-            kind=r.metric.kind,
+            kind=c.subject,
             host=t.host,
             vm=t.vm,
             vm_uuid=t.uuid,
@@ -891,14 +358,14 @@ class AlertEngine:
             state="firing",
             since=t.since,
             fired_at=now,
-            message=_fire_message(r, t, now),
+            message=fire_message(r, t, now),
         )
         t.alert = alert
         t.clear_since = None
         self._active[alert.id] = alert
         return alert
 
-    def _resolve(self, c: _Compiled, t: _Tracker, now: float, reason: str, v: float | None) -> Alert:
+    def _resolve(self, c: Compiled, t: Tracker, now: float, reason: str, v: float | None) -> Alert:
         assert t.alert is not None
         c.trackers.pop(t.key, None)
         self._active.pop(t.alert.id, None)
@@ -908,7 +375,7 @@ class AlertEngine:
             state="resolved",
             resolved_at=now,
             reason=reason,
-            message=_resolve_message(c, t, now, reason, v),
+            message=resolve_message(c, t, now, reason, v),
         )
 
     # -- events -----------------------------------------------------------------------------------
@@ -925,12 +392,12 @@ class AlertEngine:
             return []
         why = ""
         if kind == "crashed":
-            metric, why = Metric.VM_CRASHED, "guest panicked" if detail == _CRASHED_PANICKED else ""
+            metric, why = "vm.crashed", "guest panicked" if detail == _CRASHED_PANICKED else ""
         elif kind == "stopped" and detail in (_STOPPED_CRASHED, _STOPPED_FAILED):
-            metric = Metric.VM_CRASHED
+            metric = "vm.crashed"
             why = "its QEMU process ended unexpectedly" if detail == _STOPPED_FAILED else ""
         elif kind == "suspended" and detail == _SUSPENDED_IOERROR:
-            metric = Metric.VM_IO_ERROR
+            metric = "vm.io_error"
         else:
             return []
         rules = self._by_metric.get(metric)
@@ -944,11 +411,11 @@ class AlertEngine:
                 continue
             if c.name_re is not None and c.name_re(event.vm) is None:
                 continue
-            if c.tags and (vm is None or not _has_tag(vm, c.tags)):
+            if c.tags and (vm is None or not has_tag(vm, c.tags)):
                 continue
             t = c.trackers.get(key)
             if t is None:
-                t = c.trackers[key] = _Tracker(key, event.host, event.vm, event.uuid, now, 1.0)
+                t = c.trackers[key] = Tracker(key, event.host, event.vm, event.uuid, now, 1.0)
                 t.seen = self._tick
             t.value = 1.0
             t.detail = why
@@ -958,60 +425,3 @@ class AlertEngine:
             else:
                 t.clear_since = None  # it happened again: the quiet time starts over
         return out
-
-
-# -------------------------------------------------------------------------------------------- messages
-
-
-def _duration_text(seconds: float) -> str:
-    s = round(seconds)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _value_text(metric: Metric, value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    if metric.unit == "%":
-        return f"{value:.0f}%"
-    if metric.unit == "B/s":
-        for unit, power in (("GiB/s", 2**30), ("MiB/s", 2**20), ("KiB/s", 2**10)):
-            if value >= power:
-                return f"{value / power:.1f} {unit}"
-        return f"{value:.0f} B/s"
-    return "yes" if value else "no"
-
-
-def _subject(t: _Tracker) -> str:
-    return f"{t.host}/{t.vm}" if t.vm else t.host
-
-
-def _fire_message(r: Rule, t: _Tracker, now: float) -> str:
-    held = now - t.since
-    after = f" for {_duration_text(held)}" if held >= 1 else ""
-    label = _LABELS[r.metric]
-    if r.metric.condition:
-        extra = f": {t.detail}" if t.detail else ""
-        return f"{_subject(t)} {label}{after}{extra}"
-    m = r.metric
-    return f"{_subject(t)} {label} {_value_text(m, t.value)} {r.op} {_value_text(m, r.threshold)}{after}"
-
-
-def _resolve_message(c: _Compiled, t: _Tracker, now: float, reason: str, v: float | None) -> str:
-    r = c.rule
-    label = _LABELS[r.metric]
-    if reason != "cleared":
-        return f"{_subject(t)} {label}: resolved, {reason}"
-    quiet = _duration_text(now - t.clear_since) if t.clear_since is not None else "0 s"
-    if r.metric == Metric.HOST_UNREACHABLE:
-        return f"{_subject(t)} reachable again"
-    if r.metric.condition:
-        return f"{_subject(t)} no longer {label}"
-    if v is None:
-        return f"{_subject(t)} {label} no longer reported (for {quiet})"
-    back = "<=" if c.gt else ">="
-    m = r.metric
-    return f"{_subject(t)} {label} back to {_value_text(m, v)} ({back} {_value_text(m, c.clear)} for {quiet})"

@@ -35,11 +35,12 @@ decimal, times in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, overload
 
+from vimtui.core import metrics
 from vimtui.core.monitor.archive import Archive, Timeline
 
 __all__ = [
@@ -61,17 +62,53 @@ __all__ = [
 Format = Literal["csv", "json", "md", "html"]
 FORMATS: tuple[Format, ...] = ("csv", "json", "md", "html")
 
-METRICS: dict[str, tuple[str, str]] = {
-    "cpu": ("CPU", "%"),
-    "mem": ("Memory", "%"),
-    "disk_rd": ("Disk read", "B/s"),
-    "disk_wr": ("Disk write", "B/s"),
-    "net_rx": ("Net receive", "B/s"),
-    "net_tx": ("Net transmit", "B/s"),
-}
-"""What the fleet archives (fleet.VM_METRICS, HOST_METRICS): name -> (title, unit)."""
-VM_METRICS = tuple(METRICS)
-HOST_METRICS = ("cpu", "mem")
+
+class _Figures(Mapping[str, tuple[str, str]]):
+    """History name -> (title, unit) of every report figure: the registry's metrics declared `report`
+    (read when asked, so a metric declared later is a figure too)."""
+
+    def _all(self) -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        for subject in ("vm", "host"):
+            for m in metrics.report_figures(subject):
+                assert m.history is not None
+                out.setdefault(m.history, (m.title, m.unit))
+        return out
+
+    def __getitem__(self, name: str) -> tuple[str, str]:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+class _Names(Sequence[str]):
+    """The report figures of VMs or of hosts, in the registry's order (read when asked)."""
+
+    def __init__(self, subject: metrics.Subject) -> None:
+        self.subject = subject
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(m.history for m in metrics.report_figures(self.subject) if m.history is not None)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+METRICS: Mapping[str, tuple[str, str]] = _Figures()
+"""What the fleet archives and a report shows: name -> (title, unit): "cpu" -> ("CPU", "%")."""
+VM_METRICS: Sequence[str] = _Names("vm")
+HOST_METRICS: Sequence[str] = _Names("host")
 STATE_KINDS = frozenset(
     {"started", "stopped", "shutdown", "crashed", "suspended", "resumed", "pmsuspended", "reboot", "state"}
 )

@@ -1,0 +1,146 @@
+"""The hosts' metrics, each declared once (registry.py says what a declaration holds)."""
+
+from __future__ import annotations
+
+from vimtui.core.metrics import values as v
+from vimtui.core.metrics.registry import Metric, Series, declare
+
+# ---------------------------------------------------------------------------------------------- hosts
+
+declare(
+    Metric(
+        "host.up",
+        "host",
+        "bool",
+        "Up",
+        "1 while vimtui is connected to the host (status up or degraded), else 0.",
+        v.host_up,
+        export=Series(
+            "vimtui_host_up",
+            "1 while vimtui is connected to the host (status up or degraded), else 0.",
+            lasting=True,
+        ),
+    ),
+    Metric(
+        "host.cpus",
+        "host",
+        "",
+        "CPUs",
+        "Logical CPUs of the host.",
+        v.host_cpus,
+        export=Series("vimtui_host_cpus", "Logical CPUs of the host.", lasting=True),
+    ),
+    Metric(
+        "host.memory_bytes",
+        "host",
+        "B",
+        "Memory",
+        "Memory of the host.",
+        v.host_memory,
+        export=Series("vimtui_host_memory_total_bytes", "Memory of the host.", unit="bytes", lasting=True),
+    ),
+    Metric(
+        "host.mem_free_bytes",
+        "host",
+        "B",
+        "Free memory",
+        "Free memory of the host.",
+        v.host_mem_free,
+        export=Series("vimtui_host_memory_free_bytes", "Free memory of the host.", unit="bytes"),
+    ),
+    Metric(
+        "host.mem_used_bytes",
+        "host",
+        "B",
+        "Memory used",
+        "Memory the host uses: total - free - buffers - cached.",
+        v.host_mem_used,
+        export=Series(
+            "vimtui_host_memory_used_bytes",
+            "Memory the host uses: total - free - buffers - cached.",
+            unit="bytes",
+        ),
+    ),
+    Metric(
+        "host.cpu_pct",
+        "host",
+        "%",
+        "CPU",
+        "Busy share (kernel + user) of all the host's CPUs between its last two polls, in %.",
+        rates_field="cpu_pct",
+        alert=True,
+        export=Series(
+            "vimtui_host_cpu_usage_ratio",
+            "Busy share (kernel + user) of all the host's CPUs between its last two polls, 0 to 1.",
+            unit="ratio",
+            divide=100,
+        ),
+        history="cpu",
+        report=True,
+    ),
+    Metric(
+        "host.mem_pct",
+        "host",
+        "%",
+        "Memory",
+        "Memory the host uses (total - free - buffers - cached), in %.",
+        rates_field="mem_pct",
+        label="memory",
+        alert=True,
+        export=Series(
+            "vimtui_host_memory_used_ratio",
+            "vimtui_host_memory_used_bytes over the total, 0 to 1.",
+            unit="ratio",
+            divide=100,
+        ),
+        history="mem",
+        report=True,
+    ),
+    Metric(
+        "host.poll_seconds",
+        "host",
+        "s",
+        "Poll time",
+        "How long the host's last poll took.",
+        v.host_poll_seconds,
+        export=Series("vimtui_host_poll_seconds", "How long the host's last poll took.", unit="seconds"),
+    ),
+    Metric(
+        "host.last_poll_timestamp",
+        "host",
+        "s",
+        "Last poll",
+        "Wall time of the host's last successful poll, in seconds since the epoch.",
+        v.host_last_poll,
+        export=Series(
+            "vimtui_host_last_poll_timestamp_seconds",
+            "Wall time of the host's last successful poll, in seconds since the epoch.",
+            unit="seconds",
+            lasting=True,
+        ),
+    ),
+    Metric(
+        "host.late_ticks",
+        "host",
+        "",
+        "Late ticks",
+        "Ticks at whose deadline the host's poll had not answered.",
+        v.host_late_ticks,
+        export=Series(
+            "vimtui_host_late_ticks",
+            "Ticks at whose deadline the host's poll had not answered.",
+            kind="counter",
+            lasting=True,
+        ),
+    ),
+    Metric(
+        "host.unreachable",
+        "host",
+        "bool",
+        "Unreachable",
+        "HostState.status is unreachable, auth-failed or hostkey-mismatch.",
+        v.host_unreachable,
+        label="unreachable",
+        alert=True,
+    ),
+)

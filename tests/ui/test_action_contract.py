@@ -21,6 +21,7 @@ from vimtui.core.fleet.tasks import TaskContext
 from vimtui.core.model import FleetState, VmState
 from vimtui.ui.screens.help import HelpScreen
 from vimtui.ui.screens.prompt import PromptScreen
+from vimtui.ui.screens.vm_detail import VmDetailScreen
 
 BAD_COUNT = "count: between 1 and 5, not 9"
 BAD_DEST = "dest: one of kvm-b, not 'nowhere'"
@@ -106,6 +107,15 @@ async def test_the_palette_the_colon_line_the_form_and_help_come_from_one_declar
         assert isinstance(app.screen, PromptScreen) and BAD_COUNT in plain(form.query_one("#error"))
         await typed(pilot, "backspace", "3", "ctrl+s")
         await until(pilot, "the second echo", lambda s: len(audit(tmp_path)) == 2)
+
+        # the VM detail screen: the same key, the same palette entry
+        await typed(pilot, "enter")
+        assert isinstance(app.screen, VmDetailScreen)
+        titles = {t: h for t, h, _ in _vm_action_commands(app.screen)}
+        assert "VM: Test echo web01" in titles
+        await typed(pilot, "f7")
+        await until(pilot, "the form", lambda s: isinstance(app.screen, PromptScreen))
+        await typed(pilot, "escape", "escape")
 
         # `?` help: its key, its binding id, its `:` command with its parameters
         await typed(pilot, "question_mark")

@@ -281,9 +281,7 @@ async def _create_from_image(fleet: Fleet, args: argparse.Namespace, image_args:
 async def _edit(fleet: Fleet, vm: Any) -> str | None:
     from vimtui.core.actions import xmledit
 
-    before = await fleet.sessions[vm.host].call(
-        lambda conn: xmledit.editable_xml(conn.lookupByUUIDString(vm.uuid))
-    )
+    before = await fleet.ask(vm.host, lambda conn: xmledit.editable_xml(conn.lookupByUUIDString(vm.uuid)))
     after = await asyncio.to_thread(xmledit.edit_text, before)
     return None if after is None or after == before else after
 
@@ -348,7 +346,7 @@ async def _list_snapshots(
 ) -> int:
     out: dict[str, Any] = {}
     for vm in vms:
-        snaps = await fleet.sessions[vm.host].call(snapshots, vm.uuid)
+        snaps = await fleet.ask(vm.host, snapshots, vm.uuid)
         out[f"{vm.host}/{vm.name}"] = snaps
     if as_json:
         doc = {k: [_snap_dict(s) for s in v] for k, v in out.items()}

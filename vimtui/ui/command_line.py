@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vimtui.ui.screens.main import MainScreen
+    from vimtui.ui.vm_actions import ActionsMixin
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ def _cancel(screen: MainScreen, args: list[str]) -> str | None:
     return screen.vimapp.fleet.tasks.cancel(int(args[0]))
 
 
-def run_action(screen: MainScreen, name: str, words: list[str]) -> str | None:
+def run_action(screen: ActionsMixin, name: str, words: list[str]) -> str | None:
     """`:start web01 web02` acts on the VMs named (HOST/NAME where a name is on several hosts);
     `:start` alone on the marked VMs or the one under the cursor, like the key. Parameters go as
     `name=value` (`:migrate web01 dest=kvm02`, a yes/no one bare: `:delete old force`), checked here as
@@ -105,24 +106,26 @@ def run_action(screen: MainScreen, name: str, words: list[str]) -> str | None:
     from vimtui.core.actions.params import BadArgument, check_args, parse_words
     from vimtui.ui.vm_actions import state_choices, why_not
 
-    if screen.state is None:
+    app = screen.vimapp
+    state = app.fleet.state
+    if not state.hosts:
         return "no hosts yet"
     act = ACTIONS[name]
     names, given = parse_words(act.params, words)
     if names:
-        vms, errors = resolve(screen.state, names)
+        vms, errors = resolve(state, names)
         if errors:
             return "; ".join(f"{n}: {why}" for n, why in errors)
     else:
         vms = screen.action_targets()
-    reason = why_not(screen.vimapp, name, vms)
+    reason = why_not(app, name, vms)
     if reason:
         return reason
     try:
-        check_args(act.params, given, state_choices(act, vms[0], screen.state), partial=True)
+        check_args(act.params, given, state_choices(act, vms[0], state), partial=True)
     except BadArgument as exc:
         return f":{name}: {exc}"
-    screen.app.run_worker(screen._run_vm_action(name, vms, given), group="vm-actions")
+    app.run_worker(screen.run_vm_action(name, vms, given), group="vm-actions")
     return None
 
 

@@ -12,13 +12,13 @@ from textual.content import Content
 from vimtui.ui.command_line import run_command
 
 if TYPE_CHECKING:
-    from vimtui.ui.screens.main import MainScreen
+    from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.vm_table import SORT_COLUMNS
 
 NOT_AVAILABLE = " — not available"
 
 
-def _vm_action_commands(screen: MainScreen) -> list[tuple[str, str, Callable[[], object]]]:
+def _vm_action_commands(screen: ActionsMixin) -> list[tuple[str, str, Callable[[], object]]]:
     """Every VM action of the registry on the selection; those that do not apply are listed as such, and
     say why. Each says its `:` command and its key as remapped."""
     from vimtui.core.actions import of_kind
@@ -27,7 +27,7 @@ def _vm_action_commands(screen: MainScreen) -> list[tuple[str, str, Callable[[],
 
     vms = screen.action_targets()
     what = vms[0].name if len(vms) == 1 else f"{len(vms)} marked VMs"
-    keymap = screen.app._keymap
+    keymap = screen.vimapp._keymap
     out: list[tuple[str, str, Callable[[], object]]] = []
     for act in of_kind("vm"):
         reason = why_not(screen.vimapp, act.name, vms)
@@ -38,7 +38,7 @@ def _vm_action_commands(screen: MainScreen) -> list[tuple[str, str, Callable[[],
                 (
                     f"VM: {act.title} {what}{NOT_AVAILABLE}",
                     f"{hint}: {reason}",
-                    partial(screen.notify, reason),
+                    partial(screen.vimapp.notify, reason),
                 )
             )
         else:
@@ -51,9 +51,12 @@ def _vm_action_commands(screen: MainScreen) -> list[tuple[str, str, Callable[[],
 class VimCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         from vimtui.ui.screens.main import MainScreen
+        from vimtui.ui.vm_actions import ActionsMixin
 
         app = self.app
-        screen = next((s for s in reversed(app.screen_stack) if isinstance(s, MainScreen)), None)
+        stack = list(reversed(app.screen_stack))
+        screen = next((s for s in stack if isinstance(s, MainScreen)), None)
+        acting = next((s for s in stack if isinstance(s, ActionsMixin)), None)
         out: list[tuple[str, str, Callable[[], object]]] = []
         if screen is not None:
 
@@ -75,7 +78,9 @@ class VimCommands(Provider):
                 out += [
                     (f"Host: {h.name}", f":host {h.name}", cmd(f"host {h.name}")) for h in screen.state.hosts
                 ]
-            out += _vm_action_commands(screen)
+        if acting is not None:  # the actions of the screen in front: the detail screen's VM, or the table's
+            out += _vm_action_commands(acting)
+        if screen is not None:
             for column in (c for c in SORT_COLUMNS if c != "mark"):
                 out.append((f"Sort by {column}", f":sort {column}", cmd(f"sort {column}")))
         out += [

@@ -77,7 +77,7 @@ class ActionsMixin:
         node._bindings = BindingsMap.merge([node._bindings, BindingsMap(action_bindings())])
 
     @property
-    def _app(self) -> VimApp:
+    def vimapp(self) -> VimApp:
         return cast("VimApp", cast(Any, self).app)
 
     def action_targets(self) -> list[VmState]:
@@ -87,23 +87,23 @@ class ActionsMixin:
         """For check_action: None (shown disabled) when the action does not apply to the selection."""
         vms = self.action_targets()
         if action == "vm_action":
-            return None if why_not(self._app, str(parameters[0]), vms) else True
+            return None if why_not(self.vimapp, str(parameters[0]), vms) else True
         if action == "vm_console":
             return True if len(vms) == 1 else None
         return True
 
     def action_vm_action(self, name: str) -> None:
         vms = self.action_targets()
-        reason = why_not(self._app, name, vms)
+        reason = why_not(self.vimapp, name, vms)
         if reason:
-            self._app.notify(reason, severity="warning", timeout=4)
+            self.vimapp.notify(reason, severity="warning", timeout=4)
             return
-        self._app.run_worker(self._run_vm_action(name, vms), group="vm-actions")
+        self.vimapp.run_worker(self.run_vm_action(name, vms), group="vm-actions")
 
-    async def _run_vm_action(
+    async def run_vm_action(
         self, name: str, vms: list[VmState], given: Mapping[str, Any] | None = None
     ) -> list[Task]:
-        app = self._app
+        app = self.vimapp
         act = ACTIONS[name]
         if act.opens == "editor":
             await self._open_editor(vms[0])
@@ -131,20 +131,22 @@ class ActionsMixin:
     async def _offer_force(self, task: Task, vm: VmState) -> None:
         await task.done.wait()
         if task.state == "failed" and "power button" in task.error:
-            answer = await self._app.push_screen_wait(
+            answer = await self.vimapp.push_screen_wait(
                 PromptScreen(
                     f"{vm.name} is still running", [], ok="Force off", detail=task.error, danger=True
                 )
             )
             if answer is not None:
-                operations.submit(self._app.fleet, operations.plan(self._app.fleet.state, "destroy", [vm]))
+                operations.submit(
+                    self.vimapp.fleet, operations.plan(self.vimapp.fleet.state, "destroy", [vm])
+                )
 
     async def _ask_arguments(
         self, act: Action, vms: list[VmState], given: dict[str, Any]
     ) -> dict[str, Any] | None:
         """The action's arguments: the form made from its parameters (none when it asks nothing, or when a
         `:` line gave them all and they check), each value checked by `check_args` as every face does."""
-        app = self._app
+        app = self.vimapp
         vm = vms[0]
         try:
             choices = await operations.choices_for(app.fleet, act, vm)
@@ -203,14 +205,14 @@ class ActionsMixin:
     def action_vm_console(self) -> None:
         vms = self.action_targets()
         if len(vms) == 1:
-            self._app.run_worker(self._open_console(vms[0]), group="vm-console")
+            self.vimapp.run_worker(self._open_console(vms[0]), group="vm-console")
 
     async def _open_console(self, vm: VmState) -> None:
         from vimtui.ui.terminal import console
 
-        await console(self._app, vm)
+        await console(self.vimapp, vm)
 
     async def _open_editor(self, vm: VmState) -> None:
         from vimtui.ui.terminal import edit_xml
 
-        await edit_xml(self._app, vm)
+        await edit_xml(self.vimapp, vm)

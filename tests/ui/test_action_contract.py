@@ -64,8 +64,10 @@ def declared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Action
 
 
 def audit(tmp_path: Path) -> list[dict[str, Any]]:
+    """The audit log's outcome records (each action also has a "started" one, written before it runs)."""
     log = tmp_path / "vimtui" / "audit.log"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [r for r in records if r["outcome"] != "started"]
 
 
 def notified(app: Any, text: str) -> bool:

@@ -20,6 +20,11 @@ settings.load_profile("vimtui")
 
 T = TypeVar("T")
 
+# The screen shows local time, as its user wants; the suite pins the zone so that what it compares (the
+# snapshots' task log and graph axes) is the same on every machine. test_app checks local time is used.
+os.environ["TZ"] = "UTC"
+time.tzset()
+
 # libvirt raises its errors; without this it also prints each one to stderr
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 

@@ -325,7 +325,15 @@ def test_a_read_only_archive_reads_while_the_writer_runs(archive: Archive) -> No
         assert ro.series(VM, "cpu", T0, T0 + 10) == ([T0], [4.0])
         assert ro.events(T0, T0 + 1, keys=[VM]) == [(T0, VM, "alert", "cpu high fired")]
         ro.add(VM, T0 + 10, {"cpu": 1.0})  # ignored
+        ro.note(VM, T0 + 10, "alert", "written by a reader")  # ignored
         ro.flush()
+        assert ro.series(VM, "cpu", T0, T0 + 20) == ([T0], [4.0])
+    # the file itself has nothing of the reader's: the writer (and a fresh reader) see only its own
+    archive.flush()
+    assert archive.series(VM, "cpu", T0, T0 + 20) == ([T0], [4.0])
+    assert archive.events(T0, T0 + 20, keys=[VM]) == [(T0, VM, "alert", "cpu high fired")]
+    with Archive(archive.path, read_only=True) as again:
+        assert again.series(VM, "cpu", T0, T0 + 20) == ([T0], [4.0])
 
 
 def test_after_close_nothing_raises(archive: Archive) -> None:

@@ -56,12 +56,20 @@ def test_version_from_console_script_and_module() -> None:
 
 
 def test_import_savings_keep_what_vimtui_uses() -> None:
-    """plotext without its documentation still draws; find_library still finds real libraries."""
+    """plotext without its documentation still draws; the quick find_library answers as the real one does
+    (asked in a fresh interpreter that never imported vimtui) for the names it answers and for others."""
     import ctypes.util
+    import json
 
     import vimtui  # noqa: F401  (primes the savings)
     from vimtui.ui.widgets.metric_graph import plotext_terminal
 
-    assert ctypes.util.find_library("c") is not None
-    assert ctypes.util.find_library("oqs") is None or "oqs" in ctypes.util.find_library("oqs")  # type: ignore[operator]
-    assert plotext_terminal() is not None
+    names = ["c", "m", "oqs", "liboqs", "no-such-library-here"]
+    code = f"import ctypes.util, json; print(json.dumps([ctypes.util.find_library(n) for n in {names!r}]))"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
+    real = json.loads(out.stdout)
+    assert getattr(ctypes.util.find_library, "vimtui_quick", False)  # the saving is in place
+    assert [ctypes.util.find_library(n) for n in names] == real
+    assert real[0] is not None  # a name that exists is found
+    assert plotext_terminal() is not None  # plotext imports and makes a figure (tests/ui/test_graphs draws)
+    assert sys.modules["plotext._doc.doc"].docs is None  # without building its documentation

@@ -476,8 +476,19 @@ def test_every_format_renders_an_empty_report(tmp_path: Path) -> None:
     with Archive(tmp_path / "h.sqlite") as a:
         r = build_report(a, T0, T0 + 60)
     assert r.empty and r.step is None
-    for fmt in FORMATS:
-        assert render(r, fmt)
+    assert set(FORMATS) == {"csv", "json", "md", "html"}  # a new format gets its check here
+    header, *rows = list(csv.reader(io.StringIO(render(r, "csv"))))
+    assert rows == [] and header[:3] == ["kind", "key", "name"] and "cpu_avg_pct" in header
+    doc = json.loads(render(r, "json"))
+    assert doc["hosts"] == [] and doc["vms"] == []
+    assert (doc["report"]["since"], doc["report"]["until"], doc["report"]["bucket_s"]) == (T0, T0 + 60, None)
+    for fmt in ("md", "html"):
+        text = render(r, fmt)
+        assert "0 hosts, 0 VMs" in text and "no samples in the window" in text, fmt
+        for section in ("Hosts (0)", "VMs (0)", "State changes (0)", "Alerts (0)"):
+            assert section in text, (fmt, section)
+    html = render(r, "html")
+    assert html.rstrip().endswith("</html>") and "<table" not in html and "<svg" not in html
 
 
 def test_metric_names_match_the_fleet() -> None:

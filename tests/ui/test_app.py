@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import time
+from collections.abc import Iterator
 
-from tests.ui.conftest import fleet_app, fleet_config, loaded, plain, typed
+import libvirt
+import pytest
+from textual.widgets import Static
+
+from tests.ui.conftest import CLOCK, fleet_app, fleet_config, loaded, plain, typed
 from vimtui.core.config.settings import ConfigError
 from vimtui.core.fleet.inventory import build_inventory
 from vimtui.ui.app import make_app
+from vimtui.ui.format import size
 from vimtui.ui.screens.help import HelpScreen
 from vimtui.ui.screens.host_detail import HostDetailScreen
 from vimtui.ui.screens.main import MainScreen
@@ -109,15 +115,22 @@ async def test_marks_survive_ticks_and_ctrl_a_marks_what_is_visible() -> None:
 
 
 async def test_tab_moves_between_panes() -> None:
+    """Tab walks the focusable panes in screen order (tree, table, task log; the graphs take no focus)
+    and shift+tab walks them back."""
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         assert isinstance(app.focused, VmTable)
-        seen = []
-        for _ in range(4):
+        forward = []
+        for _ in range(3):
             await typed(pilot, "tab")
-            seen.append(type(app.focused).__name__)
-        assert {"HostTree", "TaskLog"} <= set(seen) and seen[-1] == "VmTable" or "VmTable" in seen
+            forward.append(type(app.focused).__name__)
+        assert forward == ["TaskLog", "HostTree", "VmTable"]
+        backward = []
+        for _ in range(3):
+            await typed(pilot, "shift+tab")
+            backward.append(type(app.focused).__name__)
+        assert backward == ["HostTree", "TaskLog", "VmTable"]
 
 
 async def test_choosing_a_host_in_the_tree_scopes_the_table() -> None:
@@ -146,6 +159,14 @@ async def test_vm_detail_shows_overview_devices_and_xml() -> None:
         assert isinstance(app.screen, VmDetailScreen)
         body = plain(app.screen.query_one("#overview-body"))
         assert "batch01" in body and "paused" in body and "batch" in body  # name, state, tag
+        conn = libvirt.open(app.fleet.state.host("kvm-a").uri)  # type: ignore[union-attr]
+        try:
+            _state, _max_kib, mem_kib, vcpus, _cpu = conn.lookupByName("batch01").info()
+        finally:
+            conn.close()
+        fields = dict(line.split(None, 1) for line in body.splitlines() if line.strip())
+        assert fields["vCPUs"].split()[0] == str(vcpus)  # from the XML where the poll has none
+        assert fields["Memory"].startswith(f"{size(mem_kib * 1024)} allocated")
         devices = plain(app.screen.query_one("#devices-body"))
         assert "vda" in devices and "/var/lib/libvirt/images/batch01.qcow2" in devices
         for _ in range(100):
@@ -168,7 +189,19 @@ async def test_host_detail_shows_capacity_pools_and_networks() -> None:
         await typed(pilot, "d")
         assert isinstance(app.screen, HostDetailScreen)
         capacity = plain(app.screen.query_one("#capacity"))
-        assert "overcommit" in capacity and "16 x" in capacity
+        # the figures as libvirt gives them for the host's file (a connection of the test's own)
+        conn = libvirt.open(app.fleet.state.host("kvm-a").uri)  # type: ignore[union-attr]
+        try:
+            cpus = conn.getInfo()[2]
+            running = [d.info() for d in conn.listAllDomains() if d.state()[0] == libvirt.VIR_DOMAIN_RUNNING]
+        finally:
+            conn.close()
+        vcpus, mem_kib = sum(i[3] for i in running), sum(i[2] for i in running)
+        assert len(running) == 3 and vcpus > 0 and mem_kib > 0
+        assert f"{cpus} x " in capacity
+        assert f"{vcpus} vCPUs on {cpus} CPUs: overcommit {vcpus / cpus:.2f}x" in capacity
+        assert f"{size(mem_kib * 1024)} to running VMs" in capacity
+        assert f"{len(running)} running of 5" in capacity
         for _ in range(100):
             pools = plain(app.screen.query_one("#pools"))
             if "loading" not in pools:
@@ -179,11 +212,24 @@ async def test_host_detail_shows_capacity_pools_and_networks() -> None:
 
 
 async def test_help_lists_binding_ids_and_tasks_view_opens() -> None:
-    app = fleet_app()
+    from vimtui.core.actions import REGISTRY
+    from vimtui.ui.command_line import COMMANDS
+    from vimtui.ui.keys import known_bindings
+
+    app = fleet_app('\n[keys]\n"vm_table.cursor_down" = "n"\n')
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await typed(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
+        keys, actions, commands, *_ = [plain(s, width=240) for s in app.screen.query(Static)]
+        rows = {line.split()[-1]: line for line in keys.splitlines() if line.strip()}
+        assert set(known_bindings(type(app))) <= set(rows)  # every binding id has its row
+        assert rows["vm_table.cursor_down"].split()[0] == "n"  # the remapped key, not the default
+        assert rows["main.filter"].split()[0] == "/"
+        shown = {line.split()[0] for line in commands.splitlines()[2:] if line.strip()}
+        assert {f":{c.name}" for c in COMMANDS} <= shown
+        listed = {line.split()[0] for line in actions.splitlines()[2:] if line.strip().startswith(":")}
+        assert {f":{act.name}" for act in REGISTRY.values()} <= listed
         await typed(pilot, "escape", "colon", *"tasks", "enter")
         assert isinstance(app.screen, TasksScreen)
         log = app.screen.query_one(TaskLog)
@@ -240,3 +286,24 @@ async def test_q_quits() -> None:
         await typed(pilot, "q")
         await pilot.pause()
         assert app.return_code == 0 or not app.is_running
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def test_the_task_log_shows_local_time(new_york: None) -> None:
+    """The suite pins TZ to UTC (tests/conftest.py); the screen still shows the user's local time."""
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        log = app.screen.query_one(TaskLog)
+        line = log.render_line(1).text
+        local = time.strftime("%H:%M:%S", time.localtime(CLOCK))
+        assert local != time.strftime("%H:%M:%S", time.gmtime(CLOCK))  # the zone makes a difference
+        assert line.startswith(local) and "host up" in line

@@ -87,6 +87,24 @@ class VmState:
     def key(self) -> str:
         return f"{self.host}/{self.uuid}"
 
+    @property
+    def vcpu_count(self) -> int | None:
+        """vCPUs from the last poll, else from the domain XML (a poll before the XML was read, or a
+        driver whose stats have none, leaves `vcpus` empty)."""
+        if self.vcpus is not None:
+            return self.vcpus
+        return self.details.vcpus if self.details is not None else None
+
+    @property
+    def memory_kib(self) -> int | None:
+        """The memory the VM has: its balloon's current size, else its maximum, else the domain XML's."""
+        if self.mem_current_kib:
+            return self.mem_current_kib
+        if self.mem_max_kib:
+            return self.mem_max_kib
+        d = self.details
+        return d.memory_kib if d is not None and d.memory_kib else None
+
 
 @dataclass(frozen=True, slots=True)
 class HostState:

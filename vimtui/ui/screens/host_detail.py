@@ -28,8 +28,8 @@ def capacity_rows(host: HostState, state: FleetState) -> list[tuple[str, str]]:
     info, node, rates = host.info, host.node, host.rates
     vms = state.vms_on(host.name)
     running = [v for v in vms if v.state == "running"]
-    vcpus = sum(v.vcpus or 0 for v in running)
-    mem_alloc = sum(v.mem_max_kib or 0 for v in running)
+    vcpus = sum(v.vcpu_count or 0 for v in running)
+    mem_alloc = sum(v.memory_kib or 0 for v in running)
     cpus = info.cpus if info else 0
     used = size(rates.mem_used_kib * 1024) if rates and rates.mem_used_kib is not None else "?"
     mem_total = (node.mem_total_kib if node and node.mem_total_kib else None) or (
@@ -116,8 +116,8 @@ class HostDetailScreen(Screen[None]):
             t.add_row(
                 v.name,
                 v.state,
-                str(v.vcpus or "-"),
-                size((v.mem_max_kib or 0) * 1024),
+                str(v.vcpu_count or "-"),
+                size((v.memory_kib or 0) * 1024),
                 pct(v.rates.cpu_pct if v.rates else None),
             )
         self.query_one("#vms", Static).update(t)

@@ -38,7 +38,7 @@ def kv_table(rows: list[tuple[str, str]]) -> Table:
 
 def overview_rows(vm: VmState, now: float) -> list[tuple[str, str]]:
     d, r = vm.details, vm.rates
-    mem = f"{size((vm.mem_max_kib or 0) * 1024)} allocated"
+    mem = f"{size((vm.memory_kib or 0) * 1024)} allocated"
     if r is not None and r.mem_used_kib is not None:
         mem += f", {size(r.mem_used_kib * 1024)} used ({pct(r.mem_pct)})"
     elif vm.state == "running":
@@ -48,7 +48,7 @@ def overview_rows(vm: VmState, now: float) -> list[tuple[str, str]]:
         ("UUID", vm.uuid),
         ("Host", vm.host),
         ("State", vm.state + ("  (stale: its host is not answering)" if vm.stale else "")),
-        ("vCPUs", f"{vm.vcpus or '-'}" + (f"  CPU {pct(r.cpu_pct)} of its vCPUs" if r else "")),
+        ("vCPUs", f"{vm.vcpu_count or '-'}" + (f"  CPU {pct(r.cpu_pct)} of its vCPUs" if r else "")),
         ("Memory", mem),
         ("CPU model", (d.cpu_model or "-") if d else "-"),
         (

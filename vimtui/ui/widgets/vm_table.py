@@ -158,18 +158,8 @@ _UUID = attrgetter("uuid")
 _HOST_NAME = attrgetter("host", "name")
 
 
-def _vcpus(vm: VmState) -> int | None:
-    if vm.vcpus is not None:
-        return vm.vcpus
-    return vm.details.vcpus if vm.details is not None else None
-
-
-def _mem_total_kib(vm: VmState) -> int | None:
-    if vm.mem_current_kib:
-        return vm.mem_current_kib
-    if vm.mem_max_kib:
-        return vm.mem_max_kib
-    return vm.details.memory_kib if vm.details is not None and vm.details.memory_kib else None
+_vcpus = attrgetter("vcpu_count")
+_mem_total_kib = attrgetter("memory_kib")
 
 
 def _uptime(vm: VmState, now: float) -> float | None:

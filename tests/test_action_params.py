@@ -72,7 +72,7 @@ def test_check_args_insists_on_required_fills_defaults_and_refuses_unknown_names
 def test_computed_choices_are_checked_when_given_and_loose_ones_pass() -> None:
     host = Param("dest", "choice", from_state=lambda vm, st: [])
     assert check_args((host,), {"dest": "x"}) == {"dest": "x"}  # not computed here: the task checks
-    with pytest.raises(BadArgument, match="^dest: one of none, not 'x'$"):
+    with pytest.raises(BadArgument, match="^dest: none to choose from, not 'x'$"):
         check_args((host,), {"dest": "x"}, {"dest": []})
     loose = Param("disks", "list", strict=False)
     assert check_args((loose,), {"disks": "/var/a.qcow2"}, {"disks": [("vda", "vda")]}) == {

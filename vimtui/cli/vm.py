@@ -315,10 +315,17 @@ def _dry_run(
     preview: Sequence[Sequence[str]],
 ) -> int:
     """What would be done, step by step, with what the preview lists (a delete's volumes); exit 1 when
-    any step would be refused."""
+    any step would be refused or its preview says it cannot be done."""
     rows = [
-        {"vm": s.vm, "host": s.host, "action": s.action.name, "args": dict(s.args), "refused": s.refusal}
-        for s in steps
+        {
+            "vm": s.vm,
+            "host": s.host,
+            "action": s.action.name,
+            "args": dict(s.args),
+            "refused": s.refusal,
+            "preview": list(lines),
+        }
+        for s, lines in zip(steps, preview, strict=True)
     ] + [{"vm": name, "host": None, "action": None, "args": {}, "refused": why} for name, why in errors]
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
@@ -328,7 +335,8 @@ def _dry_run(
             print("".join(f"  {line}\n" for line in lines), end="")
         for name, why in errors:
             print(f"would refuse {name}: {why}")
-    return EXIT_OK if not errors and all(s.refusal is None for s in steps) else EXIT_FAILED
+    cannot = any(line.startswith(operations.CANNOT) for lines in preview for line in lines)
+    return EXIT_OK if not errors and not cannot and all(s.refusal is None for s in steps) else EXIT_FAILED
 
 
 def _report(tasks: Sequence[Task], as_json: bool) -> None:

@@ -18,6 +18,9 @@ from vimtui.core.fleet.fleet import Fleet, QueryFailed
 from vimtui.core.fleet.tasks import Task, TaskContext
 from vimtui.core.model import FleetState, VmState
 
+CANNOT = "cannot: "
+"""How a preview line starts when the host says the step cannot be done."""
+
 
 class UnknownAction(ValueError):
     pass
@@ -121,7 +124,7 @@ async def step_preview(fleet: Fleet, step: Step) -> list[str]:
     try:
         return list(await fleet.ask(step.host, step.action.preview, step.uuid, dict(step.args)))
     except Exception as exc:  # the task refuses with the same reason
-        return [f"cannot: {exc}"]
+        return [f"{CANNOT}{exc}"]
 
 
 async def preview(fleet: Fleet, steps: Sequence[Step]) -> list[str]:

@@ -156,8 +156,9 @@ def _in_choices(p: Param, value: str, choices: Sequence[Choice] | None) -> None:
         return  # computed choices not asked for (a dry check): the task checks again
     known = list(p.choices) if choices is None else list(choices)
     if value not in {v for _, v in known}:
-        listed = ", ".join(v for _, v in known) or "none"
-        raise BadArgument(f"{p.name}: one of {listed}, not {value!r}")
+        if not known:
+            raise BadArgument(f"{p.name}: none to choose from, not {value!r}")
+        raise BadArgument(f"{p.name}: one of {', '.join(v for _, v in known)}, not {value!r}")
 
 
 def check_args(

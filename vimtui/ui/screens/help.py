@@ -45,10 +45,11 @@ class HelpScreen(ModalScreen[None]):
         acts.add_column("command", no_wrap=True)
         acts.add_column("does")
         for act in REGISTRY.values():
+            typed = [] if act.opens else act.params  # the editor gives the XML, not the `:` line
             usage = f":{act.name}" + "".join(
-                f" {p.name}={'...' if p.kind != 'bool' else 'yes'}" for p in act.params if p.asked
+                f" {p.name}={'...' if p.kind != 'bool' else 'yes'}" for p in typed
             )
-            params = "".join(f"\n  {p.name}: {p.describe()}" for p in act.params if p.asked)
+            params = "".join(f"\n  {p.name}: {p.describe()}" for p in typed)
             acts.add_row(Text(usage), Text(act.help + params))
         cmds = Table(title="Commands (:)", expand=True, box=None, title_style="bold", header_style="bold")
         cmds.add_column("command", no_wrap=True)

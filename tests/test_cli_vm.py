@@ -1,0 +1,61 @@
+"""`vimtui vm` on libvirt's test driver, in-process: verbs and options made from the action declarations,
+values checked before any host is asked (exit 2, the parameter named), and a dry run that says what a
+delete would remove, exiting 1 when the host says it cannot be done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vimtui.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("VIMTUI_CONFIG", str(tmp_path / "empty.toml"))  # only the host given by --connect
+    return tmp_path
+
+
+def vm(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(["vm", *argv, "--connect", "test:///default"])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_options_come_from_the_declarations(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = vm(capsys, "autostart", "--help")
+    assert code == 0 and "--enable, --no-enable" in out
+    code, out, _ = vm(capsys, "shutdown", "--help")
+    assert code == 0 and "--timeout S" in out and "0..86400" in out and "--force, --no-force" in out
+    code, out, _ = vm(capsys, "snapshot", "revert", "--help")
+    assert code == 0 and "--name SNAP" in out and "(required)" in out
+
+
+def test_a_bad_value_is_a_usage_error_naming_the_parameter(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = vm(capsys, "shutdown", "test", "--timeout", "99999")
+    assert code == 2 and err.strip() == "vimtui: error: vm shutdown: timeout: between 0 and 86400, not 99999"
+    code, _, err = vm(capsys, "migrate", "test", "--to", "elsewhere")  # the one host has no other
+    assert code == 2 and "dest: none to choose from, not 'elsewhere'" in err
+    code, _, err = vm(capsys, "attach-disk", "test", "--source", "default/x", "--bus", "floppy")
+    assert code == 2 and "bus: one of virtio, scsi, sata, usb, ide, fdc, not 'floppy'" in err
+
+
+def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot(
+    capsys: pytest.CaptureFixture[str], data_home: Path
+) -> None:
+    code, out, _ = vm(capsys, "delete", "test", "--force", "--dry-run")
+    assert code == 0, out
+    assert out.startswith("would delete test-default/test (force=True)\n")
+    assert "the definition of test" in out and "kept: vda" in out
+    code, out, _ = vm(capsys, "delete", "test", "--force", "--remove-storage", "vda", "--dry-run", "--json")
+    assert code == 1
+    (row,) = json.loads(out)
+    assert row["refused"] is None and row["preview"][0].startswith("cannot: vda")
+    assert not (data_home / "vimtui" / "audit.log").exists()  # a dry run touches nothing, records nothing

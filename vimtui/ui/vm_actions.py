@@ -51,8 +51,13 @@ def why_not(app: VimApp, name: str, vms: Sequence[VmState]) -> str | None:
     if len(vms) > 1 and not act.bulk:
         return f"{act.title} takes one VM at a time"
     state = app.fleet.state
-    reasons = [act.state_refusal(vm, state) for vm in vms]
-    return None if any(r is None for r in reasons) else reasons[0]
+    first: str | None = None
+    for vm in vms:  # stops at the first VM it applies to: with every VM marked, keys are checked per refresh
+        why = act.state_refusal(vm, state)
+        if why is None:
+            return None
+        first = first or why
+    return first
 
 
 def state_choices(act: Action, vm: VmState, state: FleetState) -> dict[str, list[Choice]]:

@@ -179,3 +179,16 @@ def test_the_cli_verb_its_help_its_checks_and_its_dry_run_come_from_the_declarat
     assert (task["state"], task["result"]) == ("done", "echo web01 x4 to kvm-b")
     (record,) = audit(tmp_path)
     assert (record["outcome"], record["args"]) == ("done", {"count": 4, "dest": "kvm-b", "loud": False})
+
+
+async def test_what_was_typed_is_quoted_as_text_not_markup() -> None:
+    """A `:` line quoting a closing tag ("[/x]") in its error: as markup it would not render (Textual
+    raises on an unmatched closing tag while drawing the toast); as text it shows as typed."""
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await typed(pilot, "colon", *"test-echo web01 count=[/x]", "enter")
+        await pilot.pause()
+        (toast,) = [n for n in app._notifications if "[/x]" in n.message]
+        assert toast.message == ":test-echo: count: a whole number, not '[/x]'" and not toast.markup
+        assert app.is_running

@@ -38,7 +38,7 @@ def _vm_action_commands(screen: ActionsMixin) -> list[tuple[str, str, Callable[[
                 (
                     f"VM: {act.title} {what}{NOT_AVAILABLE}",
                     f"{hint}: {reason}",
-                    partial(screen.vimapp.notify, reason),
+                    partial(screen.vimapp.notify, reason, markup=False),
                 )
             )
         else:

@@ -101,7 +101,7 @@ class ActionsMixin:
         vms = self.action_targets()
         reason = why_not(self.vimapp, name, vms)
         if reason:
-            self.vimapp.notify(reason, severity="warning", timeout=4)
+            self.vimapp.notify(reason, severity="warning", timeout=4, markup=False)
             return
         self.vimapp.run_worker(self.run_vm_action(name, vms), group="vm-actions")
 
@@ -128,7 +128,9 @@ class ActionsMixin:
                 return []
         tasks = operations.submit(app.fleet, steps)
         queued = sum(not t.state.finished for t in tasks)
-        app.notify(f"{act.title}: {queued} task(s) queued, {len(tasks) - queued} refused", timeout=3)
+        app.notify(
+            f"{act.title}: {queued} task(s) queued, {len(tasks) - queued} refused", timeout=3, markup=False
+        )
         if name == "shutdown" and len(tasks) == 1:
             await self._offer_force(tasks[0], vms[0])
         return tasks
@@ -156,12 +158,14 @@ class ActionsMixin:
         try:
             choices = await operations.choices_for(app.fleet, act, vm)
         except QueryFailed as exc:
-            app.notify(f"{act.title}: {exc}", severity="error", timeout=6)
+            app.notify(f"{act.title}: {exc}", severity="error", timeout=6, markup=False)
             return None
         asked = [p for p in act.params if p.asked and not (p.kind == "list" and p.computed and len(vms) > 1)]
         for p in asked:
             if p.required and p.kind == "choice" and p.computed and not choices.get(p.name):
-                app.notify(f"{vm.name}: no {p.title} to choose from", severity="warning", timeout=4)
+                app.notify(
+                    f"{vm.name}: no {p.title} to choose from", severity="warning", timeout=4, markup=False
+                )
                 return None
         state, now = app.fleet.state, app.clock()
         preset: dict[str, Any] = {}
@@ -190,7 +194,7 @@ class ActionsMixin:
                 return check({k: v for k, v in preset.items() if k in {p.name for p in asked}})
             except BadArgument as exc:
                 if not asked or "required" not in str(exc):
-                    app.notify(f"{act.title}: {exc}", severity="error", timeout=6)
+                    app.notify(f"{act.title}: {exc}", severity="error", timeout=6, markup=False)
                     return None
         fields = [field_for(p, preset.get(p.name, p.default), choices.get(p.name, ())) for p in asked]
         what = vm.name if len(vms) == 1 else f"{len(vms)} VMs"

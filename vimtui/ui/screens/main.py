@@ -287,7 +287,7 @@ class MainScreen(ActionsMixin, Screen[None]):
             error = run_command(self, event.value)
             if error:
                 event.input.add_class("-error")
-                self.notify(error, severity="error", timeout=4)
+                self.notify(error, severity="error", timeout=4, markup=False)  # it quotes what was typed
             else:
                 self._close_bar()
 

@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from vimtui.cli.argtypes import seconds
+from vimtui.cli.exits import Exit
+
 if TYPE_CHECKING:  # the parser is built for every command: the exporter is imported when it runs
     from vimtui.core.config.settings import Config
     from vimtui.core.fleet.inventory import HostSpec
 
-EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_LISTEN = "127.0.0.1:9177"
 
 
@@ -55,16 +57,6 @@ def _listen(text: str) -> tuple[str | None, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
 def add_export_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     help = "serve the fleet's metrics to Prometheus (OpenMetrics) until SIGINT or SIGTERM"
     p = sub.add_parser("export", parents=[common], help=help, description=help)
@@ -79,7 +71,7 @@ def add_export_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--interval",
         metavar="S",
-        type=_positive,
+        type=seconds(),
         default=None,
         help="seconds between polls (default: the config's interval)",
     )
@@ -93,7 +85,7 @@ def _show(host: str | None, port: int) -> str:
 
 def _error(message: str) -> int:
     print(f"vimtui: error: {message}", file=sys.stderr, flush=True)
-    return EXIT_USAGE
+    return Exit.USAGE
 
 
 async def run_export(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
@@ -142,4 +134,4 @@ async def run_export(args: argparse.Namespace, config: Config, specs: Sequence[H
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 5)
         await fleet.stop()
-    return EXIT_OK
+    return Exit.OK

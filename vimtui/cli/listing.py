@@ -9,17 +9,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vimtui.cli.exits import Exit, UsageError
+from vimtui.cli.reach import connected
 from vimtui.core.config.settings import Config
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState, HostState, VmState
-
-EXIT_OK, EXIT_UNREACHABLE = 0, 3
-
-
-class UsageError(Exception):
-    """A request that names something that does not exist (exit status 2)."""
 
 
 async def run(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
@@ -35,7 +31,7 @@ async def run(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec
     await fleet.start(tick=False)
     try:
         d = config.defaults
-        await fleet.connected(within=d.connect_timeout + d.call_timeout + 5)
+        await connected(fleet, config)
         if args.command == "stats":
             await _stats(fleet, args, config)
         else:
@@ -47,7 +43,7 @@ async def run(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec
         failed = [h for h in fleet.state.hosts if not h.status.healthy]
         for h in failed:
             print(f"vimtui: {h.name}: {h.status}: {h.message}", file=sys.stderr)
-        return EXIT_UNREACHABLE if failed else EXIT_OK
+        return Exit.UNREACHABLE if failed else Exit.OK
     finally:
         await fleet.stop()
 

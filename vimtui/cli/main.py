@@ -10,38 +10,71 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from vimtui import __version__
+from vimtui.cli.argtypes import seconds, whole
+from vimtui.cli.exits import Exit, UsageError
+from vimtui.cli.reach import Unreachable
 from vimtui.core.config.settings import ConfigError
 from vimtui.core.fleet.inventory import InventoryError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+class _Gather(argparse.Action):
+    """Appends each value to the one list it was given (its `const`): every level of subcommands parses
+    into a namespace of its own and argparse copies the innermost one's values over the outer ones', so
+    a value given before the subcommand and one given after it would not both survive in the namespace."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, _opt: Any = None
+    ) -> None:
+        self.const.append(values)
 
 
-def _common() -> argparse.ArgumentParser:
-    """Options accepted before and after the subcommand."""
+def _common(given: dict[str, list[str]]) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand (and after a subcommand's verb), gathered into
+    `given` wherever they appear (see `merge_common`)."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--config",
+        action=_Gather,
+        const=given["config"],
+        dest="given_config",
         metavar="PATH",
         default=argparse.SUPPRESS,
         help="config file (default: $VIMTUI_CONFIG, else ~/.config/vimtui/config.toml)",
     )
     p.add_argument(
         "--connect",
+        action=_Gather,
+        const=given["connect"],
+        dest="given_connect",
         metavar="URI",
-        action="append",
         default=argparse.SUPPRESS,
         help="add a host: ssh://user@host[:port] or any libvirt URI (repeatable)",
     )
     return p
 
 
+def merge_common(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(--config, --connect) from wherever they were given: every --connect in order; one --config (given
+    more than once, the values must agree)."""
+    given: dict[str, list[str]] = getattr(args, "given", {})
+    configs = list(dict.fromkeys(given.get("config", [])))
+    if len(configs) > 1:
+        raise UsageError(f"--config given more than once: {', '.join(map(repr, configs))}; give one")
+    return (configs[0] if configs else None), list(given.get("connect", []))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    given: dict[str, list[str]] = {"config": [], "connect": []}
+    common = _common(given)
     parser = argparse.ArgumentParser(
-        prog="vimtui", description="A terminal manager for fleets of libvirt hosts.", parents=[common]
+        prog="vimtui",
+        description="A terminal manager for fleets of libvirt hosts.",
+        parents=[common],
     )
+    parser.set_defaults(given=given)
     parser.add_argument("--version", action="version", version=f"vimtui {__version__}")
     parser.add_argument(
         "--wall", action="store_true", help="read-only NOC display: large graphs per group, no action keys"
@@ -57,11 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interval",
         metavar="S",
-        type=_positive,
+        type=seconds(),
         default=None,
         help="seconds between polls (default: the config's interval)",
     )
-    p.add_argument("--count", metavar="N", type=_count, default=1, help="samples to print (default 1)")
+    p.add_argument(
+        "--count", metavar="N", type=whole(1, 10**6), default=1, help="samples to print (default 1)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON document per sample (JSON Lines)")
     from vimtui.cli.vm import add_vm_parser
 
@@ -75,35 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1: {text!r}")
-    return int(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config_path = getattr(args, "config", None)
-    connect = getattr(args, "connect", [])
     from vimtui.core.fleet.startup import load_inventory
 
     try:
+        config_path, connect = merge_common(args)
         config, specs = load_inventory(config_path, connect)
-    except (ConfigError, InventoryError) as exc:
+    except (ConfigError, InventoryError, UsageError) as exc:
         print(f"vimtui: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from vimtui.cli import listing as headless
+        return Exit.USAGE
     from vimtui.core.fleet.startup import tune_gc
 
     try:
@@ -127,22 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vimtui.cli.export import run_export
 
             return asyncio.run(run_export(args, config, specs))
-        return asyncio.run(headless.run(args, config, specs))
-    except (
-        headless.UsageError,
-        vm_usage_error(),
-        RuntimeError,
-    ) as exc:  # RuntimeError: an unsafe runtime dir
+        from vimtui.cli.listing import run as run_listing
+
+        return asyncio.run(run_listing(args, config, specs))
+    except (UsageError, RuntimeError) as exc:  # RuntimeError: an unsafe runtime dir
         print(f"vimtui: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return Exit.USAGE
+    except Unreachable as exc:
+        print(f"vimtui: {exc}", file=sys.stderr)
+        return Exit.UNREACHABLE
     except KeyboardInterrupt:
         return 130
-
-
-def vm_usage_error() -> type[Exception]:
-    from vimtui.cli.vm import UsageError
-
-    return UsageError
+    except Exception as exc:  # a bug: said in one line, never as a traceback
+        print(f"vimtui: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return Exit.FAILED
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -24,10 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vimtui.cli.argtypes import whole
+from vimtui.cli.exits import Exit
+from vimtui.core.units import parse_duration
+
 if TYPE_CHECKING:  # the parser is built for every command: the report's modules load when it runs
     from vimtui.core.config.settings import Config
 
-EXIT_OK, EXIT_EMPTY, EXIT_USAGE = 0, 1, 2
 FORMATS = ("csv", "json", "md", "html")
 """As vimtui.core.report.model.FORMATS (checked by a test), without importing it for every command."""
 DEFAULT_SINCE = "24h"
@@ -48,16 +52,17 @@ def parse_when(text: str) -> When:
     """A time from the command line: "now"; a duration before now ("90m", "7d", "2h30m", "45s"); an ISO
     8601 time ("2024-05-01T12:00Z", "2024-05-01 12:00" in local time without an offset); or "@" and epoch
     seconds. ValueError otherwise."""
-    from vimtui.core.monitor.alerts import parse_duration
-
     value = text.strip()
     if value.lower() == "now":
         return When(ago=0.0)
     if value.startswith("@"):
         try:
-            return When(at=float(value[1:]))
+            at = float(value[1:])
         except ValueError:
             raise ValueError(f"not epoch seconds: {text!r}") from None
+        if not math.isfinite(at):
+            raise ValueError(f"not epoch seconds: {text!r}")
+        return When(at=at)
     seconds = parse_duration(value)
     if seconds is not None:
         return When(ago=seconds)
@@ -75,12 +80,6 @@ def _when(text: str) -> When:
         return parse_when(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _top(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0: {text!r}")
-    return int(text)
 
 
 def add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -110,7 +109,7 @@ def add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top",
         metavar="N",
-        type=_top,
+        type=whole(0, 1000),
         default=5,
         help="VMs charted in md and html: the N busiest by average CPU (default 5)",
     )
@@ -170,12 +169,12 @@ def run_report(
     until = args.until.resolve(now) if args.until is not None else now
     if not since < until:
         _say(f"error: the window is empty: --since is not before --until ({since:.0f} >= {until:.0f})")
-        return EXIT_USAGE
+        return Exit.USAGE
     fmt = choose_format(args.format, args.output)
     path = data_dir(env) / HISTORY_FILE
     if not path.exists():
         _say(f"no history at {path}: the screen (vimtui) and `vimtui export` keep it while they run")
-        return EXIT_EMPTY
+        return Exit.FAILED
     problems: list[str] = []
     # the archive's problems come back through `problems` and are said once, below (not also by logging's
     # last-resort handler)
@@ -190,14 +189,14 @@ def run_report(
         archive.close()
     if problems or report is None:
         _say(f"error: {problems[0] if problems else f'history archive {path} cannot be read'}")
-        return EXIT_USAGE
+        return Exit.USAGE
     if report.empty:
         what = f" for {report.filters.describe()}" if report.filters.describe() else ""
         _say(
             f"nothing recorded{what} from {_utc(since)} to {_utc(until)} in {path} "
             "(see --since, --host, --group, --tenant)"
         )
-        return EXIT_EMPTY
+        return Exit.FAILED
     text = render(report, fmt)
     if args.output and args.output != "-":
         out = Path(args.output)
@@ -205,12 +204,12 @@ def run_report(
             write_atomically(out, text)
         except OSError as exc:
             _say(f"error: cannot write {out}: {exc.strerror or exc}")
-            return EXIT_USAGE
+            return Exit.USAGE
         _say(f"wrote {out} ({fmt}: {plural(len(report.hosts), 'host')}, {plural(len(report.vms), 'VM')})")
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    return EXIT_OK
+    return Exit.OK
 
 
 def _utc(t: float) -> str:

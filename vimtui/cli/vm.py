@@ -15,21 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vimtui.cli.argtypes import whole
+from vimtui.cli.exits import Exit, UsageError
+from vimtui.cli.reach import connected
 from vimtui.core.actions import ACTIONS, Action, of_kind, operations
 from vimtui.core.actions.params import BadArgument, Param, check_args
+from vimtui.core.actions.xmledit import EditorError
 from vimtui.core.config.settings import Config
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.fleet.tasks import ActionError, Task
 from vimtui.core.poll.host_queries import snapshots
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    pass
-
 
 # -- parser -----------------------------------------------------------------------------------------
 
@@ -112,9 +109,9 @@ def _hand_made_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     src.add_argument("--template", metavar="VM", help="a shut-off VM on that host to copy")
     src.add_argument("--image", metavar="POOL/VOLUME", help="a qcow2 cloud image in a pool of that host")
     p.add_argument("--linked", action="store_true", help="(template) qcow2 overlays, not full copies")
-    p.add_argument("--vcpus", type=int)
-    p.add_argument("--memory", type=int, metavar="MIB")
-    p.add_argument("--disk", type=int, metavar="GIB", help="(image) grow the disk to this size")
+    p.add_argument("--vcpus", type=whole(1))
+    p.add_argument("--memory", type=whole(1), metavar="MIB")
+    p.add_argument("--disk", type=whole(1), metavar="GIB", help="(image) grow the disk to this size")
     p.add_argument("--pool", default="default", help="(image) pool for the new volumes (default)")
     p.add_argument("--network", default="default", help="(image) network, or bridge:NAME")
     p.add_argument("--hostname", help="(image) cloud-init hostname (default: NAME)")
@@ -178,7 +175,7 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
     await fleet.start(tick=False)
     try:
         d = config.defaults
-        await fleet.connected(within=d.connect_timeout + d.call_timeout + 5)
+        await connected(fleet, config)
         state = await fleet.tick(deadline=d.call_timeout)
         unreachable = [h for h in state.hosts if not h.status.healthy]
         vms, errors = operations.resolve(state, args.names, args.host)
@@ -206,10 +203,14 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
                 "linked": args.linked,
             }
         if verb == "edit" and vms and not errors:
-            text = await _edit(fleet, vms[0])
+            try:
+                text = await _edit(fleet, vms[0])
+            except EditorError as exc:
+                print(f"vimtui: {vms[0].name}: {exc}", file=sys.stderr)
+                return Exit.FAILED
             if text is None:
                 print(f"{vms[0].name}: unchanged, nothing to do", file=sys.stderr)
-                return EXIT_OK
+                return Exit.OK
             extra = {"xml": text}
         steps = operations.plan(state, action, vms, extra)
         if args.dry_run:
@@ -221,14 +222,14 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
             lines = await operations.preview(fleet, runnable)
             if not _ask(lines, f"{act.title}: {len(runnable)} VM(s)"):
                 print("nothing done", file=sys.stderr)
-                return EXIT_FAILED
+                return Exit.FAILED
         tasks = operations.refuse_unresolved(fleet, action, errors, args.host)
         tasks += operations.submit(fleet, steps)
         await fleet.tasks.wait(tasks)
         _report(tasks, args.json)
         if unreachable and errors:
-            return EXIT_UNREACHABLE
-        return EXIT_OK if all(t.ok for t in tasks) else EXIT_FAILED
+            return Exit.UNREACHABLE
+        return Exit.OK if all(t.ok for t in tasks) else Exit.FAILED
     finally:
         await fleet.stop()
 
@@ -271,11 +272,11 @@ async def _create_from_image(fleet: Fleet, args: argparse.Namespace, image_args:
         if why is None and fleet.state.find_vm(args.name, args.host):
             why = f"a VM named {args.name!r} already exists on {args.host}"
         print(f"would {'refuse: ' + why if why else 'create'} {args.host}/{args.name} from {args.image}")
-        return EXIT_FAILED if why else EXIT_OK
+        return Exit.FAILED if why else Exit.OK
     task = submit_create_from_image(fleet, args.host, **image_args)
     await fleet.tasks.wait([task])
     _report([task], args.json)
-    return EXIT_OK if task.ok else EXIT_FAILED
+    return Exit.OK if task.ok else Exit.FAILED
 
 
 async def _edit(fleet: Fleet, vm: Any) -> str | None:
@@ -295,7 +296,7 @@ async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str,
     refusal = console.console_refusal(vm)
     if refusal:
         print(f"vimtui: {refusal}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     conn = fleet.sessions[vm.host].connection()
     log = fleet.tasks.audit
     audit = console.console_audit(log, vm) if log is not None else None
@@ -303,9 +304,9 @@ async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str,
         message = await asyncio.to_thread(console.attach_terminal, conn, vm.uuid, audit=audit)
     except ActionError as exc:  # it would not open, or could not be recorded (then it was not opened)
         print(f"vimtui: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     print(f"\r\n{message or 'detached'}", file=sys.stderr)
-    return EXIT_OK
+    return Exit.OK
 
 
 def _dry_run(
@@ -336,7 +337,7 @@ def _dry_run(
         for name, why in errors:
             print(f"would refuse {name}: {why}")
     cannot = any(line.startswith(operations.CANNOT) for lines in preview for line in lines)
-    return EXIT_OK if not errors and not cannot and all(s.refusal is None for s in steps) else EXIT_FAILED
+    return Exit.OK if not errors and not cannot and all(s.refusal is None for s in steps) else Exit.FAILED
 
 
 def _report(tasks: Sequence[Task], as_json: bool) -> None:
@@ -371,7 +372,7 @@ async def _list_snapshots(
                 print(f"  {'  ' * level}{s.name}{mark}  [{s.state}, {kind}]  {s.description}")
     for name, why in errors:
         print(f"vimtui: {name}: {why}", file=sys.stderr)
-    return EXIT_FAILED if errors else EXIT_OK
+    return Exit.FAILED if errors else Exit.OK
 
 
 def _snap_dict(s: Any) -> dict[str, Any]:

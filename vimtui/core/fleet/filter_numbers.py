@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from vimtui.core import metrics
 from vimtui.core.model import VmState
+from vimtui.core.units import parse_duration
 
 
 class _HasNow(Protocol):
@@ -20,9 +21,7 @@ _NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _PLAIN_RE = re.compile(_NUM)
 _PERCENT_RE = re.compile(_NUM + "%?")
 _BYTES_RE = re.compile(_NUM + r"(?:([kmgt])(?:i?b)?|(b))?", re.IGNORECASE)
-_DURATION_PART_RE = re.compile(_NUM + "([smhdw])", re.IGNORECASE)
 _POWERS = {"": 1.0, "k": 2.0**10, "m": 2.0**20, "g": 2.0**30, "t": 2.0**40}
-_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def plain_number(value: str) -> float | None:
@@ -52,17 +51,8 @@ def _mebibytes(value: str) -> float | None:
 
 
 def _duration(value: str) -> float | None:
-    """Seconds: 90, or parts with s/m/h/d/w suffixes (2h30m)."""
-    plain = plain_number(value)
-    if plain is not None:
-        return plain
-    total, end = 0.0, 0
-    for m in _DURATION_PART_RE.finditer(value):
-        if m.start() != end:
-            return None
-        total += float(m.group(1)) * _SECONDS[m.group(2).lower()]
-        end = m.end()
-    return total if end and end == len(value) else None
+    """Seconds: 90, or parts with ms/s/m/h/d/w suffixes (2h30m): the one duration parser."""
+    return parse_duration(value)
 
 
 NUMBER_PARSERS: dict[str, Callable[[str], float | None]] = {

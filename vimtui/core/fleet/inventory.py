@@ -64,7 +64,10 @@ class HostSpec:
 
 
 def _parse_ssh(text: str) -> HostSpec:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # an unclosed [IPv6, a bad port
+        raise InventoryError(f"{text!r}: {exc}") from None
     if parts.query or parts.fragment:
         raise InventoryError(f"{text!r}: ssh:// takes no ?query or #fragment")
     userinfo, at, hostport = parts.netloc.rpartition("@")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from vimtui.core import metrics
 from vimtui.core.model import Severity
 from vimtui.core.text import CONTROL_CHARS
+from vimtui.core.units import parse_duration
 
 __all__ = [
     "DEFAULT_RULES",
@@ -210,30 +211,6 @@ def effective_rules(configured: Sequence[Rule], *, defaults: bool = True) -> tup
     out = [by_name.pop(d.name, d) for d in DEFAULT_RULES] if defaults else []
     out += [r for r in configured if r.name in by_name]
     return tuple(out)
-
-
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|secs|sec|s|mins|min|m|hrs|hr|h|d)?\s*", re.I)
-_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600, "hr": 3600}
-_SECONDS |= {"hrs": 3600, "d": 86400, "": 1}
-
-
-def parse_duration(value: str | float) -> float | None:
-    """Seconds from a number (seconds) or a string: "60", "60s", "60 s", "5m", "1h30m", "500ms";
-    None when it is none of these or negative."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) and value >= 0 else None
-    total, end, parts = 0.0, 0, 0
-    for m in _DURATION_PART.finditer(value):
-        if m.start() != end or m.end() == m.start():
-            return None
-        unit = (m.group(2) or "").lower()
-        if not unit and parts:
-            return None  # "1m 30": a bare number only alone
-        total += float(m.group(1)) * _SECONDS[unit]
-        end, parts = m.end(), parts + 1
-    return total if parts and end == len(value) else None
 
 
 _RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*(?:/\s*s)?\s*", re.I)

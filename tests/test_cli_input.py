@@ -52,9 +52,9 @@ def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
         (("stats", "--interval", "0"), "--interval: must be more than 0 seconds"),
         (("stats", "--interval", "soon"), "--interval: not a duration"),
         (("export", "--interval", "-1"), "--interval: must be more than 0 seconds"),
-        (("vm", "shutdown", "--wait", "--timeout", "-5", "test"), "--timeout: must be more than 0 seconds"),
-        (("vm", "shutdown", "--wait", "--timeout", "nan", "test"), "--timeout: must be a finite number"),
-        (("vm", "migrate", "--to", "h", "--bandwidth", "-1", "test"), "--bandwidth: must be at least 0"),
+        (("vm", "shutdown", "--timeout", "-5", "test"), "vm shutdown: timeout: between 0 and 86400"),
+        (("vm", "shutdown", "--timeout", "nan", "test"), "vm shutdown: timeout: a finite number"),
+        (("vm", "migrate", "--to", "h", "--bandwidth", "-1", "test"), "vm migrate: bandwidth_mib: between 0"),
         (
             ("vm", "create", "x", "--host", "h", "--template", "t", "--vcpus", "0"),
             "--vcpus: must be at least 1",

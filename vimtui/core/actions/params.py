@@ -7,6 +7,7 @@ Every face (form, `:` command, CLI verb) builds itself from these declarations a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,8 @@ def _number(p: Param, value: Any) -> int | float:
         except ValueError:
             what = {"int": "a whole number", "float": "a number", "size": "a size in MiB (512, 2G)"}[p.kind]
             raise BadArgument(f"{p.name}: {what}, not {value!r}") from None
+    if not math.isfinite(number):  # nan passes every bound; an infinite timeout waits forever
+        raise BadArgument(f"{p.name}: a finite number, not {value!r}")
     if p.kind != "float":
         if not float(number).is_integer():
             raise BadArgument(f"{p.name}: a whole number, not {value!r}")

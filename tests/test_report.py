@@ -6,6 +6,7 @@ exit statuses. Also the archive's labels (describe/labels), its schema-1 migrati
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from vimtui.core.monitor.archive import SCHEMA_VERSION, Archive
+from vimtui.core.report.as_html import svg_chart
 from vimtui.core.report.model import (
     FORMATS,
     HOST_METRICS,
@@ -33,6 +35,7 @@ from vimtui.core.report.model import (
     VM_METRICS,
     Filters,
     Report,
+    Series,
     build_report,
 )
 from vimtui.core.report.render import render
@@ -415,6 +418,20 @@ def test_the_html_report_is_well_formed_escaped_and_matches_the_samples(
     assert f"CPU and memory of {ODD} (kvm01)" in p.titles
     assert [r[2] for r in p.tables["changes"][1:]] == ["stopped", "started", "suspended"]
     assert [r[3] for r in p.tables["alerts"][1:]] == ["critical", "warning", "critical"]
+    # the VMs' table (over twenty columns) scrolls within a box of its own, not the page
+    assert re.search(r'<div class="wide"><table class="vms">', text)
+    assert re.search(r"\.wide \{ overflow-x: auto;", text)
+
+
+def test_a_charts_axis_labels_fit_left_of_its_axis() -> None:
+    """Byte rates of any size: every y label (10 px, text-anchor end at x) has room left of x."""
+    for peak in (900.0, 200 * 1024.0, 47 * 2**20, 3 * 2**40):
+        series = Series([float(T0), float(T0 + 60)], [peak / 2, peak], [peak, peak])
+        svg = svg_chart([("read", series)], T0, T0 + 120, 60.0, "B/s", "Disk")
+        labels = re.findall(r'<text x="([0-9.]+)" y="[0-9.]+" text-anchor="end">([^<]+/s)</text>', svg)
+        assert len(labels) == 3
+        for x, text in labels:
+            assert float(x) >= 6.5 * len(html.unescape(text)), (peak, text, x)
 
 
 # -- filters, windows, empty --------------------------------------------------------------------------
@@ -442,19 +459,23 @@ def test_filters(dataset: tuple[Path, Data], filters: Filters, keys: set[str]) -
     assert keys_of(r) == keys and r.empty == (not keys)
 
 
-def test_a_window_of_an_hour_or_more_reads_five_minute_buckets(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("fine_keep", "step"), [(86400, FINE), (1800, 300)])
+def test_an_hour_reads_the_fine_tier_where_it_is_kept(tmp_path: Path, fine_keep: int, step: int) -> None:
+    """An hour the 10-second buckets cover is drawn from them (360 buckets, not a dozen 5-minute dots);
+    where the fine tier is kept for less than the window, from the 5-minute buckets."""
     data = fill(tmp_path / "h.sqlite", extra_hours=1)
     since, until = T0 + 60, T0 + 3600 + 60
-    want = expected(data, since, until, step=300)
-    with Archive(tmp_path / "h.sqlite", read_only=True) as a:
+    want = expected(data, since, until, step=step)
+    with Archive(tmp_path / "h.sqlite", read_only=True, fine_keep=fine_keep) as a:
         r = build_report(a, since, until)
-    assert r.step == 300
+    assert r.step == step
     for s in r.subjects:
         w = want[s.key]
         assert close(s.uptime, w.uptime), (s.key, s.uptime, w.uptime)
         assert all(close(s.metrics[m].avg, w.avg[m]) and s.metrics[m].samples == w.n[m] for m in w.n)
     host = next(s for s in r.hosts if s.key == "kvm01")
     assert host.uptime == 3600 and host.uptime_pct == 100  # every bucket, clipped to the window
+    assert len(host.series["cpu"].times) >= (50 if step == FINE else 12)
     assert {s.key for s in r.vms} == {k for k in VMS if k in want}
 
 

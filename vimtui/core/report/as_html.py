@@ -12,7 +12,6 @@ from vimtui.core.report.cells import (
     VM_HEAD,
     event_rows,
     fmt_duration,
-    fmt_rate,
     gaps,
     header_lines,
     metric_cells,
@@ -31,12 +30,15 @@ from vimtui.core.report.model import (
     Series,
     Subject,
 )
-from vimtui.core.units import nice_step
+from vimtui.core.units import format_bytes, nice_step
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1b1f24; background: #fff; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 1.6em; } h3 { font-size: 1.05em; }
 table { border-collapse: collapse; margin: .5em 0; }
+.wide { overflow-x: auto; max-width: 100%; margin: .5em 0; } .wide table { margin: 0; }
+table.vms { font-size: 13px; } table.vms th, table.vms td { padding: .15em .35em; }
+table.vms td:first-child, td.n { white-space: nowrap; }
 th, td { border: 1px solid #d0d7de; padding: .2em .5em; text-align: left; vertical-align: middle; }
 th { background: #f6f8fa; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2em 1em; } dt { font-weight: 600; }
@@ -100,8 +102,6 @@ def svg_chart(
     height: int = 150,
 ) -> str:
     """A line chart of up to four series (label, series) over [since, until] with axes and a legend."""
-    left, right, top_m, bottom = 56, 8, 18, 20
-    pw, ph = width - left - right, height - top_m - bottom
     span = max(until - since, 1e-9)
     peak = max((max(s.avgs) for _l, s in lines if s.avgs), default=0.0)
     if unit == "%":
@@ -109,7 +109,12 @@ def svg_chart(
         tick_label: Callable[[float], str] = lambda v: f"{v:g}%"  # noqa: E731
     else:
         top = nice_step(peak)
-        tick_label = lambda v: fmt_rate(v)  # noqa: E731
+        tick_label = lambda v: format_bytes(v) + "/s"  # noqa: E731
+    ticks = [(frac, tick_label(top * frac)) for frac in (0.0, 0.5, 1.0)]
+    # the y labels end 4 px left of the axis: room for the widest at about 6.5 px a character (10 px font)
+    left = max(36, 8 + math.ceil(6.5 * max(len(text) for _f, text in ticks)))
+    right, top_m, bottom = 8, 18, 20
+    pw, ph = width - left - right, height - top_m - bottom
 
     def x(t: float) -> float:
         return left + pw * (min(max(t + slot / 2, since), until) - since) / span
@@ -121,12 +126,10 @@ def svg_chart(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img"><title>{_e(title)}</title>'
     ]
-    for frac in (0.0, 0.5, 1.0):
+    for frac, text in ticks:
         gy = top_m + ph * (1 - frac)
         out.append(f'<line class="grid" x1="{left}" y1="{gy:.1f}" x2="{left + pw}" y2="{gy:.1f}"/>')
-        out.append(
-            f'<text x="{left - 4}" y="{gy + 3:.1f}" text-anchor="end">{_e(tick_label(top * frac))}</text>'
-        )
+        out.append(f'<text x="{left - 4}" y="{gy + 3:.1f}" text-anchor="end">{_e(text)}</text>')
     out.append(f'<line class="axis" x1="{left}" y1="{top_m}" x2="{left}" y2="{top_m + ph}"/>')
     for i, frac in enumerate((0.0, 0.5, 1.0)):
         gx = left + pw * frac
@@ -165,9 +168,10 @@ def svg_sparkline(
 
 
 def _html_table(head: Sequence[str], rows: Iterable[Sequence[tuple[str, bool]]], cls: str) -> list[str]:
-    """Cells are (html, numeric): the html is already escaped."""
+    """Cells are (html, numeric): the html is already escaped. A table wider than the page (the VMs' has
+    over twenty columns) scrolls sideways within its own box, not the page."""
     out = [
-        f'<table class="{cls}"><thead><tr>'
+        f'<div class="wide"><table class="{cls}"><thead><tr>'
         + "".join(f"<th>{_e(h)}</th>" for h in head)
         + "</tr></thead><tbody>"
     ]
@@ -175,7 +179,7 @@ def _html_table(head: Sequence[str], rows: Iterable[Sequence[tuple[str, bool]]],
         out.append(
             "<tr>" + "".join(f'<td class="n">{c}</td>' if n else f"<td>{c}</td>" for c, n in row) + "</tr>"
         )
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return out
 
 

@@ -21,7 +21,6 @@ from vimtui.core.monitor.archive.codec import (
 )
 from vimtui.core.monitor.archive.schema import SERIES, is_corrupt, parse_labels
 from vimtui.core.monitor.archive.state import (
-    SUMMARY_COARSE_STEPS,
     ArchiveBase,
     Event,
     Summary,
@@ -91,8 +90,8 @@ class ArchiveReads(ArchiveBase):
 
     def summary(self, keys: Iterable[str] | None, since: float, until: float) -> Summary:
         """Per key and metric: (average, peak, samples) over the buckets overlapping [since, until]; all
-        keys when `keys` is None. Windows of an hour or more (12 coarse steps) read the coarse tier, so
-        their edges are rounded to coarse buckets; shorter ones the fine tier where it reaches back."""
+        keys when `keys` is None. Windows the fine tier covers are read from it; longer ones, or ones
+        reaching back before it, from the coarse tier, their edges rounded to coarse buckets."""
         wanted = None if keys is None else frozenset(keys)
         try:
             with self._view(wanted) as view:
@@ -339,8 +338,10 @@ class ArchiveReads(ArchiveBase):
             yield key, b // self._ratio, v
 
     def _summary_tier(self, view: View, since: float, until: float) -> bool:
-        """Whether `summary()` (and `timelines()`) read the coarse tier for [since, until]."""
-        return until - since >= SUMMARY_COARSE_STEPS * self.coarse_step or self._use_coarse(view, since)
+        """Whether `summary()` (and `timelines()`) read the coarse tier for [since, until]: only for a window
+        longer than the fine tier keeps, or reaching back before the fine tier's oldest bucket (an hour
+        drawn from 5-minute buckets is a dozen dots where the fine tier has 360 points)."""
+        return until - since > self.fine_keep or self._use_coarse(view, since)
 
     def _use_coarse(self, view: View, since: float) -> bool:
         """Whether the coarse tier has a bucket in the window from before the fine tier starts."""

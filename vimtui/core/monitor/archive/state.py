@@ -25,8 +25,6 @@ TIME_LIMIT = float(2**40)
 """Sample times beyond +-this (year 36812) are ignored: they would not fit the integer columns."""
 TRIM_TO = 0.9
 """Over `max_bytes`, the oldest rows are deleted until the data takes this share of it."""
-SUMMARY_COARSE_STEPS = 12
-"""`summary()` reads the coarse tier for windows of this many coarse steps or more (an hour by default)."""
 """`PRAGMA user_version` of the files this code writes; a file with a higher one is left alone. 2: the
 keys' labels (version 1 had none; it is migrated in place)."""
 

@@ -113,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None or (args.command == "vm" and args.verb == "console"):
+        return _main(args)  # the screen, or the guest's console: the terminal is theirs
+    from vimtui.cli.safe_output import neutralised_output
+
+    with neutralised_output():  # names and messages from hosts are printed as text
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from vimtui.core.fleet.startup import load_inventory
 
     try:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 
 from vimtui.core.config.settings import Config, ConfigError, default_config_path
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState
+from vimtui.core.text import shown
 from vimtui.ui.commands import VimCommands
 from vimtui.ui.keys import apply_keymap
 from vimtui.ui.messages import FleetUpdated
@@ -96,6 +98,31 @@ class VimApp(App[None]):
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         for screen in self.screen_stack:  # screens underneath keep their picture current too
             screen.post_message(FleetUpdated(message.state))
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification (the screens' and widgets' come here too) is shown as the text it is: what
+        it says often comes from a host (a VM name, libvirt's error), so it is never parsed as markup, and
+        its control characters are made visible. `markup` is accepted for Textual's signature only."""
+        message, title = shown(message), shown(title)
+        if timeout is None:
+            super().notify(message, title=title, severity=severity, markup=False)
+        else:
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c, pressed out of habit: say how to quit (Textual's own text is markup, which `notify`
+        no longer reads)."""
+        keys = [k for k, b in self.active_bindings.items() if b.binding.action in ("quit", "app.quit")]
+        if keys:
+            self.notify(f"Press {keys[0]} to quit the app", title="Do you want to quit?")
 
     # -- actions ----------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""Command palette provider (ctrl+p): every `:` command, every host, every theme, every screen action."""
+"""Command palette provider (ctrl+p): every `:` command, every host, every theme, every screen action.
+
+Hits name hosts and VMs: their titles and help are shown as text (Textual's matcher would read them as
+markup), with the typed letters highlighted."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
+from textual.fuzzy import Matcher
 
+from vimtui.core.text import shown
 from vimtui.ui.command_line import run_command
 
 if TYPE_CHECKING:
@@ -46,6 +51,23 @@ def _vm_action_commands(screen: ActionsMixin) -> list[tuple[str, str, Callable[[
                 (f"VM: {act.title} {what}", f"{hint}: {act.help}", partial(run_action, screen, act.name, []))
             )
     return out
+
+
+def as_text(title: str, matcher: Matcher | None = None) -> Content:
+    """A hit's title as text, never markup; with a matcher, the letters it matched highlighted."""
+    content = Content(shown(title))  # one character for one: the matcher's offsets still apply
+    if matcher is not None:
+        _score, offsets = matcher.fuzzy_search.match(matcher.query, title)
+        for offset in offsets:
+            if not title[offset].isspace():
+                content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
+
+
+def help_markup(text: str) -> str:
+    """A hit's help, which Textual's palette always reads as markup: every "[" escaped, so it shows as
+    written (Textual's own `escape` doubles a backslash before a bracket; this one round-trips)."""
+    return shown(text).replace("[", "\\[")
 
 
 class VimCommands(Provider):
@@ -93,16 +115,17 @@ class VimCommands(Provider):
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._commands():
-            yield DiscoveryHit(_greyed(Content(title), title), callback, help=help_text)
+            yield DiscoveryHit(_greyed(as_text(title), title), callback, text=title, help=help_markup(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, callback in self._commands():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, _greyed(matcher.highlight(title), title), callback, help=help_text)
+                hit = _greyed(as_text(title, matcher), title)
+                yield Hit(score, hit, callback, text=title, help=help_markup(help_text))
 
 
-def _greyed(shown: Content, title: str) -> Content:
+def _greyed(content: Content, title: str) -> Content:
     """An action that does not apply is listed dim (choosing it says why)."""
-    return shown.stylize("dim") if title.endswith(NOT_AVAILABLE) else shown
+    return content.stylize("dim") if title.endswith(NOT_AVAILABLE) else content

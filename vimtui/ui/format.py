@@ -1,4 +1,5 @@
-"""Human units for the screen: short, fixed-width-friendly strings shared by the widgets.
+"""Human units for the screen: short, fixed-width-friendly strings shared by the widgets, and `literal`,
+the one way text from a host or a user reaches a widget.
 
 Pure functions (no Textual, no clock). Unknown values (None, NaN) come out as `missing` ("-" by default),
 never as a made-up zero. Sizes use binary units with one letter (K = KiB) and at most four characters:
@@ -10,9 +11,43 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rich.cells import cell_len, set_cell_size
+from rich.style import Style
+from rich.text import Text
+
+from vimtui.core.text import shown
+
 MISSING = "-"
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 _UNITS = "KMGTPE"
+
+
+def literal(text: object, style: str | Style = "", *, keep: str = "") -> Text:
+    """Text from a host or a user (a VM name, a path, an error message) as the screen shows it: control
+    and escape characters made visible (vimtui.core.text.shown), and a Text, so no widget or table parses
+    it as markup (`[/x]` is shown, not a crash; `[on black]` is shown, not obeyed). `keep="\n"` where
+    the text may run over several lines."""
+    return Text(shown(str(text), keep=keep), style=style)
+
+
+def text_row(*cells: str) -> list[Text]:
+    """A table row whose cells carry text from a host: each a `literal`."""
+    return [literal(c) for c in cells]
+
+
+def head_line(name: str, rest: str = "") -> Text:
+    """A screen's first line: a name in bold, then the rest, all shown as text."""
+    line = Text()
+    line.append(shown(name), "bold")
+    line.append(shown(rest))
+    return line
+
+
+def fit(text: str, width: int) -> str:
+    """`text` in exactly `width` terminal cells, wide characters counted as two: cut or padded."""
+    if text.isascii():
+        return text[:width].ljust(width)
+    return set_cell_size(text, width) if cell_len(text) != width else text
 
 
 def pct(value: float | None, *, digits: int = 1, missing: str = MISSING) -> str:

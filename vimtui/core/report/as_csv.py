@@ -6,6 +6,7 @@ import csv
 import io
 
 from vimtui.core.report.cells import iso, num, unit_slug
+from vimtui.core.text import csv_cell
 from vimtui.core.report.model import (
     METRICS,
     Report,
@@ -60,5 +61,5 @@ def render_csv(report: Report) -> str:
             f = s.metrics.get(m)
             row += ["", "", ""] if f is None else [num(f.avg), num(f.peak), f.samples]
         row += [len(s.state_changes), s.alerts_fired, s.alerts_resolved]
-        w.writerow(row)
+        w.writerow([csv_cell(c) if isinstance(c, str) else c for c in row])
     return out.getvalue()

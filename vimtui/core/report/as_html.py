@@ -30,6 +30,7 @@ from vimtui.core.report.model import (
     Series,
     Subject,
 )
+from vimtui.core.text import shown
 from vimtui.core.units import format_bytes, nice_step
 
 _CSS = """
@@ -58,7 +59,7 @@ svg.spark .line { stroke-width: 1; }
 
 
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html.escape(shown(text, keep="\n"), quote=True)
 
 
 def _polylines(

@@ -28,6 +28,7 @@ from vimtui.core.report.model import (
     Report,
     Series,
 )
+from vimtui.core.text import shown
 from vimtui.core.units import nice_step
 
 _MD_SPECIAL = set("\\`*_[]<>|&~")
@@ -38,7 +39,7 @@ no cell or heading of ours starts with the name)."""
 def md_escape(text: str) -> str:
     """Text for a Markdown table cell or heading: punctuation backslash-escaped (CommonMark), so a VM
     named `<b>|x` shows as written, and line breaks as spaces."""
-    text = " ".join(text.splitlines())
+    text = shown(" ".join(text.splitlines()))
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
 
 

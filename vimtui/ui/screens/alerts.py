@@ -20,7 +20,8 @@ from textual.widgets import Static
 
 from vimtui.core.fleet.activity import Entry
 from vimtui.core.monitor.alerts import Alert
-from vimtui.ui.format import duration
+from vimtui.core.text import shown
+from vimtui.ui.format import duration, literal
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.widgets.key_bar import KeyBar
 
@@ -38,7 +39,7 @@ def banner_text(alerts: Sequence[Alert], now: float) -> Text:
     more = f"  (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
     text = Text(f" ▲ {len(alerts)} alert{'s' if len(alerts) > 1 else ''} firing · ", style="bold")
     text.append(f"{top.severity} ", SEVERITY_STYLE.get(str(top.severity), ""))
-    text.append(f"{top.message} ({duration(now - top.fired_at)}){more}  ·  :alerts")
+    text.append(f"{shown(top.message)} ({duration(now - top.fired_at)}){more}  ·  :alerts")
     return text
 
 
@@ -49,10 +50,10 @@ def alerts_table(alerts: Sequence[Alert], now: float) -> Table:
     for a in alerts:
         table.add_row(
             Text(str(a.severity), SEVERITY_STYLE.get(str(a.severity), "")),
-            a.subject,
-            a.rule,
+            literal(a.subject),
+            literal(a.rule),
             duration(now - a.fired_at),
-            a.message,
+            literal(a.message),
         )
     return table
 
@@ -65,10 +66,10 @@ def history_table(entries: Sequence[Entry]) -> Table:
         fired = e.action.startswith("alert ")
         table.add_row(
             time.strftime("%H:%M:%S", time.localtime(e.time)),
-            e.host,
-            e.vm,
-            Text(e.action, "bold red" if fired and e.state == "failed" else ("" if fired else "green")),
-            e.message,
+            literal(e.host),
+            literal(e.vm),
+            literal(e.action, "bold red" if fired and e.state == "failed" else ("" if fired else "green")),
+            literal(e.message),
         )
     return table
 

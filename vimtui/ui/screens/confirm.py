@@ -1,4 +1,5 @@
-"""A yes/no question as a modal screen. The default is No; `y` answers yes, `n`/esc no."""
+"""A yes/no question as a modal screen. The default is No; `y` answers yes, `n`/esc no. The question is
+shown as text (it may name a VM)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from vimtui.ui.format import literal
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -31,7 +34,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question, id="question")
+            yield Static(literal(self.question, keep="\n"), id="question")
             with Horizontal():
                 yield Button("No", id="no", variant="default")
                 yield Button(self.yes, id="yes", variant="error" if self.has_class("-danger") else "primary")

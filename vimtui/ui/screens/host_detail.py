@@ -15,7 +15,7 @@ from textual.widgets import Static
 from vimtui.core.fleet.fleet import QueryFailed
 from vimtui.core.model import FleetState, HostState
 from vimtui.core.poll import host_queries as queries
-from vimtui.ui.format import pct, size
+from vimtui.ui.format import head_line, literal, pct, size, text_row
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.vm_detail import kv_table
 from vimtui.ui.widgets.key_bar import KeyBar
@@ -105,20 +105,21 @@ class HostDetailScreen(Screen[None]):
         host = state.host(self.host_name)
         if host is None:
             return
-        self.query_one("#head", Static).update(
-            f"[b]{host.name}[/b]  ·  {host.group or '-'}  ·  {host.status}"
-        )
+        head = head_line(host.name, f"  ·  {host.group or '-'}  ·  {host.status}")
+        self.query_one("#head", Static).update(head)
         self.query_one("#capacity", Static).update(kv_table(capacity_rows(host, state)))
         t = Table(title="VMs", title_justify="left", expand=True, box=None, header_style="bold")
         for col in ("name", "state", "vcpus", "memory", "cpu"):
             t.add_column(col)
         for v in state.vms_on(host.name):
             t.add_row(
-                v.name,
-                v.state,
-                str(v.vcpu_count or "-"),
-                size((v.memory_kib or 0) * 1024),
-                pct(v.rates.cpu_pct if v.rates else None),
+                *text_row(
+                    v.name,
+                    v.state,
+                    str(v.vcpu_count or "-"),
+                    size((v.memory_kib or 0) * 1024),
+                    pct(v.rates.cpu_pct if v.rates else None),
+                )
             )
         self.query_one("#vms", Static).update(t)
 
@@ -130,8 +131,8 @@ class HostDetailScreen(Screen[None]):
         try:
             inv = await self.vimapp.fleet.ask(self.host_name, queries.host_inventory)
         except QueryFailed as exc:
-            self.query_one("#pools", Static).update(f"storage pools: {exc}")
-            self.query_one("#networks", Static).update(f"networks: {exc}")
+            self.query_one("#pools", Static).update(literal(f"storage pools: {exc}"))
+            self.query_one("#networks", Static).update(literal(f"networks: {exc}"))
             return
         pools = Table(title="Storage pools", title_justify="left", expand=True, box=None, header_style="bold")
         for col in ("pool", "type", "state", "capacity", "allocated", "available", "used", "path"):
@@ -139,26 +140,30 @@ class HostDetailScreen(Screen[None]):
         for p in inv.pools:
             used = 100.0 * p.allocation / p.capacity if p.capacity else None
             pools.add_row(
-                p.name,
-                p.type,
-                "active" if p.active else "inactive",
-                size(p.capacity),
-                size(p.allocation),
-                size(p.available),
-                pct(used),
-                p.path or "-",
+                *text_row(
+                    p.name,
+                    p.type,
+                    "active" if p.active else "inactive",
+                    size(p.capacity),
+                    size(p.allocation),
+                    size(p.available),
+                    pct(used),
+                    p.path or "-",
+                )
             )
         nets = Table(title="Networks", title_justify="left", expand=True, box=None, header_style="bold")
         for col in ("network", "state", "forward", "bridge", "address", "dhcp"):
             nets.add_column(col)
         for n in inv.networks:
             nets.add_row(
-                n.name,
-                "active" if n.active else "inactive",
-                n.forward,
-                n.bridge or "-",
-                n.address or "-",
-                "yes" if n.dhcp else "no",
+                *text_row(
+                    n.name,
+                    "active" if n.active else "inactive",
+                    n.forward,
+                    n.bridge or "-",
+                    n.address or "-",
+                    "yes" if n.dhcp else "no",
+                )
             )
         self.query_one("#pools", Static).update(pools)
         self.query_one("#networks", Static).update(nets)

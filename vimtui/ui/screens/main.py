@@ -13,6 +13,7 @@ from textual.widgets import Input, Static
 
 from vimtui.core.fleet.filter import Query, QueryError, describe, parse_query
 from vimtui.core.model import FleetState, VmState
+from vimtui.ui.format import literal
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.alerts import banner_text
 from vimtui.ui.vm_actions import ActionsMixin
@@ -162,7 +163,7 @@ class MainScreen(ActionsMixin, Screen[None]):
         running = sum(v.state == "running" for v in st.vms.values())
         shown = self.query_one(VmTable).visible_count
         parts = [
-            f"[b]vimtui[/b]  {self.scope.label}",
+            f"vimtui  {self.scope.label}",
             f"hosts {up}/{len(st.hosts)} up",
             f"vms {running}/{len(st.vms)} running",
             f"showing {shown}",
@@ -172,7 +173,9 @@ class MainScreen(ActionsMixin, Screen[None]):
         marked = len(self.query_one(VmTable).marked)
         if marked:
             parts.append(f"marked {marked}")
-        self.query_one("#title", Static).update("  ·  ".join(parts))
+        title = literal("  ·  ".join(parts))  # names hosts and groups, and the filter as typed
+        title.stylize("bold", 0, len("vimtui"))
+        self.query_one("#title", Static).update(title)
 
     @on(HostTree.ScopeChanged)
     def _scope_changed(self, event: HostTree.ScopeChanged) -> None:
@@ -324,6 +327,11 @@ class MainScreen(ActionsMixin, Screen[None]):
         self.scope = ALL
         self._refresh_vms()
         self._refresh_title()
+
+    def on_task_log_open_requested(self, message: TaskLog.OpenRequested) -> None:
+        from vimtui.ui.screens.task_detail import TaskDetailScreen
+
+        self.app.push_screen(TaskDetailScreen(message.entry_id))
 
     def on_task_log_cancel_requested(self, message: TaskLog.CancelRequested) -> None:
         app: VimApp = self.app  # type: ignore[assignment]

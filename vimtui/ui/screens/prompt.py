@@ -1,6 +1,7 @@
 """A small form as a modal screen: the arguments of an action, one field per parameter (a snapshot's name,
 a destination host, which disks to remove), or a bare confirmation. Returns the values by field name, or
-None when cancelled.
+None when cancelled. Title, detail, labels and choices name VMs, disks and snapshots: all are shown as
+text (`literal`), never as markup.
 
 Enter moves to the next field and submits from the last; ctrl+s submits from anywhere; escape cancels.
 The values are checked by the `check` given (the action's own, the same as the `:` line's and the CLI's);
@@ -20,6 +21,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from vimtui.ui.format import literal
 
 Check = Callable[[Mapping[str, Any]], dict[str, Any]]
 """Turns the form's raw values into checked ones; raises ValueError with the message to show."""
@@ -85,22 +88,22 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static(Text(self.title_text), id="title")
+            yield Static(literal(self.title_text), id="title")
             if self.detail:
-                yield Static(Text(self.detail), id="detail")
+                yield Static(literal(self.detail, keep="\n"), id="detail")
             for f in self.fields:
                 if f.kind == "bool":
-                    yield Checkbox(Text(f.label), bool(f.default), id=_wid(f.name))
+                    yield Checkbox(literal(f.label), bool(f.default), id=_wid(f.name))
                 elif f.kind == "list":
-                    yield Label(Text(f.label))
+                    yield Label(literal(f.label))
                     ticked = set(f.default or ())
                     for label, value in f.choices:
-                        yield Checkbox(Text(label), value in ticked, id=_wid(f.name, value))
+                        yield Checkbox(literal(label), value in ticked, id=_wid(f.name, value))
                 else:
-                    yield Label(Text(f.label + (" *" if f.required else "")))
+                    yield Label(literal(f.label + (" *" if f.required else "")))
                     if f.kind == "choice":
                         yield Select(
-                            [(Text(label), value) for label, value in f.choices],
+                            [(literal(label), value) for label, value in f.choices],
                             value=f.default if f.default is not None else Select.BLANK,
                             id=_wid(f.name),
                         )
@@ -108,7 +111,7 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
                         value = "" if f.default is None else str(f.default)
                         yield Input(value, id=_wid(f.name))
                 if f.help and f.kind != "bool":
-                    yield Static(Text(f.help), classes="help")
+                    yield Static(literal(f.help), classes="help")
             yield Static("", id="error")
             keys = f"enter next field · ctrl+s {self.ok} · esc cancel" if self.fields else "esc cancel"
             yield Static(Text(keys), id="keys")
@@ -156,7 +159,7 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
     def action_submit(self) -> None:
         values = self._checked()
         if isinstance(values, str):
-            self.query_one("#error", Static).update(Text(values))
+            self.query_one("#error", Static).update(literal(values))
             name = values.partition(":")[0]
             if any(f.name == name for f in self.fields):
                 target = self.query(f"#{_wid(name)}")

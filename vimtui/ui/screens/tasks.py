@@ -40,6 +40,11 @@ class TasksScreen(Screen[None]):
         app: VimApp = self.app  # type: ignore[assignment]
         self.query_one(TaskLog).update(app.fleet.activity.entries())
 
+    def on_task_log_open_requested(self, message: TaskLog.OpenRequested) -> None:
+        from vimtui.ui.screens.task_detail import TaskDetailScreen
+
+        self.app.push_screen(TaskDetailScreen(message.entry_id))
+
     def on_task_log_cancel_requested(self, message: TaskLog.CancelRequested) -> None:
         app: VimApp = self.app  # type: ignore[assignment]
         why = app.fleet.tasks.cancel(message.task_id)

@@ -17,7 +17,8 @@ from textual.widgets import Static, TabbedContent, TabPane
 from vimtui.core.fleet.fleet import QueryFailed
 from vimtui.core.model import VmState
 from vimtui.core.poll import host_queries as queries
-from vimtui.ui.format import duration, pct, rate, size
+from vimtui.core.text import shown
+from vimtui.ui.format import duration, head_line, literal, pct, rate, size, text_row
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.graphs import GraphPanel
@@ -28,11 +29,12 @@ if TYPE_CHECKING:
 
 
 def kv_table(rows: list[tuple[str, str]]) -> Table:
+    """Label and value: values hold names, paths and messages from the host, shown as text."""
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     for k, v in rows:
-        t.add_row(k, v)
+        t.add_row(literal(k), literal(v, keep="\n"))
     return t
 
 
@@ -77,23 +79,27 @@ def devices_table(vm: VmState) -> Table:
     for disk in d.disks if d else ():
         dr = r.disk(disk.target) if r else None
         t.add_row(
-            disk.target,
-            disk.device,
-            disk.source or "-",
-            disk.driver_type or "-",
-            rate(dr.rd_bps) if dr else "-",
-            rate(dr.wr_bps) if dr else "-",
+            *text_row(
+                disk.target,
+                disk.device,
+                disk.source or "-",
+                disk.driver_type or "-",
+                rate(dr.rd_bps) if dr else "-",
+                rate(dr.wr_bps) if dr else "-",
+            )
         )
     t.add_section()
     for nic in d.nics if d else ():
         nr = r.nic(nic.target) if r and nic.target else None
         t.add_row(
-            nic.target or "-",
-            f"nic {nic.model or ''}".strip(),
-            f"{nic.source or '-'}  {nic.mac or ''}",
-            "",
-            f"rx {rate(nr.rx_bps)}" if nr else "-",
-            f"tx {rate(nr.tx_bps)}" if nr else "-",
+            *text_row(
+                nic.target or "-",
+                f"nic {nic.model or ''}".strip(),
+                f"{nic.source or '-'}  {nic.mac or ''}",
+                "",
+                f"rx {rate(nr.rx_bps)}" if nr else "-",
+                f"tx {rate(nr.tx_bps)}" if nr else "-",
+            )
         )
     return t
 
@@ -154,10 +160,12 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
     def _refresh(self) -> None:
         vm = self.vm()
         if vm is None:
-            self.query_one("#head", Static).update(f"{self.key}: gone (undefined or its host was removed)")
+            self.query_one("#head", Static).update(
+                literal(f"{self.key}: gone (undefined or its host was removed)")
+            )
             return
         now = self.vimapp.clock()
-        self.query_one("#head", Static).update(f"[b]{vm.name}[/b] on {vm.host}  ·  {vm.state}")
+        self.query_one("#head", Static).update(head_line(vm.name, f" on {vm.host}  ·  {vm.state}"))
         self.query_one("#overview-body", Static).update(kv_table(overview_rows(vm, now)))
         self.query_one("#devices-body", Static).update(devices_table(vm))
         fleet = self.vimapp.fleet
@@ -181,10 +189,11 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
             xml = await self.vimapp.fleet.ask(vm.host, queries.domain_xml, vm.uuid)
             snaps = await self.vimapp.fleet.ask(vm.host, queries.snapshots, vm.uuid)
         except QueryFailed as exc:
-            xml_body.update(f"cannot read the domain XML: {exc}")
-            snap_body.update(f"cannot list snapshots: {exc}")
+            xml_body.update(literal(f"cannot read the domain XML: {exc}"))
+            snap_body.update(literal(f"cannot list snapshots: {exc}"))
             return
         theme = "ansi_light" if not self.app.current_theme.dark else "ansi_dark"
+        xml = shown(xml, keep="\n\t")
         xml_body.update(Syntax(xml, "xml", theme=theme, line_numbers=True, word_wrap=False))
         if not snaps:
             snap_body.update("no snapshots")
@@ -198,5 +207,6 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
             depth[s.name] = level
             name = "  " * level + ("└ " if level else "") + s.name + ("  ◀ current" if s.current else "")
             created = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else "-"
-            t.add_row(name, s.state, "external" if s.external else "internal", created, s.description)
+            kind = "external" if s.external else "internal"
+            t.add_row(*text_row(name, s.state, kind, created, s.description))
         snap_body.update(t)

@@ -1,10 +1,12 @@
 """Wall mode (`vimtui --wall`): a read-only NOC display. Large counters and host graphs per group, an alerts
-banner, and the groups in turn every `wall_cycle` seconds. No action keys."""
+banner (the alert rules firing, then hosts down and VMs crashed or stopped by an I/O error), and the groups
+in turn every `wall_cycle` seconds. No action keys. Names and messages are shown as text."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
@@ -12,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Digits, Label, Static
 
 from vimtui.core.model import FleetState, HostState
+from vimtui.ui.format import literal
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.widgets.graphs import GraphPanel
 
@@ -35,8 +38,11 @@ def pages(state: FleetState) -> list[tuple[str, list[HostState]]]:
 
 
 def alerts(state: FleetState) -> list[str]:
-    """What needs a human now (the alert rules of a later issue will add theirs)."""
-    out = [f"host {h.name} {h.status}: {h.message}".rstrip(": ") for h in state.hosts if not h.status.healthy]
+    """What needs a human now: the alert rules firing (most severe first, as the fleet state has them),
+    then what needs no rule: hosts not answering, VMs crashed or paused by an I/O error."""
+    out = [f"{a.severity}: {a.message or a.subject}" for a in state.alerts]
+    down = [h for h in state.hosts if not h.status.healthy]
+    out += [f"host {h.name} {h.status}: {h.message}".rstrip(": ") for h in down]
     out += [f"vm {v.name} on {v.host} {v.state}" for v in state.vms.values() if v.state in ("crashed",)]
     out += [
         f"vm {v.name} on {v.host} paused (I/O error)"
@@ -44,6 +50,11 @@ def alerts(state: FleetState) -> list[str]:
         if v.state == "paused" and v.reason == 5
     ]  # VIR_DOMAIN_PAUSED_IOERROR
     return out
+
+
+def banner_text(found: list[str]) -> Text:
+    """The banner: each alert as text (a host's message is the host's to say, never markup)."""
+    return literal("  ⚠  " + "   ·   ".join(found)) if found else Text("all clear")
 
 
 class Counter(Vertical):
@@ -124,15 +135,15 @@ class WallScreen(Screen[None]):
         found = alerts(state)
         banner = self.query_one("#banner", Static)
         banner.set_class(bool(found), "-alert")
-        banner.update("  ⚠  " + "   ·   ".join(found) if found else "all clear")
+        banner.update(banner_text(found))
         all_pages = pages(state)
         if not all_pages:
             return
         self.page %= len(all_pages)
         group, hosts = all_pages[self.page]
-        self.query_one("#group", Static).update(
-            f"{group}    [dim]page {self.page + 1}/{len(all_pages)}[/dim]"
-        )
+        head = literal(group)
+        head.append(f"    page {self.page + 1}/{len(all_pages)}", "dim")
+        self.query_one("#group", Static).update(head)
         names = {h.name for h in hosts}
         vms = [v for v in state.vms.values() if v.host in names]
         up = sum(h.status.healthy for h in hosts)
@@ -150,6 +161,6 @@ class WallScreen(Screen[None]):
             grid.mount_all(panels)
         now = self.vimapp.clock()
         for panel, host in zip(panels, hosts, strict=True):
-            panel.border_title = f"{host.name}  {host.status}"
+            panel.border_title = literal(f"{host.name}  {host.status}")
             panel.set_class(not host.status.healthy, "-down")
             panel.show(host.name, "host", self.vimapp.fleet.host_history, now=now)

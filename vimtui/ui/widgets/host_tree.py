@@ -12,7 +12,8 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from vimtui.core.model import FleetState, HostState, HostStatus
-from vimtui.ui.format import pct
+from vimtui.core.text import shown
+from vimtui.ui.format import literal, pct
 
 MARKS = {
     HostStatus.UP: ("●", "tree--up"),
@@ -95,7 +96,7 @@ class HostTree(Tree[Scope]):
                 agg[2] += total
                 agg[3] += running
         for path, (hosts, up, total, running) in group_totals.items():
-            label = Text(path.rsplit("/", 1)[-1], style="bold")
+            label = literal(path.rsplit("/", 1)[-1], "bold")
             label.append(f"  {up}/{hosts} up  {running}/{total} vms", style=self._style("tree--dim"))
             self._by_scope[Scope("group", path)].set_label(label)
         up = sum(h.status.healthy for h in state.hosts)
@@ -113,9 +114,9 @@ class HostTree(Tree[Scope]):
                 path = f"{path}/{part}" if path else part
                 gscope = Scope("group", path)
                 if gscope not in self._by_scope:
-                    self._by_scope[gscope] = parent.add(part, data=gscope, expand=True)
+                    self._by_scope[gscope] = parent.add(literal(part), data=gscope, expand=True)
                 parent = self._by_scope[gscope]
-            node = self._by_scope[scope] = parent.add_leaf(host.name, data=scope)
+            node = self._by_scope[scope] = parent.add_leaf(literal(host.name), data=scope)
         return node
 
     def _style(self, component: str) -> Style:
@@ -124,7 +125,7 @@ class HostTree(Tree[Scope]):
     def _host_label(self, host: HostState, total: int, running: int) -> Text:
         mark, component = MARKS[host.status]
         label = Text(mark + " ", style=self._style(component))
-        label.append(host.name, style="bold" if host.status.healthy else "")
+        label.append(shown(host.name), style="bold" if host.status.healthy else "")
         if host.status.healthy:
             r = host.rates
             cpu, mem = (r.cpu_pct, r.mem_pct) if r else (None, None)

@@ -1,6 +1,9 @@
 """TaskLog: every task and event, newest first (time, host, VM, action, state, progress, duration, error).
 
-A Line-API view over a snapshot of the activity log: only the visible lines are drawn.
+A Line-API view over a snapshot of the activity log: only the visible lines are drawn. Hosts, VMs and
+messages are a host's text: drawn as plain segments (never markup), their control characters made
+visible, cut by terminal cells (a wide character takes two). A line is cut at the pane's edge: `enter`
+asks for the entry whole (the screen opens it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from vimtui.core.fleet.activity import Entry
+from vimtui.core.text import shown
+from vimtui.ui.format import fit
 
 STATE_CLASS = {
     "failed": "task-log--failed",
@@ -66,8 +71,16 @@ class TaskLog(ScrollView, can_focus=True):
         Binding("k,up", "cursor(-1)", "Up", show=False, id="task_log.up"),
         Binding("g,home", "cursor_to(0)", "Top", show=False, id="task_log.top"),
         Binding("G,end", "cursor_to(-1)", "Bottom", show=False, id="task_log.bottom"),
+        Binding("enter", "open", "Details", id="task_log.open"),
         Binding("x", "cancel_task", "Cancel task", id="task_log.cancel"),
     ]
+
+    class OpenRequested(Message):
+        """The operator asked to see the entry under the cursor whole."""
+
+        def __init__(self, entry_id: int) -> None:
+            super().__init__()
+            self.entry_id = entry_id
 
     class CancelRequested(Message):
         """The operator asked to cancel the task under the cursor."""
@@ -114,6 +127,11 @@ class TaskLog(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor - height + 1, animate=False)
         self.refresh()
 
+    def action_open(self) -> None:
+        entry = self.current
+        if entry is not None:
+            self.post_message(self.OpenRequested(entry.id))
+
     def action_cancel_task(self) -> None:
         entry = self.current
         if entry is not None:
@@ -125,12 +143,12 @@ class TaskLog(ScrollView, can_focus=True):
 
     def _line_text(self, e: Entry, now: float) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
-        text = e.error or e.message
+        text = shown(e.error or e.message)
         if e.state != "event":
             text = f"#{e.id} {text}"
         return (
-            f"{stamp}  {e.host[:12]:12}  {e.vm[:16]:16}  {e.action[:20]:20}  {e.state:9}  "
-            f"{progress_bar(e.progress)}  {duration(e, now):>7}  {text}"
+            f"{stamp}  {fit(shown(e.host), 12)}  {fit(shown(e.vm), 16)}  {fit(shown(e.action), 20)}  "
+            f"{e.state:9}  {progress_bar(e.progress)}  {duration(e, now):>7}  {text}"
         )
 
     def render_line(self, y: int) -> Strip:
@@ -151,4 +169,4 @@ class TaskLog(ScrollView, can_focus=True):
         if index == self.cursor and self.has_focus:
             style += self.get_component_rich_style("task-log--cursor")
         text = self._line_text(entry, self.now())
-        return Strip([Segment(text[:width].ljust(width), style)], width)
+        return Strip([Segment(fit(text, width), style)], width)

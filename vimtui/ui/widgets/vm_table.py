@@ -35,6 +35,7 @@ from textual.strip import Strip
 
 from vimtui.core.model import VmState
 from vimtui.core.monitor.rings import History
+from vimtui.core.text import shown
 from vimtui.ui import format as fmt
 
 SPARK_CELLS = 8
@@ -858,9 +859,9 @@ class VmTable(ScrollView, can_focus=True):
         if cid == "mark":
             return MARK if marked else ""
         if cid == "name":
-            return vm.name
+            return shown(vm.name)  # a host's text: no escape or bidi control reaches the terminal
         if cid == "host":
-            return vm.host
+            return shown(vm.host)
         if cid == "state":
             return vm.state
         if cid == "vcpu":
@@ -890,11 +891,11 @@ class VmTable(ScrollView, can_focus=True):
                 return ""
             return fmt.pair(fmt.rate(r.net_rx_bps, per=""), fmt.rate(r.net_tx_bps, per=""))
         if cid == "ip":
-            return vm.ips[0] if vm.ips else ""
+            return shown(vm.ips[0]) if vm.ips else ""
         if cid == "uptime":
             up = _uptime(vm, self._now)
             return "" if up is None else fmt.duration(up)
         if cid == "tags":
             d = vm.details
-            return ",".join(d.tags) if d is not None else ""
+            return shown(",".join(d.tags)) if d is not None else ""
         return ""

@@ -115,7 +115,8 @@ class VimCommands(Provider):
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._commands():
-            yield DiscoveryHit(_greyed(as_text(title), title), callback, text=title, help=help_markup(help_text))
+            shown_title = _greyed(as_text(title), title)
+            yield DiscoveryHit(shown_title, callback, text=title, help=help_markup(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)

@@ -6,11 +6,11 @@ import csv
 import io
 
 from vimtui.core.report.cells import iso, num, unit_slug
-from vimtui.core.text import csv_cell
 from vimtui.core.report.model import (
     METRICS,
     Report,
 )
+from vimtui.core.text import csv_cell
 
 _CSV_HEAD = [
     "kind",

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from tests import hostile
 from vimtui.cli.main import main
 from vimtui.core.monitor.archive import Archive
-from vimtui.core.report.model import Report, build_report, render
+from vimtui.core.report.model import Report, build_report
+from vimtui.core.report.render import render
 from vimtui.core.text import csv_cell, shown
 
 UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")

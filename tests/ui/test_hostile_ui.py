@@ -290,7 +290,7 @@ async def test_wall_shows_a_hostile_host_message_and_the_alert_rules(tmp_path: P
         await pilot.pause()
         (alert,) = [a for a in app.fleet.state.alerts if a.rule == "gone[/x]"]
         banner = str(app.screen.query_one("#banner").visual)
-        assert "␛]0;owned␇␛[2J[/x][reverse]" in banner  # the host's own message
+        assert "␛]0;owned␇␛[2J[/x][reverse]" in banner  # the host's message, in the rule's alert
         assert f"critical: {shown(alert.message)}" in banner  # and the rule's alert
         assert_no_markup_obeyed(app.screen)
         text = visible(app)

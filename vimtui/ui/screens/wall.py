@@ -39,9 +39,11 @@ def pages(state: FleetState) -> list[tuple[str, list[HostState]]]:
 
 def alerts(state: FleetState) -> list[str]:
     """What needs a human now: the alert rules firing (most severe first, as the fleet state has them),
-    then what needs no rule: hosts not answering, VMs crashed or paused by an I/O error."""
+    then what needs no rule: hosts not answering (unless a rule's alert is about them already), VMs
+    crashed or paused by an I/O error."""
     out = [f"{a.severity}: {a.message or a.subject}" for a in state.alerts]
-    down = [h for h in state.hosts if not h.status.healthy]
+    said = {a.host for a in state.alerts if a.kind == "host"}  # a rule already speaks for the host
+    down = [h for h in state.hosts if not h.status.healthy and h.name not in said]
     out += [f"host {h.name} {h.status}: {h.message}".rstrip(": ") for h in down]
     out += [f"vm {v.name} on {v.host} {v.state}" for v in state.vms.values() if v.state in ("crashed",)]
     out += [

@@ -1,18 +1,23 @@
 """Text from hosts and users in the CLI and the reports: `shown` (core/text.py), the CLI's text output over
-the hostile test:/// fleet (tests/hostile.py), and report cells (CSV formula injection, Markdown, HTML).
+the hostile test:/// fleet (tests/hostile.py) and a real SSH server whose disconnect reason carries
+escapes, and report cells (CSV formula injection, Markdown, HTML).
 
 What breaks each: a control or bidi character that reaches stdout, stderr or a report; a CSV cell a
 spreadsheet would run as a formula; JSON output that is no longer the exact data."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Queue
 
+import asyncssh
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -154,3 +159,60 @@ def test_md_and_html_reports_show_names_as_text(report: Report) -> None:
     assert "evil�gpj.exe" in md and "evil�gpj.exe" in page
     assert "␛\\]0;owned␇␛\\[2J\\[/x\\]\\[reverse\\]" in md  # the event's text, Markdown-escaped
     assert "␛]0;owned␇␛[2J[/x][reverse]" in page
+
+
+# ------------------------------------------------------------------------------------------- SSH
+
+REASON = "bye " + hostile.ESCAPES + " \x9b31m"
+"""An SSH server's disconnect reason: it sets the terminal's title and clears the screen if printed raw."""
+
+
+class _Hostile(asyncssh.SSHServer):
+    """A real SSH server (asyncssh) that answers any login with a disconnect carrying `REASON`."""
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        self._conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, REASON)
+        return True
+
+
+@pytest.fixture
+def hostile_ssh(tmp_path: Path) -> Iterator[Path]:
+    """The server on a thread of its own (the CLI runs its own event loop), and a config that trusts its
+    key: the disconnect comes after the host key is checked, as a real server's would."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    started: Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, int]] = Queue()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        server = await asyncssh.listen("127.0.0.1", 0, server_host_keys=[key], server_factory=_Hostile)
+        started.put((asyncio.get_running_loop(), stop, server.sockets[0].getsockname()[1]))
+        await stop.wait()
+        server.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+    thread.start()
+    loop, stop, port = started.get(timeout=30)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {key.export_public_key('openssh').decode()}")
+    config = tmp_path / "ssh.toml"
+    config.write_text(
+        f'[[hosts]]\nname = "sshhost"\naddress = "127.0.0.1"\nport = {port}\nuser = "nobody"\n'
+        f'known_hosts = "{known}"\n'
+    )
+    yield config
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(timeout=10)
+
+
+def test_an_ssh_servers_disconnect_reason_is_printed_as_text(
+    hostile_ssh: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--config", str(hostile_ssh), "hosts")
+    assert code == 3 and "auth-failed" in out
+    assert not UNSAFE.search(out) and not UNSAFE.search(err)
+    assert "bye ␛]0;owned␇␛[2J[/x][reverse] �31m" in err
+    code, out, err = run(capsys, "--config", str(hostile_ssh), "hosts", "--json")
+    assert json.loads(out)[0]["message"].endswith(REASON)  # the data, exact

@@ -295,3 +295,40 @@ async def test_wall_shows_a_hostile_host_message_and_the_alert_rules(tmp_path: P
         assert_no_markup_obeyed(app.screen)
         text = visible(app)
         assert hostile.DOWN_HOST in text
+
+
+async def test_a_real_failed_task_opens_with_its_arguments_times_and_whole_error(tmp_path: Path) -> None:
+    """A snapshot libvirt refuses (a "/" in its name): the task's record, whole, from enter in the task
+    log of the main screen."""
+    from vimtui.core.actions import operations
+
+    app = hostile_app(tmp_path)
+    name = "s/" + hostile.ESCAPES
+    async with app.run_test(size=(120, 40)) as pilot:
+        await hostile_loaded(pilot)
+        (vm,) = app.fleet.state.find_vm(hostile.C1)
+        steps = operations.plan(
+            app.fleet.state, "snapshot", [vm], {"name": name, "description": hostile.LINK}
+        )
+        (task,) = operations.submit(app.fleet, steps)
+        await until(pilot, "the snapshot task to fail", lambda: task.done.is_set())
+        assert task.state == "failed" and "/" in task.error  # libvirt's own refusal
+        log = app.screen.query_one(TaskLog)
+        await until(pilot, "the task in the log", lambda: any(e.id == task.id for e in log.entries))
+        log.focus()
+        await typed(pilot, "g")
+        for _ in range(len(log.entries)):
+            if log.current is not None and log.current.id == task.id:
+                break
+            await typed(pilot, "j")
+        await typed(pilot, "enter")
+        await until(pilot, "the task, whole", lambda: isinstance(app.screen, TaskDetailScreen))
+        body = shows(app.screen.query_one("#task"))
+        for label in ("Arguments", "Queued", "Started", "Ended", "Took", "Error", "State"):
+            assert label in body, label
+        assert f"#{task.id}  snapshot" in body and "failed" in body
+        assert shown(task.error)[:40] in body
+        assert "name='s/\\x1b]0;owned\\x07" in body  # the argument as typed, its escapes spelled out
+        assert f"description='{hostile.LINK}'" in body
+        assert_no_markup_obeyed(app.screen)
+        visible(app)

@@ -27,7 +27,7 @@ from vimtui.cli.main import main
 from vimtui.core.monitor.archive import Archive
 from vimtui.core.report.model import Report, build_report
 from vimtui.core.report.render import render
-from vimtui.core.text import csv_cell, shown
+from vimtui.core.text import cells, csv_cell, shown
 
 UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 """Newlines aside, what must never be printed of a host's text."""
@@ -94,6 +94,9 @@ def test_vms_prints_names_as_text_and_json_keeps_them_exact(
     for name in hostile.VM_NAMES:
         assert shown(name) in out, name
     assert "␛]0;owned␇␛[2J[/x][reverse]" in err  # libvirt's error, naming the path, on stderr
+    rows = out.splitlines()
+    columns = {cells(row[: row.index(hostile.HOSTILE_HOST)]) for row in rows[1:]}
+    assert len(columns) == 1  # the HOST column lines up under wide names (counted in terminal cells)
     code, out, _err = run(capsys, "--config", str(fleet_config), "vms", "--json")
     assert sorted(v["name"] for v in json.loads(out)) == sorted(hostile.VM_NAMES)  # exact, not shown
     assert {v["disks"][0]["source"] for v in json.loads(out)} == {hostile.DISK}

@@ -16,6 +16,7 @@ from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState, HostState, VmState
+from vimtui.core.text import cells, pad
 
 
 async def run(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
@@ -173,9 +174,12 @@ def stats_json(state: FleetState) -> dict[str, Any]:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    """Columns padded by terminal cells, so a wide name (数据库) does not push its row out of line."""
+    widths = [
+        max(cells(h), *(cells(r[i]) for r in rows)) if rows else cells(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(pad(h, w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines) + "\n"
 
 

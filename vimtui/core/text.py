@@ -10,6 +10,7 @@ then shows it as text (never as markup), the CLI prints it, the reports write it
 from __future__ import annotations
 
 import re
+import unicodedata
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """C0 and C1 control characters: never in a name, and masked in what is shown of a program's output."""
@@ -49,6 +50,21 @@ def shown(text: str, *, keep: str = "") -> str:
             keep, {c: s for c, s in _STAND_INS.items() if chr(c) not in keep}
         )
     return text.translate(table)
+
+
+def cells(text: str) -> int:
+    """How many terminal columns `text` takes: East Asian wide and full-width characters two, combining
+    marks none (for plain-text tables: a column of wide names stays aligned)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
+    )
+
+
+def pad(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns."""
+    return text + " " * (width - cells(text))
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             lab.up(args.n)
             print(f"lab {lab.name}: {len(lab.hosts)} hosts up in {time.monotonic() - t0:.1f} s")
+            moved = ""
+            if lab.octet != lab.preferred_octet:
+                moved = f" (10.{lab.preferred_octet}.0.0/24 is taken here)"
+            print(f"subnet: 10.{lab.octet}.0.0/24{moved}")
             print(f"config: {lab.config_file}")
         elif args.cmd == "down":
             lab.down()

@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tests.lab import subnet
+
 HERE = Path(__file__).resolve().parent
 GUEST_DIR = HERE / "guest"
 LAB_ROOT = Path(os.environ.get("VIMTUI_LAB_ROOT", "/var/tmp/vimtui-lab"))
@@ -53,6 +55,10 @@ GUEST_PLAN: tuple[tuple[tuple[str, int, int, bool], ...], ...] = (
     (("cache01", 112, 1, False),),
 )
 KNOWN_SUBNETS = {"demo": 77, "test": 78}
+"""The subnet each lab prefers (10.X.0.0/24); when this machine routes it already, another (subnet.py)."""
+LAB_VERSION = 2
+"""What a lab built by this code has (2: the qemu hook of gates.py): a lab of another version is rebuilt, not
+reused."""
 
 
 class LabError(RuntimeError):
@@ -216,11 +222,16 @@ class Lab:
             raise LabError(f"lab name {name!r}: letters and digits, at most 8")
         self.name = name
         self.dir = root / name
-        self.octet = KNOWN_SUBNETS.get(name, 100 + zlib.crc32(name.encode()) % 100)
+        self.preferred_octet = KNOWN_SUBNETS.get(name, 100 + zlib.crc32(name.encode()) % 100)
+        self.octet = self.preferred_octet
         self.bridge = f"vtl{name}"[:15]
-        self.gateway = f"10.{self.octet}.0.1"
         self.hosts: list[LabHost] = []
+        self.version = 0
         self.load()
+
+    @property
+    def gateway(self) -> str:
+        return f"10.{self.octet}.0.1"
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -246,9 +257,16 @@ class Lab:
         if self.state_file.exists():
             data = json.loads(self.state_file.read_text())
             self.hosts = [LabHost(**h) for h in data["hosts"]]
+            self.octet = int(data.get("octet", self.preferred_octet))
+            self.version = int(data.get("version", 0))
 
     def save(self) -> None:
-        data = {"name": self.name, "hosts": [dataclasses.asdict(h) for h in self.hosts]}
+        data = {
+            "name": self.name,
+            "version": self.version,
+            "octet": self.octet,
+            "hosts": [dataclasses.asdict(h) for h in self.hosts],
+        }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.state_file)
@@ -261,7 +279,7 @@ class Lab:
 
     def is_up(self, n: int | None = None) -> bool:
         """True when the recorded hosts are all alive (and there are n of them, when n is given)."""
-        if not self.hosts or (n is not None and len(self.hosts) != n):
+        if not self.hosts or (n is not None and len(self.hosts) != n) or self.version != LAB_VERSION:
             return False
         return all(_alive(h.pid) and Path(h.socket_path).exists() for h in self.hosts)
 
@@ -285,6 +303,7 @@ class Lab:
 
     def _up(self, n: int, kernel: Path, initrd: Path) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.version = LAB_VERSION
         run(
             [
                 "ssh-keygen",
@@ -299,8 +318,13 @@ class Lab:
                 str(self.key_file),
             ]
         )
-        run(["ip", "link", "add", self.bridge, "type", "bridge"])
-        run(["ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge])
+        with subnet.choosing(self.dir.parent):
+            try:
+                self.octet = subnet.free_octet(self.preferred_octet, subnet.used_networks())
+            except subnet.SubnetTaken as exc:
+                raise LabError(str(exc)) from exc
+            run(["ip", "link", "add", self.bridge, "type", "bridge"])
+            run(["ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge])
         run(["ip", "link", "set", self.bridge, "up"])
         self.hosts = [self._make_host(i) for i in range(n)]
         self.save()
@@ -501,7 +525,9 @@ class Lab:
         _kill_and_reap(rest)
         # A veth dies with its namespace, but the kernel cleans namespaces up later: delete the links now
         # and wait them out, or an `up` right after this one finds their names taken.
-        veths = [f"vl{self.octet}h{i}" for i in range(1, 100)]
+        veths = [f"vl{self.octet}h{i}" for i in range(1, 100)] + [h.veth for h in self.hosts]
+        with contextlib.suppress(OSError):
+            veths += os.listdir(f"/sys/class/net/{self.bridge}/brif")
         for link in veths:
             if Path(f"/sys/class/net/{link}").exists():
                 run(["ip", "link", "delete", link], check=False)
@@ -762,6 +788,9 @@ def _write_libvirt_config(etc: Path, address: str) -> None:
         f.unlink()
     for f in (etc / "qemu" / "networks").glob("*.xml"):
         f.unlink()
+    # the gates' hook (gates.py): libvirtd looks for hooks when it starts, so it is there from the start
+    (etc / "hooks").mkdir(exist_ok=True)
+    shutil.copy2(HERE / "qemu-hook", etc / "hooks" / "qemu")
     shutil.rmtree(etc / "storage", ignore_errors=True)
 
 

@@ -25,6 +25,8 @@ from vimtui.core.model import FleetState
 from vimtui.core.monitor.alerts import DEFAULT_RULES, Alert, Rule, Severity
 from vimtui.core.monitor.hook import HookRunner
 
+pytestmark = pytest.mark.lab
+
 HOST = "kvm01"
 CUT = "kvm03"
 HOOK = "import sys; open(sys.argv[1], 'a').write(sys.stdin.read().strip() + '\\n')"

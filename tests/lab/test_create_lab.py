@@ -9,6 +9,7 @@ lab host drop the fleet's connection mid-test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -18,6 +19,7 @@ from typing import Any
 import libvirt
 import pytest
 
+from tests.lab.gates import Gate, copy_gate, wait_held
 from tests.lab.lab import Lab, hardware_virt
 from tests.lab.support import dom_state, seen, started, until
 from vimtui.core.actions import cloudinit, operations
@@ -387,34 +389,50 @@ async def test_image_refusals_and_failures_leave_nothing(
     assert audit and audit[-1].started is not None and (audit[-1].progress or 0) >= 90.0, audit[-1].as_dict()
 
 
-def big_image(lab: Lab, name: str) -> str:
-    """An image whose copy takes a while (384 MiB of data): long enough to act while it is copied."""
-    image = make_image(lab, name, mib=512)
-    lab.exec(
-        HOST, ["qemu-io", "-f", "qcow2", "-c", "write -P 0x33 64k 384M", f"{IMAGES}/{image}"], timeout=300
-    )
-    return image
+def volume_there(lab: Lab, name: str) -> bool:
+    """libvirt has a volume of that name in HOST's default pool (no refresh: libvirt refuses one while a
+    volume is being made)."""
+    with lab.connect(HOST) as conn:
+        try:
+            conn.storagePoolLookupByName("default").storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        return True
 
 
-async def copying(fleet: Fleet, task: Task) -> None:
-    await until(fleet, "the copy to start", lambda _s: "copying" in task.message or task.state.finished, 120)
+async def held_copy(lab: Lab, stack: contextlib.ExitStack) -> Gate:
+    """From here on, the host's next image copy waits at a gate until the test releases it."""
+    return await off(stack.enter_context, copy_gate(lab, HOST))
+
+
+async def copy_under_way(fleet: Fleet, task: Task, gate: Gate) -> None:
+    """Until the task's copy has reached the gate (libvirt started it: the copy program waits there)."""
+    await off(wait_held, gate, "the image copy", 180)
     assert not task.state.finished, task.as_dict()
 
 
 async def test_cancel_while_copying_leaves_nothing(
     lab: Lab, fleet: Fleet, scratch: Callable[[str], str]
 ) -> None:
-    image = await off(big_image, lab, scratch("img"))
+    image = await off(make_image, lab, scratch("img"))
     before = await off(inventory, lab)
     await host_up(fleet)
-    task = submit_create_from_image(
-        fleet, HOST, name=scratch("ci"), image=image, memory_mib=128, domain_type=virt()
-    )
-    await copying(fleet, task)
-    assert task.cancellable
-    assert fleet.tasks.cancel(task.id) is None
-    await finished(fleet, task)
-    # the copy under way ends, then the task stops and removes it
+    name = scratch("ci")
+    with contextlib.ExitStack() as stack:
+        try:
+            gate = await held_copy(lab, stack)
+            task = submit_create_from_image(
+                fleet, HOST, name=name, image=image, memory_mib=128, domain_type=virt()
+            )
+            await copy_under_way(fleet, task, gate)
+            assert await off(volume_there, lab, f"{name}.qcow2")  # made, and half-copied: to be removed
+            assert task.cancellable
+            assert fleet.tasks.cancel(task.id) is None
+            assert not task.state.finished  # the copy under way is not interrupted: it ends first
+            assert await off(gate.release)
+            await finished(fleet, task)
+        finally:
+            await off(stack.close)
     assert task.state == TaskState.CANCELLED, task.as_dict()
     assert await off(inventory, lab) == before
 
@@ -424,18 +442,25 @@ async def test_a_connection_lost_mid_copy_still_leaves_nothing(
 ) -> None:
     """libvirtd restarts while the image is being copied: the task fails, and once the host's session has
     reconnected the rollback removes the half-made volume over the new connection."""
-    image = await off(big_image, lab, scratch("img"))
+    image = await off(make_image, lab, scratch("img"))
     before = await off(inventory, lab)
     await host_up(fleet)
     name = scratch("ci")
-    task = submit_create_from_image(fleet, HOST, name=name, image=image, memory_mib=128, domain_type=virt())
-    await copying(fleet, task)
-    await off(lab.stop_libvirtd, HOST)
-    try:
-        # its socket is gone at once, the daemon itself only once the copy under way has ended
-        await until_libvirt("the old libvirtd to exit", lambda: lab.libvirtd_pid(HOST) is None, 180)
-    finally:
-        await off(lab.start_libvirtd, HOST)
+    with contextlib.ExitStack() as stack:
+        try:
+            gate = await held_copy(lab, stack)
+            task = submit_create_from_image(
+                fleet, HOST, name=name, image=image, memory_mib=128, domain_type=virt()
+            )
+            await copy_under_way(fleet, task, gate)
+            await off(lab.stop_libvirtd, HOST)  # its socket goes at once; the daemon waits for the copy
+            try:
+                assert await off(gate.release)
+                await until_libvirt("the old libvirtd to exit", lambda: lab.libvirtd_pid(HOST) is None, 180)
+            finally:
+                await off(lab.start_libvirtd, HOST)
+        finally:
+            await off(stack.close)
     await finished(fleet, task)
     assert task.state == TaskState.FAILED, task.as_dict()
     assert "could not remove" not in task.error, task.error

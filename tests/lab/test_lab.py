@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import libvirt
 import pytest
 
 from tests.conftest import wait_until
-from tests.lab.lab import Lab
+from tests.lab import subnet
+from tests.lab.lab import Lab, run
 from tests.lab.support import serial_log
 
 pytestmark = pytest.mark.lab
@@ -111,8 +114,10 @@ def test_cut_host_fails_ssh_and_heal_restores_it(lab: Lab) -> None:
         assert ssh(lab, "kvm02", "true").returncode == 0  # the others carry on
     finally:
         lab.heal("kvm03")
-    out = wait_until("kvm03 to answer again", lambda: ssh(lab, "kvm03", "hostname").returncode == 0)
-    assert out
+    answered = wait_until(
+        "kvm03 to answer again", lambda: (out := ssh(lab, "kvm03", "hostname")).returncode == 0 and out, 120
+    )
+    assert answered.stdout.strip() == "kvm03"  # the host itself answers, not a stale connection
 
 
 def test_libvirtd_stops_and_starts_while_guests_keep_running(lab: Lab) -> None:
@@ -150,3 +155,38 @@ def test_a_lab_comes_down_leaving_nothing_behind() -> None:
     assert not Path(f"/sys/class/net/{small.bridge}").exists()
     assert not any(Path(f"/proc/{p}").exists() for p in pids), "a lab process (or its zombie) is left"
     assert not list(Path("/sys/fs/cgroup").glob("*/vtlab-tdown"))
+
+
+def test_a_lab_takes_another_subnet_when_its_own_is_routed_here() -> None:
+    """Another network on the lab's usual subnet (here a link with an address in it: a veth pair, this
+    kernel may lack the dummy link type): the lab must not build on it, or it would reach hosts that are
+    not its own."""
+    lab = Lab("tsub")
+    taken = ipaddress.ip_network(f"10.{lab.preferred_octet}.0.0/24")
+    dummy = f"vtdum{os.getpid() % 10000}"
+    run(["ip", "link", "add", dummy, "type", "veth", "peer", "name", f"{dummy}p"])
+    try:
+        run(["ip", "addr", "add", f"10.{lab.preferred_octet}.0.1/24", "dev", dummy])
+        run(["ip", "link", "set", dummy, "up"])
+        lab.up(1)
+        try:
+            assert lab.octet != lab.preferred_octet
+            assert ipaddress.ip_address(lab.gateway) not in taken
+            assert ipaddress.ip_address(lab.hosts[0].address) not in taken
+            out = ssh(lab, "kvm01", "hostname", timeout=30)
+            assert out.returncode == 0 and out.stdout.strip() == "kvm01", out.stderr
+            assert Lab("tsub").octet == lab.octet  # recorded: `down` and the tests find it again
+        finally:
+            lab.down()
+    finally:
+        run(["ip", "link", "delete", dummy], check=False)
+    assert not Path(f"/sys/class/net/{lab.bridge}").exists()
+
+
+def test_the_subnet_choice_refuses_when_nothing_is_free() -> None:
+    used = [(subnet.lab_network(o), "vtx") for o in (77, 100, 101)]
+    assert subnet.free_octet(77, used, candidates=(100, 101, 102)) == 102
+    assert subnet.free_octet(103, used, candidates=(100,)) == 103
+    wide = [(ipaddress.IPv4Network("10.0.0.0/8"), "vpn0")]
+    with pytest.raises(subnet.SubnetTaken, match=r"10\.77\.0\.0/24 is taken \(10\.0\.0\.0/8 on vpn0\)"):
+        subnet.free_octet(77, wide, candidates=(100, 101))

@@ -18,7 +18,7 @@ import libvirt
 import pytest
 
 from tests.lab.lab import Lab
-from tests.lab.support import FAST, act, seen, spec, started, until
+from tests.lab.support import FAST, FILL_MIB, act, fill_memory, seen, spec, started, until
 from vimtui.core.actions import operations
 from vimtui.core.actions.console import ESCAPE, attach_terminal, console_refusal, open_console, relay
 from vimtui.core.fleet.fleet import Fleet
@@ -53,10 +53,10 @@ def scratch(lab: Lab) -> Iterator[Callable[..., str]]:
     host afterwards, whatever happened (a migration may have left it on either side, its disk on both)."""
     made: list[str] = []
 
-    def make(host: str, prefix: str, *, disk: bool = False, start: bool = True) -> str:
+    def make(host: str, prefix: str, *, disk: bool = False, start: bool = True, mib: int = 112) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         made.append(name)
-        lab.add_guest(host, name, disk=disk, start=start)
+        lab.add_guest(host, name, disk=disk, start=start, mib=mib)
         return name
 
     try:
@@ -90,6 +90,15 @@ def volumes(lab: Lab, host: str) -> set[str]:
         pool = conn.storagePoolLookupByName("default")
         pool.refresh(0)
         return {v.name() for v in pool.listAllVolumes()}
+
+
+def migration_left(lab: Lab, host: str, name: str) -> int:
+    """Bytes the source's running migration job has left to send (libvirt's job stats), 0 without one."""
+    with lab.connect(host) as conn:
+        stats = conn.lookupByName(name).jobStats()
+    if stats.get("type") != libvirt.VIR_DOMAIN_JOB_UNBOUNDED:
+        return 0
+    return int(stats.get("data_remaining") or stats.get("memory_remaining") or 0)
 
 
 def shown_on(state: FleetState, name: str) -> list[tuple[str, str]]:
@@ -128,12 +137,13 @@ def submit(fleet: Fleet, name: str, vms: list[str], host: str, **args: Any) -> l
 async def test_live_migration_moves_a_running_guest_and_reports_progress(
     lab: Lab, fleet: Fleet, scratch: Callable[..., str]
 ) -> None:
-    name = scratch(SRC, "mig")
+    name = scratch(SRC, "mig", mib=FILL_MIB + 128)
     await running_in_fleet(fleet, SRC, name)
+    # FILL_MIB of non-zero memory at 16 MiB/s: seconds of transfer on any machine (zero pages would not
+    # count against the cap), so the job stats are read while it moves
+    await asyncio.to_thread(fill_memory, lab, SRC, name)
     reports = watch(fleet, "migrate")
     t0 = time.monotonic()
-    # capped at 16 MiB/s: on a fast machine an uncapped migration of this guest ends before the first
-    # reading of the job stats, and the cap is part of what is under test
     [task] = await act(fleet, "migrate", [name], host=SRC, dest=DEST, bandwidth_mib=16)
     took = time.monotonic() - t0
     assert task.state == TaskState.DONE, task.error
@@ -143,10 +153,11 @@ async def test_live_migration_moves_a_running_guest_and_reports_progress(
     assert persistent(lab, DEST, name)
     # and the fleet shows it where it now is
     await until(fleet, f"{name} only on {DEST}", lambda s: shown_on(s, name) == [(DEST, "running")])
-    # progress from the job stats (the memory transfer of a 112-MiB guest at 16 MiB/s takes seconds)
+    # progress from the job stats, never backwards
     from_stats = [(p, m) for p, m in reports if p is not None and "MiB" in m]
     assert from_stats, f"no progress from the job stats in {took:.1f} s: {reports}"
     assert all(0.0 <= p <= 99.0 for p, _ in from_stats)
+    assert [p for p, _ in from_stats] == sorted(p for p, _ in from_stats), from_stats
     assert task.progress == 100.0
     print(f"\nmigration {SRC} -> {DEST}: {took:.1f} s; {task.result}; progress seen: {from_stats}")
 
@@ -185,16 +196,20 @@ async def test_migration_of_local_disks_needs_copy_storage_and_copies_them(
 async def test_a_cancelled_migration_leaves_the_guest_running_on_its_source(
     lab: Lab, fleet: Fleet, scratch: Callable[..., str]
 ) -> None:
-    name = scratch(SRC, "miga")
+    name = scratch(SRC, "miga", mib=FILL_MIB + 128)
     await running_in_fleet(fleet, SRC, name)
+    await asyncio.to_thread(fill_memory, lab, SRC, name)
     reports = watch(fleet, "migrate")
-    # 1 MiB/s: tens of seconds for the guest's memory, time enough to cancel in the middle
+    # FILL_MIB of non-zero memory at 1 MiB/s: minutes of transfer, however fast the machine
     [task] = submit(fleet, "migrate", [name], SRC, dest=DEST, bandwidth_mib=1)
     assert task.cancellable
     await until(
-        fleet, "the memory transfer under way", lambda s: any(p and "MiB" in m for p, m in reports), 60
+        fleet, "the memory transfer under way", lambda s: any(p and "MiB" in m for p, m in reports), 120
     )
     assert task.state == TaskState.RUNNING
+    # libvirt's word that the migration is mid-way: at 1 MiB/s, what is left takes far longer than a cancel
+    left = await asyncio.to_thread(migration_left, lab, SRC, name)
+    assert left > 32 * 2**20, f"only {left} bytes left to send: not mid-migration"
     assert fleet.tasks.cancel(task.id) is None
     assert await fleet.tasks.wait([task], within=60), task.as_dict()
     assert task.state == TaskState.CANCELLED, task.as_dict()
@@ -357,14 +372,9 @@ def console_free(lab: Lab, host: str, name: str) -> bool:
         return True
 
 
-def rpc_latencies(conn: Any, uuid: str, n: int = 20) -> list[float]:
-    """Seconds each of `n` back-to-back calls on `conn` takes."""
-    out = []
-    for _ in range(n):
-        t = time.monotonic()
-        conn.lookupByUUIDString(uuid).info()
-        out.append(time.monotonic() - t)
-    return out
+def states_over(conn: Any, uuid: str, n: int = 20) -> list[int]:
+    """The guest's state from `n` back-to-back calls on `conn` (how long they take: bench/console.py)."""
+    return [conn.lookupByUUIDString(uuid).info()[0] for _ in range(n)]
 
 
 async def wait_true(what: str, pred: Callable[[], bool], within: float) -> None:
@@ -397,9 +407,9 @@ async def test_console_relay_over_the_fleets_connection_runs_a_command_and_detac
         assert not relaying.done()
         assert not console_free(lab, host, name)  # the relay holds it
         # the connection is the one the host's polls use: while the console waits for output, other calls
-        # on it go through at once (a blocking recv held its I/O and left them waiting, for good)
-        latencies = await asyncio.wait_for(asyncio.to_thread(rpc_latencies, conn, vm.uuid), 60)
-        assert max(latencies) < 2.0, latencies
+        # on it go through and answer (a blocking recv held its I/O and left them waiting, for good)
+        states = await asyncio.wait_for(asyncio.to_thread(states_over, conn, vm.uuid), 300)
+        assert states == [libvirt.VIR_DOMAIN_RUNNING] * 20, states
         os.write(in_w, b"echo not-sent" + ESCAPE + b"\r")  # what follows the escape is not sent
         reason = await asyncio.wait_for(relaying, 10)
     finally:
@@ -413,7 +423,7 @@ async def test_console_relay_over_the_fleets_connection_runs_a_command_and_detac
     await wait_true("the console to be released", lambda: console_free(lab, host, name), 10)
     assert where(lab, name) == {host: "running"}
     assert fleet.state.host(host).status.healthy  # type: ignore[union-attr]
-    print(f"\nconsole answered after {answered:.1f} s; calls beside it: max {max(latencies) * 1000:.0f} ms")
+    print(f"\nconsole answered after {answered:.1f} s")
 
 
 async def test_console_relay_ends_when_the_guest_goes_away(

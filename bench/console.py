@@ -62,7 +62,7 @@ async def main(lab_name: str, n: int) -> None:
             [vm] = state.find_vm(name, HOST)
             conn = fleet.sessions[HOST].connection()
             alone = await asyncio.to_thread(calls, conn, vm.uuid, n)
-            stream, _ = await asyncio.to_thread(open_console, conn, vm.uuid)
+            stream, _, _ = await asyncio.to_thread(open_console, conn, vm.uuid)
             in_r, in_w = os.pipe()
             out_r, out_w = os.pipe()
             relaying = asyncio.ensure_future(asyncio.to_thread(relay, stream, in_r, out_w))

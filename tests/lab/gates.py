@@ -112,3 +112,26 @@ def wait_held(gate: Gate, what: str, within: float = 120) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"{what} never reached its gate within {within:.0f} s")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def cpu_share(lab: Lab, host: str, shares: int = 8192) -> Iterator[None]:
+    """While in the block, the lab's cgroup and the host's under it weigh `shares` (1024 by default) against
+    what else runs on the machine, where every process outside a cgroup weighs 1024 on its own: on a machine
+    with tens of runnable processes a busy guest otherwise gets a few % of a CPU, as much as an idle one
+    nearly. Holds a load the test makes; restored after (cgroup v1's cpu.shares)."""
+    knobs = [
+        hier / rel / "cpu.shares"
+        for hier in Path("/sys/fs/cgroup").iterdir()
+        for rel in (f"vtlab-{lab.name}", f"vtlab-{lab.name}/{host}")
+        if (hier / rel / "cpu.shares").exists()
+    ]
+    before = [k.read_text() for k in knobs]
+    try:
+        for k in knobs:
+            k.write_text(str(shares))
+        yield
+    finally:
+        for k, v in zip(knobs, before, strict=True):
+            with contextlib.suppress(OSError):
+                k.write_text(v)

@@ -241,7 +241,8 @@ host_configs = st.builds(
     group=st.lists(valid_text(exclude="/").filter(lambda s: s.strip() != ""), max_size=3).map("/".join),
     read_only=st.booleans(),
 )
-positive = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)
+positive = st.floats(min_value=1e-6, max_value=3600, allow_nan=False, allow_infinity=False)
+"""Within every bound of the [defaults] durations (the shortest: call and connect timeouts, an hour)."""
 configs = st.builds(
     Config,
     defaults=st.builds(

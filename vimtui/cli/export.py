@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from vimtui.cli.argtypes import seconds
 from vimtui.cli.exits import Exit
 
@@ -101,7 +103,7 @@ async def run_export(args: argparse.Namespace, config: Config, specs: Sequence[H
     if not specs:
         return _error("no hosts: add [[hosts]] to the config or use --connect URI")
     if args.interval:
-        config = replace(config, defaults=replace(config.defaults, interval=args.interval))
+        config = replace(config, defaults=msgspec.structs.replace(config.defaults, interval=args.interval))
     host, port = args.listen
     fleet = make_fleet(config, specs, archive=True)
     try:

@@ -118,6 +118,7 @@ def firing(state: FleetState, rule: str) -> list[Alert]:
     return [a for a in state.alerts if a.rule == rule]
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_a_busy_guest_fires_a_cpu_alert_that_resolves_when_it_stops_and_the_hook_hears_both(
     lab: Lab, guest: str, tmp_path: Path
 ) -> None:
@@ -176,6 +177,7 @@ async def alert_fires_and_resolves(lab: Lab, guest: str, tmp_path: Path, low: fl
     )
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_a_cut_host_raises_host_unreachable_and_it_resolves_on_heal(
     lab: Lab, fleet: Fleet, tmp_path: Path
 ) -> None:

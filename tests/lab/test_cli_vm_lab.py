@@ -62,6 +62,7 @@ def audit(data: Path) -> list[dict[str, object]]:
     return [r for r in records if r["outcome"] != "started"]
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 def test_bulk_start_and_stop_five_guests_on_two_hosts(
     lab: Lab, tmp_path: Path, scratch: list[tuple[str, str]]
 ) -> None:
@@ -137,6 +138,7 @@ def test_some_fail_others_go_on_and_exit_1(lab: Lab, tmp_path: Path, scratch: li
     assert outcomes == {name: "done", "no-such-vm": "refused", "cache01": "refused"}
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 def test_shutdown_waits_and_snapshot_list(lab: Lab, tmp_path: Path, scratch: list[tuple[str, str]]) -> None:
     name = f"s-{uuid.uuid4().hex[:4]}"
     scratch.append(("kvm01", name))
@@ -183,6 +185,7 @@ IGNORE_POWER_BUTTON = (
 init starts the new one), so the ACPI button is pressed for nobody."""
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 def test_a_guest_that_ignores_acpi_shutdown_fails_the_wait_then_is_forced(
     lab: Lab, tmp_path: Path, scratch: list[tuple[str, str]]
 ) -> None:

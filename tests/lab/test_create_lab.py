@@ -411,6 +411,7 @@ async def copy_under_way(fleet: Fleet, task: Task, gate: Gate) -> None:
     assert not task.state.finished, task.as_dict()
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_cancel_while_copying_leaves_nothing(
     lab: Lab, fleet: Fleet, scratch: Callable[[str], str]
 ) -> None:
@@ -437,6 +438,7 @@ async def test_cancel_while_copying_leaves_nothing(
     assert await off(inventory, lab) == before
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_a_connection_lost_mid_copy_still_leaves_nothing(
     lab: Lab, fleet: Fleet, scratch: Callable[[str], str]
 ) -> None:

@@ -134,6 +134,7 @@ def submit(fleet: Fleet, name: str, vms: list[str], host: str, **args: Any) -> l
 # ---------------------------------------------------------------------------------------------- migrate
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_live_migration_moves_a_running_guest_and_reports_progress(
     lab: Lab, fleet: Fleet, scratch: Callable[..., str]
 ) -> None:
@@ -193,6 +194,7 @@ async def test_migration_of_local_disks_needs_copy_storage_and_copies_them(
     print(f"\ncopy-storage migration: {took:.1f} s; progress seen: {[p for p, m in reports if 'MiB' in m]}")
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_a_cancelled_migration_leaves_the_guest_running_on_its_source(
     lab: Lab, fleet: Fleet, scratch: Callable[..., str]
 ) -> None:
@@ -385,6 +387,7 @@ async def wait_true(what: str, pred: Callable[[], bool], within: float) -> None:
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine
 async def test_console_relay_over_the_fleets_connection_runs_a_command_and_detaches(
     lab: Lab, fleet: Fleet, scratch: Callable[..., str]
 ) -> None:

@@ -33,6 +33,28 @@ def _writable_disks(root: ET.Element) -> list[ET.Element]:
     ]
 
 
+_APOS = {"'": "&apos;"}
+
+
+def _volume_overlays(dom: Any, root: ET.Element, snapshot: str) -> str:
+    """Where each pool volume's overlay goes: libvirt names an external snapshot's file itself only for disks
+    given by file path, and refuses a disk given as pool/volume ("cannot generate external snapshot name");
+    so the overlay is named as libvirt would, beside the volume's file (NAME.qcow2 -> NAME.SNAPSHOT)."""
+    out = []
+    for d in _writable_disks(root):
+        src, target = d.find("source"), d.find("target")
+        if d.get("type") != "volume" or src is None or target is None:
+            continue
+        pool = dom.connect().storagePoolLookupByName(src.get("pool", ""))
+        path = pool.storageVolLookupByName(src.get("volume", "")).path()
+        stem = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
+        out.append(
+            f"<disk name='{escape(target.get('dev', ''), _APOS)}' snapshot='external'>"
+            f"<source file='{escape(f'{stem}.{snapshot}', _APOS)}'/></disk>"
+        )
+    return f"<disks>{''.join(out)}</disks>" if out else ""
+
+
 def _uefi_pflash(root: ET.Element) -> bool:
     loader = root.find("./os/loader")
     return (loader is not None and loader.get("type") == "pflash") or root.find("./os").get(  # type: ignore[union-attr]
@@ -88,6 +110,8 @@ def create(
     body = f"<domainsnapshot><name>{escape(name)}</name>"
     if description:
         body += f"<description>{escape(description)}</description>"
+    if disk_only:
+        body += _volume_overlays(dom, ET.fromstring(xml), name)
     body += "</domainsnapshot>"
     running = bool(dom.isActive())
     with job_progress(ctx, dom, "saving memory" if running and not disk_only else "snapshot"):

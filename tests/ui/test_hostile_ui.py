@@ -167,6 +167,7 @@ async def test_vm_detail_every_tab(tmp_path: Path) -> None:
         xml = shows(screen.query_one("#xml-body"))
         assert "[link=https://evil.example]here[/link]" in xml and "\x9b" not in xml
         assert_no_markup_obeyed(screen)
+        assert visible(app).startswith(f"{hostile.BLACK} on {hostile.HOSTILE_HOST}")  # the head, on screen
         for tab in ("overview", "devices", "snapshots", "graphs-tab", "xml"):
             screen.query_one("#tabs").active = tab  # type: ignore[attr-defined]
             await pilot.pause()

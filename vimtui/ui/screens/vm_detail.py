@@ -112,6 +112,7 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
     ]
     DEFAULT_CSS = """
     VmDetailScreen #head { height: 1; padding: 0 1; background: $panel; }
+    VmDetailScreen #tabs { height: 1fr; }
     VmDetailScreen TabPane { padding: 0 1; }
     VmDetailScreen #graphs { height: 1fr; }
     """

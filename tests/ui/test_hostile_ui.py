@@ -246,6 +246,8 @@ async def test_notifications_and_the_palette_show_names_as_text(tmp_path: Path) 
         await typed(pilot, "colon", *"host nosuch[/x]", "enter")  # the error echoes what was typed
         await until(pilot, "the notification", lambda: app.screen.query("Toast"))
         assert "no such host: nosuch[/x]" in visible(app)
+        await typed(pilot, "escape", "slash", *"cpu>>[/x]", "enter")  # a bad filter: its error quotes it
+        await until(pilot, "the filter's error", lambda: "cpu>>[/x]" in visible(app))
         await typed(pilot, "escape", "ctrl+p", *"Host")
         await pilot.pause(0.3)
         assert hostile.HOSTILE_HOST in visible(app)

@@ -259,7 +259,7 @@ class MainScreen(ActionsMixin, Screen[None]):
         except QueryError as exc:
             bar = self.query_one("#bar", Input)
             bar.add_class("-error")
-            bar.tooltip = str(exc)
+            bar.tooltip = literal(str(exc))  # it quotes what was typed
             self.notify(str(exc), severity="error", timeout=3)
             return False
         self.query_one("#bar", Input).remove_class("-error")

@@ -45,6 +45,10 @@ LINGER_SECONDS = 1.0
 MAX_LINGER_BYTES = 1 << 20
 MAX_DISCARD = 1 << 16
 """A request body (of a method we refuse) up to this size is read and dropped before answering."""
+MAX_CONNECTIONS = 64
+"""Connections served at once; one more is answered 503 and closed at once. Idle sockets (each held up to
+REQUEST_TIMEOUT) must not take the file descriptors that polling, SSH and the history's SQLite need:
+300 idle sockets under a 256-descriptor limit stopped scrapes and flooded the log before this cap."""
 
 _INDEX = (
     b"<!DOCTYPE html>\n<html><head><title>vimtui exporter</title></head><body>\n"
@@ -81,6 +85,7 @@ _REASONS = {
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
 
@@ -134,6 +139,7 @@ class Exporter:
         request_timeout: float = REQUEST_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
         inline_vms: int = INLINE_VMS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._current: Callable[[], FleetState] = (
             source if callable(source) else (lambda: source.state)  # type: ignore[union-attr]
@@ -146,6 +152,11 @@ class Exporter:
         """(openmetrics, gzip) -> the state last rendered that way, and its bytes (or their making)."""
         self.renders = 0
         """States rendered so far (cache misses)."""
+        self.max_connections = max_connections
+        self.open = 0
+        """Connections being served now."""
+        self.turned_away = 0
+        """Connections answered 503 because `max_connections` were open."""
 
     # -- bodies -----------------------------------------------------------------------------------
 
@@ -190,7 +201,33 @@ class Exporter:
         return Response(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One connection: one request, one response, then close (HTTP/1.1 with Connection: close)."""
+        """One connection: one request, one response, then close (HTTP/1.1 with Connection: close); 503
+        at once when `max_connections` are open already."""
+        if self.open >= self.max_connections:
+            self.turned_away += 1
+            self._turn_away(writer)
+            return
+        self.open += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.open -= 1
+
+    def _turn_away(self, writer: asyncio.StreamWriter) -> None:
+        """Answer 503 without reading the request (it may never come) and close: the descriptor is free
+        at once (the small answer sits in the socket's buffer; no waiting on the client)."""
+        body = b"too many connections; try again later\n"
+        head = (
+            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(Exception):
+            writer.write(head.encode("latin-1") + body)
+            if writer.can_write_eof():
+                writer.write_eof()
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = False
         unread = True
         """The request was not read to its end: linger before closing (see _linger)."""
@@ -320,11 +357,16 @@ async def serve(
     tenant_of: TenantOf = vm_tenant,
     request_timeout: float = REQUEST_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
     """Listen on host:port (port 0: any free one; see the server's sockets) and serve the metrics of the
     latest FleetState of `source` (a Fleet, or a function returning a FleetState). The server is serving
     when this returns; close it to stop. OSError when it cannot listen (address in use, unknown host)."""
     exporter = Exporter(
-        source, tenant_of=tenant_of, request_timeout=request_timeout, write_timeout=write_timeout
+        source,
+        tenant_of=tenant_of,
+        request_timeout=request_timeout,
+        write_timeout=write_timeout,
+        max_connections=max_connections,
     )
     return await asyncio.start_server(exporter.handle, host, port, limit=MAX_LINE)

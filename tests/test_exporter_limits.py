@@ -1,0 +1,100 @@
+"""The exporter under idle sockets: with a 256-descriptor limit, 300 connections that never send a request
+must not take the descriptors the fleet needs. Beyond its cap the exporter answers 503 at once and closes;
+scrapes work again as soon as the idle ones go, and nothing is logged."""
+
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.test_exporter import VIMTUI, cli_env, write_config
+from vimtui.core.export.server import MAX_CONNECTIONS
+
+FD_LIMIT = 256
+IDLE = 300
+
+
+def _limit_fds() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+@pytest.fixture
+def limited_exporter(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
+    proc = subprocess.Popen(
+        [VIMTUI, "--config", str(write_config(tmp_path)), "export", "--listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+        preexec_fn=_limit_fds,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    everything: list[str] = []
+    assert proc.stderr is not None
+    stderr = proc.stderr
+
+    def pump() -> None:
+        for line in stderr:
+            lines.put(line)
+            everything.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        line = lines.get(timeout=30)
+        assert line.startswith("vimtui: serving http://127.0.0.1:"), line
+        yield proc, line.split()[-1], everything
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_idle_sockets_beyond_the_cap_get_503_and_cannot_starve_the_process(
+    limited_exporter: tuple[subprocess.Popen[str], str, list[str]],
+) -> None:
+    proc, url, log = limited_exporter
+    assert status_of(url) == 200
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(IDLE)]
+    try:
+        answered: list[bytes] = []
+        for s in idle[MAX_CONNECTIONS:]:  # (the first ones in were taken: those wait for a request)
+            s.settimeout(10)
+            answered.append(s.recv(200))
+        assert len(answered) == IDLE - MAX_CONNECTIONS
+        assert all(a.startswith(b"HTTP/1.1 503 ") for a in answered), answered[:3]
+        most = open_fds(proc.pid)
+        assert most < FD_LIMIT - 100, f"{most} descriptors open under a limit of {FD_LIMIT}"
+        assert status_of(url) == 503  # still held by the idle ones: turned away, not queued
+    finally:
+        for s in idle:
+            s.close()
+    wait_until("a scrape to be served again", lambda: status_of(url) == 200, 30)
+    assert proc.poll() is None
+    text = "".join(log)
+    assert "Traceback" not in text and "out of system resource" not in text, text[-2000:]

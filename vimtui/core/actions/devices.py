@@ -128,9 +128,10 @@ def _volume(ctx: TaskContext, source: str) -> tuple[Any, Any]:
                     "(only pool volumes can be attached: their format is known)"
                 ) from exc
         return vol.storagePoolLookupByVolume(), vol
-    pool_name, sep, vol_name = source.partition("/")
-    if not sep or not pool_name or not vol_name:
-        raise ActionError(f"disk source {source!r}: say POOL/VOLUME or an absolute path on {ctx.host}")
+    pool_name, _, vol_name = source.partition("/")
+    why = disk_args_problem(source, None, "virtio", "disk", ctx.host)
+    if why:
+        raise ActionError(why)
     try:
         pool = conn.storagePoolLookupByName(pool_name)
     except libvirt.libvirtError as exc:
@@ -195,15 +196,12 @@ def attach_disk(
 ) -> str:
     """Attach a storage volume ("POOL/VOLUME" or its path on the host) as `target` (the next free vdX/sdX
     when not given); its format (qcow2, raw) is the volume's."""
-    if bus not in BUS_PREFIX:
-        raise ActionError(f"bus {bus!r}: one of {', '.join(BUS_PREFIX)}")
-    if device not in DEVICES:
-        raise ActionError(f"device {device!r}: one of {', '.join(DEVICES)}")
+    why = disk_args_problem(source, target, bus, device, ctx.host)
+    if why:
+        raise ActionError(why)
     config, live = _definitions(dom)
     disks = {**_disks(live), **_disks(config)}
     if target is not None:
-        if not re.fullmatch(r"[a-z]+[a-z0-9]*", target):
-            raise ActionError(f"target {target!r}: a device name such as vdb or sdc")
         if target in disks:
             src = _disk_source(disks[target]) or "no media"
             raise ActionError(f"target {target} is already used on {dom.name()} (by {src})")
@@ -300,18 +298,13 @@ def attach_nic(
     mac: str | None = None,
 ) -> str:
     """Attach a NIC on a libvirt network (default: "default") or a host bridge; a new MAC when not given."""
-    if network and bridge:
-        raise ActionError("a NIC goes on a network or a bridge, not both")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", model):
-        raise ActionError(f"NIC model {model!r}: virtio, e1000, rtl8139 ...")
+    why = nic_args_problem(network, bridge, model, mac)
+    if why:
+        raise ActionError(why)
     config, live = _definitions(dom)
     used = {**_nics(live), **_nics(config)}
     if mac is not None:
         mac = mac.strip().lower()
-        if not MAC_RE.match(mac):
-            raise ActionError(f"MAC {mac!r}: six hex pairs such as 52:54:00:12:34:56")
-        if int(mac[:2], 16) & 1:
-            raise ActionError(f"MAC {mac}: a multicast address cannot be a NIC's")
         if mac in used:
             raise ActionError(f"MAC {mac} is already used by a NIC of {dom.name()}")
     else:
@@ -414,10 +407,59 @@ def _needs(*names: str) -> Callable[[VmState, dict[str, Any], FleetState], str |
     return check
 
 
-def _check_nic(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
-    if args.get("network") and args.get("bridge"):
-        return "a NIC goes on a network or a bridge, not both"
+# -- argument checks that need no host: made before anything runs (so a dry run refuses what the task
+# would), and again by the action itself on the host's lane
+
+
+def disk_args_problem(source: str | None, target: str | None, bus: str, device: str, host: str) -> str | None:
+    if bus not in BUS_PREFIX:
+        return f"bus {bus!r}: one of {', '.join(BUS_PREFIX)}"
+    if device not in DEVICES:
+        return f"device {device!r}: one of {', '.join(DEVICES)}"
+    if target is not None and not re.fullmatch(r"[a-z]+[a-z0-9]*", target):
+        return f"target {target!r}: a device name such as vdb or sdc"
+    if source and not source.startswith("/"):
+        pool_name, sep, vol_name = source.partition("/")
+        if not sep or not pool_name or not vol_name:
+            return f"disk source {source!r}: say POOL/VOLUME or an absolute path on {host}"
     return None
+
+
+def nic_args_problem(
+    network: str | None, bridge: str | None, model: str | None, mac: str | None
+) -> str | None:
+    if network and bridge:
+        return "a NIC goes on a network or a bridge, not both"
+    if model is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", model):
+        return f"NIC model {model!r}: virtio, e1000, rtl8139 ..."
+    if mac is not None:
+        mac = mac.strip().lower()
+        if not MAC_RE.match(mac):
+            return f"MAC {mac!r}: six hex pairs such as 52:54:00:12:34:56"
+        if int(mac[:2], 16) & 1:
+            return f"MAC {mac}: a multicast address cannot be a NIC's"
+    return None
+
+
+def _check_disk(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
+    if not args.get("source"):
+        return "needs source=..."
+    target = args.get("target")
+    why = disk_args_problem(
+        args["source"], target, args.get("bus") or "virtio", args.get("device") or "disk", vm.host
+    )
+    if why is None and target and vm.details is not None and target in {d.target for d in vm.details.disks}:
+        why = f"target {target} is already used on {vm.name}"
+    return why
+
+
+def _check_nic(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
+    mac = args.get("mac")
+    why = nic_args_problem(args.get("network"), args.get("bridge"), args.get("model"), mac)
+    if why is None and mac and vm.details is not None:
+        if mac.strip().lower() in {(n.mac or "").lower() for n in vm.details.nics}:
+            why = f"MAC {mac.strip().lower()} is already used by a NIC of {vm.name}"
+    return why
 
 
 def _disk_targets(vm: VmState, _state: FleetState) -> list[Choice]:
@@ -443,7 +485,7 @@ ACTIONS: tuple[VmAction, ...] = (
             Param("device", "choice", "disk, cdrom ...", default="disk", choices=[(d, d) for d in DEVICES]),
             Param("readonly", "bool", "read-only (a CD-ROM always is)"),
         ),
-        check=_needs("source"),
+        check=_check_disk,
         bulk=False,
     ),
     VmAction(

@@ -92,7 +92,7 @@ def create(
     quiesce: bool = False,
 ) -> str:
     xml = dom.XMLDesc(0)
-    if not name or "/" in name or name != name.strip():
+    if name_problem(name):
         raise ActionError(f"bad snapshot name {name!r}")
     if name in dom.snapshotListNames(0):
         raise ActionError(f"{dom.name()} already has a snapshot named {name!r}")
@@ -193,6 +193,16 @@ def _needs_name(vm: VmState, args: dict[str, Any], _state: FleetState) -> str | 
     return None if args.get("name") else "which snapshot? (a name is needed)"
 
 
+def name_problem(name: str | None) -> bool:
+    """A name a snapshot cannot have (checked before a dry run says it would take it, and by the task)."""
+    return not name or "/" in name or name != name.strip()
+
+
+def _check_name(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
+    name = args.get("name")
+    return f"bad snapshot name {name!r}" if name and name_problem(name) else None
+
+
 def snapshot_choices(conn: Any, uuid: str) -> list[Choice]:
     """The VM's snapshots to choose from, the current one first (what a form proposes)."""
     snaps = snapshots(conn, uuid)
@@ -235,7 +245,9 @@ ACTIONS: tuple[VmAction, ...] = (
                 label="disk-only (external, no memory)",
             ),
         ),
-        check=lambda vm, args, st: _needs_name(vm, args, st) or _check_create(vm, args, st),
+        check=lambda vm, args, st: (
+            _needs_name(vm, args, st) or _check_name(vm, args, st) or _check_create(vm, args, st)
+        ),
         timeout=3600.0,
         key="n",
         bar=True,

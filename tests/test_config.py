@@ -490,7 +490,12 @@ def test_parse_config_names_the_source() -> None:
         ("qemu:///session", HostSpec("local", "direct", "qemu:///session", group="adhoc")),
         ("test:///default", HostSpec("test-default", "direct", "test:///default", group="adhoc")),
         ("test:///tmp/fleet.xml", HostSpec("test-fleet", "direct", "test:///tmp/fleet.xml", group="adhoc")),
-        ("qemu+ssh://root@h1/system", HostSpec("h1", "direct", "qemu+ssh://root@h1/system", group="adhoc")),
+        # through vimtui's own tunnel (strict host keys), never libvirt's ssh transport
+        ("qemu+ssh://root@h1/system", HostSpec("h1", "ssh", "qemu:///system", "h1", "root", group="adhoc")),
+        (
+            "qemu+libssh://h1:2222/system?keyfile=/k&known_hosts=/kh",
+            HostSpec("h1", "ssh", "qemu:///system", "h1", None, 2222, "/k", "/kh", group="adhoc"),
+        ),
         (
             "qemu+tcp://10.1.2.3:16509/system",
             HostSpec("10.1.2.3", "direct", "qemu+tcp://10.1.2.3:16509/system", group="adhoc"),
@@ -509,6 +514,9 @@ def test_parse_connect_forms(text: str, expected: HostSpec) -> None:
         ("", "not a URI"),
         ("/var/run/libvirt/libvirt-sock", "not a URI"),
         ("ssh://kvm01/session", "only the system"),
+        ("qemu+ssh://h1/system?no_verify=1", "no_verify is not honoured: vimtui checks host keys strictly"),
+        ("qemu+ssh://h1/system?command=/bin/x", r"\?command= is not supported"),
+        ("qemu+ssh://h1/session", r"only qemu\+ssh://host/system is supported"),
         ("ssh://kvm01/other", "unknown path"),
         ("ssh://", "no host"),
         ("ssh://u:secret@kvm01", "password"),

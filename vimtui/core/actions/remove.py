@@ -4,6 +4,7 @@ what stays, for the confirmation, before anything is touched."""
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,6 +108,10 @@ def preview(conn: Any, uuid: str, remove_storage: Sequence[str] = ()) -> DeleteP
             raise ActionError(
                 f"{target} ({shown}) is not a volume in a storage pool: vimtui will not remove it"
             )
+        if remove:
+            users = volume_users(conn, vol, uuid)
+            if users:
+                raise ActionError(f"{target} ({shown}) is in use: {users}; vimtui will not remove it")
         plans.append(DiskPlan(target, shown, remove, vol.key() if vol is not None else None))
     try:
         snapshots = int(dom.snapshotNum(0))
@@ -122,6 +127,58 @@ def preview(conn: Any, uuid: str, remove_storage: Sequence[str] = ()) -> DeleteP
         nvram=(nvram.text or "").strip() or None if nvram is not None else None,
         disks=tuple(plans),
     )
+
+
+def volume_users(conn: Any, vol: Any, own_uuid: str) -> str:
+    """Who else needs a volume: other domains of the host with it as a disk (or in a disk's backing chain),
+    and volumes it backs (linked clones made from it); '' when nobody. Removing it would break them."""
+    path = vol.path()
+    names = {path}
+    with contextlib.suppress(libvirt.libvirtError):
+        names.add(f"{vol.storagePoolLookupByVolume().name()}/{vol.name()}")
+    vms = []
+    for dom in conn.listAllDomains(0):
+        if dom.UUIDString() == own_uuid:
+            continue
+        try:
+            xmls = [dom.XMLDesc(0)]
+            if dom.isActive() and dom.isPersistent():
+                xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except libvirt.libvirtError:
+            continue  # gone meanwhile
+        if any(names & _sources(xml) for xml in xmls):
+            vms.append(dom.name())
+    clones = []
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        try:
+            vols = pool.listAllVolumes(0)
+        except libvirt.libvirtError:
+            continue
+        for other in vols:
+            try:
+                backing = ET.fromstring(other.XMLDesc(0)).findtext("backingStore/path")
+            except (libvirt.libvirtError, ET.ParseError):
+                continue
+            if backing and backing == path and other.path() != path:
+                clones.append(f"{pool.name()}/{other.name()}")
+    parts = []
+    if vms:
+        parts.append(f"a disk of {', '.join(sorted(vms))}")
+    if clones:
+        parts.append(f"the base of {', '.join(sorted(clones))} (linked clones)")
+    return "; ".join(parts)
+
+
+def _sources(xml: str) -> set[str]:
+    """Every file, device and pool/volume a domain's disks name, backing chains included."""
+    out: set[str] = set()
+    for src in ET.fromstring(xml).iterfind("./devices/disk//source"):
+        for attr in ("file", "dev"):
+            if src.get(attr):
+                out.add(str(src.get(attr)))
+        if src.get("pool") and src.get("volume"):
+            out.add(f"{src.get('pool')}/{src.get('volume')}")
+    return out
 
 
 def delete(ctx: TaskContext, dom: Any, force: bool = False, remove_storage: Sequence[str] = ()) -> str:

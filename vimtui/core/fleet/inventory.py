@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from vimtui.core.config.settings import Config, HostConfig
 
@@ -103,6 +103,42 @@ def _parse_ssh(text: str) -> HostSpec:
     )
 
 
+_LIBVIRT_SSH = re.compile(r"qemu\+(ssh|libssh|libssh2)")
+_SSH_PARAMS = {"keyfile": "identity", "known_hosts": "known_hosts"}
+
+
+def _parse_libvirt_ssh(text: str) -> HostSpec:
+    """qemu+ssh://[user@]host[:port]/system[?keyfile=...&known_hosts=...]: reached through vimtui's own SSH
+    tunnel, with its strict host-key check, never through libvirt's ssh transport (whose no_verify, or an
+    ssh that asks, would accept an unknown key)."""
+    try:
+        parts = urlsplit(text)
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise InventoryError(f"{text!r}: {exc}") from exc
+    if parts.path.rstrip("/") != "/system":
+        raise InventoryError(
+            f"{text!r}: only qemu+ssh://host/system is supported (the system libvirt instance, reached "
+            "through vimtui's own SSH tunnel)"
+        )
+    extra: dict[str, str] = {}
+    for key, value in query:
+        if key in _SSH_PARAMS:
+            extra[_SSH_PARAMS[key]] = value
+        elif key == "no_verify":
+            raise InventoryError(
+                f"{text!r}: no_verify is not honoured: vimtui checks host keys strictly; verify the host's "
+                "key and add it to known_hosts (ssh-keyscan), or name the file with ?known_hosts=PATH"
+            )
+        else:
+            raise InventoryError(
+                f"{text!r}: ?{key}= is not supported: vimtui reaches the host through its own SSH tunnel "
+                "(keyfile= and known_hosts= are understood)"
+            )
+    spec = _parse_ssh(urlunsplit(("ssh", parts.netloc, "", "", "")))
+    return replace(spec, **extra)  # type: ignore[arg-type]
+
+
 def _direct_name(text: str) -> str:
     parts = urlsplit(text)
     _ = parts.port  # raises ValueError for a malformed or out-of-range port
@@ -118,8 +154,9 @@ def _direct_name(text: str) -> str:
 def parse_connect(text: str) -> HostSpec:
     """Turn one --connect argument into a HostSpec.
 
-    `ssh://[user@]host[:port]` reaches the host over SSH and opens its qemu:///system; any other libvirt
-    URI (`qemu:///system`, `test:///default`, `qemu+ssh://h/system`, ...) is opened directly as given.
+    `ssh://[user@]host[:port]` and `qemu+ssh://[user@]host[:port]/system` reach the host over vimtui's SSH
+    tunnel and open its qemu:///system; any other libvirt URI (`qemu:///system`, `test:///default`, ...) is
+    opened directly as given.
     Raises InventoryError (a ValueError) for anything else.
     """
     text = text.strip()
@@ -129,6 +166,8 @@ def parse_connect(text: str) -> HostSpec:
         raise InventoryError(f"{text!r} is not a URI{hint}; {_ACCEPTED}")
     if scheme.lower() == "ssh":
         return _parse_ssh(text)
+    if _LIBVIRT_SSH.fullmatch(scheme.lower()):
+        return _parse_libvirt_ssh(text)
     try:
         name = _direct_name(text)
     except ValueError as exc:  # urlsplit rejects e.g. a malformed port or [IPv6]

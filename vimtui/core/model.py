@@ -20,6 +20,9 @@ class HostStatus(StrEnum):
     UNREACHABLE = "unreachable"
     AUTH_FAILED = "auth-failed"
     HOSTKEY_MISMATCH = "hostkey-mismatch"
+    ERROR = "error"
+    """Something unexpected (a setting libvirt or SSH would not take, a bug): the message says what; the
+    session retries."""
 
     @property
     def healthy(self) -> bool:

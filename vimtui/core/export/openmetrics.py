@@ -60,7 +60,7 @@ HOST_STATUS = Family(
     "gauge",
     "",
     "The host's connection status as vimtui shows it (connecting, up, degraded, unreachable, "
-    "auth-failed, hostkey-mismatch): 1, labelled with the current one.",
+    "auth-failed, hostkey-mismatch, error): 1, labelled with the current one.",
 )
 HOST_VMS = Family(
     "vimtui_host_vms",

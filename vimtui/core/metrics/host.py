@@ -138,7 +138,7 @@ declare(
         "host",
         "bool",
         "Unreachable",
-        "HostState.status is unreachable, auth-failed or hostkey-mismatch.",
+        "HostState.status is unreachable, auth-failed, hostkey-mismatch or error.",
         v.host_unreachable,
         label="unreachable",
         alert=True,

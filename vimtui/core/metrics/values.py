@@ -137,7 +137,9 @@ def vm_io_error(vm: VmState, _now: float) -> float | None:
 
 # ---------------------------------------------------------------------------------------------- host values
 
-_UNREACHABLE = frozenset({HostStatus.UNREACHABLE, HostStatus.AUTH_FAILED, HostStatus.HOSTKEY_MISMATCH})
+_UNREACHABLE = frozenset(
+    {HostStatus.UNREACHABLE, HostStatus.AUTH_FAILED, HostStatus.HOSTKEY_MISMATCH, HostStatus.ERROR}
+)
 
 
 def host_unreachable(h: HostState, _now: float) -> float | None:

@@ -2,7 +2,8 @@
 
 States: connecting -> up; up -> degraded (a poll missed its tick) -> up again, or -> unreachable (a call
 missed its deadline, the SSH link or libvirt connection dropped); connect failures end in unreachable,
-auth-failed or hostkey-mismatch. From any failure the session reconnects on its own, with exponential
+auth-failed or hostkey-mismatch; an unexpected error (a setting libvirt or SSH will not take, a bug) in
+error, with its message. From any failure the session reconnects on its own, with exponential
 backoff and jitter. Every libvirt call runs on the host's lane, never on the event loop.
 """
 
@@ -162,6 +163,7 @@ class HostSession:
         self._tunnel: SshTunnel | None = None
         self._lost = asyncio.Event()
         self._lost_reason = ""
+        self._lost_status = HostStatus.UNREACHABLE
         self._closing = False
         self._wake = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
@@ -227,6 +229,10 @@ class HostSession:
                 self._set_status(HostStatus(exc.kind), str(exc))
             except (libvirt.libvirtError, CallTimeout, OSError) as exc:
                 self._set_status(HostStatus.UNREACHABLE, f"libvirt: {_err(exc)}")
+            except Exception as exc:  # a setting libvirt or SSH will not take, a bug: shown, and retried
+                await self._disconnect()
+                log.warning("host %s: cannot connect", self.spec.name, exc_info=True)
+                self._set_status(HostStatus.ERROR, f"{_unexpected(exc)} (retrying, attempt {attempt + 1})")
             else:
                 attempt = 0
                 self._set_status(HostStatus.UP)
@@ -235,7 +241,7 @@ class HostSession:
                 await self._lost.wait()
                 self.connected.clear()
                 if not self._closing:
-                    self._set_status(HostStatus.UNREACHABLE, self._lost_reason)
+                    self._set_status(self._lost_status, self._lost_reason)
                 await self._disconnect()
             if self._closing:
                 break
@@ -275,11 +281,18 @@ class HostSession:
         await self._disconnect()
         self.lane.close()
 
-    def _drop(self, reason: str) -> None:
-        """The connection is gone or wedged: let run() tear it down and reconnect."""
+    def _drop(self, reason: str, status: HostStatus = HostStatus.UNREACHABLE) -> None:
+        """The connection is gone or wedged (or met an unexpected error): let run() tear it down, show
+        `status` with the reason, and reconnect."""
         if not self._lost.is_set():
             self._lost_reason = reason
+            self._lost_status = status
             self._lost.set()
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """An unexpected error in a poll or its side work: the host shows it, and reconnects."""
+        log.warning("host %s: %s failed", self.spec.name, what, exc_info=exc)
+        self._drop(f"{what}: {_unexpected(exc)}", HostStatus.ERROR)
 
     def _drop_if_current(self, conn: Any, reason: str) -> None:
         if conn is self._conn:
@@ -504,7 +517,14 @@ class HostSession:
             else:
                 self._set_status(HostStatus.DEGRADED, f"poll failed: {_err(exc)}")
             return
-        self._apply(result, started)
+        except Exception as exc:
+            self._failed("poll", exc)
+            return
+        try:
+            self._apply(result, started)
+        except Exception as exc:
+            self._failed("poll", exc)
+            return
         if self.status == HostStatus.DEGRADED:
             self._set_status(HostStatus.UP)
         self._on_polled()
@@ -666,6 +686,8 @@ class HostSession:
             self._drop(str(exc))
         except libvirt.libvirtError as exc:
             log.debug("host %s: side work failed: %s", self.spec.name, _err(exc))
+        except Exception as exc:
+            self._failed("reading VM details", exc)
 
     def _merge(self, changes: dict[str, dict[str, Any]]) -> None:
         """Replace fields of VMs by uuid, then publish."""
@@ -832,6 +854,12 @@ def _alive(exc: libvirt.libvirtError) -> bool:
         libvirt.VIR_ERR_RPC,
         libvirt.VIR_ERR_NO_CONNECT,
     )
+
+
+def _unexpected(exc: BaseException) -> str:
+    """An unexpected error in a line: its kind and message (the log has the traceback)."""
+    text = _err(exc) if isinstance(exc, libvirt.libvirtError) else str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _err(exc: BaseException) -> str:

@@ -1,8 +1,10 @@
 """SSH transport: one asyncssh connection per remote host, carrying libvirt over a forwarded unix socket.
 
 The connection honours ~/.ssh/config, the agent and an identity file, checks the host key strictly against
-known_hosts (an unknown or changed key is refused, with its fingerprint in the message; nothing is accepted
-silently), and keeps itself alive (asyncssh sends no keepalives unless asked). libvirt then opens
+known_hosts (the host's own file if the config names one, else the ssh config's UserKnownHostsFile and
+GlobalKnownHostsFile, else ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts, as OpenSSH does; an unknown or
+changed key is refused, with its fingerprint in the message; nothing is accepted silently), never forwards
+the agent, and keeps itself alive (asyncssh sends no keepalives unless asked). libvirt then opens
 `qemu+unix:///system?socket=<local>` where <local> is a private (0600) socket in a per-user runtime dir
 forwarded to the host's `libvirt-sock` (or `libvirt-sock-ro` for a read-only host).
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import getpass
+import hashlib
 import os
 import re
 import uuid
@@ -54,6 +58,61 @@ def _prefer_gcm() -> bool:
     return True
 
 
+USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")
+SOCKET_PATH_MAX = 100
+"""Bytes a unix socket's path may take (sun_path holds 108 with its NUL; a margin for the suffix)."""
+
+
+def _expand(path: str, user: str) -> str:
+    home = os.path.expanduser("~")
+    return os.path.expanduser(path.replace("%d", home).replace("%u", user))
+
+
+def known_hosts_files(spec: HostSpec, configs: tuple[str, ...] = SSH_CONFIGS) -> list[str]:
+    """The known_hosts files a host's key is checked against, as OpenSSH picks them: the host's own
+    (`known_hosts` in vimtui's config), else the ssh config's UserKnownHostsFile and GlobalKnownHostsFile
+    for this host, each defaulting as OpenSSH's do."""
+    local = _local_user()
+    if spec.known_hosts:
+        return [_expand(spec.known_hosts, local)]
+    user: list[str] | None = None
+    glob: list[str] | None = None
+    paths = [p for p in (os.path.expanduser(c) for c in configs) if os.path.isfile(p)]
+    if paths:
+        try:
+            config = asyncssh.config.SSHClientConfig.load(
+                None, paths, False, False, False, local, spec.user or (), spec.address, spec.port
+            )
+            found = config.get("UserKnownHostsFile")
+            user = list(found) if found is not None else None  # type: ignore[call-overload]
+            found = config.get("GlobalKnownHostsFile")
+            glob = list(found) if found is not None else None  # type: ignore[call-overload]
+        except (OSError, asyncssh.Error, ValueError):
+            pass  # an unreadable or broken ssh config: the defaults (ssh itself would refuse to run)
+    files = [*(USER_KNOWN_HOSTS if user is None else user), *(GLOBAL_KNOWN_HOSTS if glob is None else glob)]
+    return [_expand(f, local) for f in files if f.lower() != "none"]
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def socket_name(runtime_dir: Path, host: str) -> str:
+    """A fresh socket path for `host` in `runtime_dir`: its name when the path fits a unix socket's limit
+    and the name is plain, else a digest of it (a long or odd host name must not break the tunnel)."""
+    tag = uuid.uuid4().hex[:8]
+    path = str(runtime_dir / f"{host}-{tag}.sock")
+    if len(path.encode()) <= SOCKET_PATH_MAX and re.fullmatch(r"[A-Za-z0-9._-]+", host):
+        return path
+    digest = hashlib.sha256(host.encode()).hexdigest()[:16]
+    return str(runtime_dir / f"h-{digest}-{tag}.sock")
+
+
 def remote_socket(uri: str, read_only: bool) -> str:
     """The libvirt socket on the remote host for a URI such as qemu:///system."""
     parts = urlsplit(uri)
@@ -85,8 +144,8 @@ class SshTunnel:
         self.spec = spec
         self.options = options or SshOptions()
         self.runtime_dir = runtime_dir
-        self.known_hosts = os.path.expanduser(spec.known_hosts or "~/.ssh/known_hosts")
-        self.socket_path = str(runtime_dir / f"{spec.name}-{uuid.uuid4().hex[:8]}.sock")
+        self.known_hosts_files = known_hosts_files(spec)
+        self.socket_path = socket_name(runtime_dir, spec.name)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._listener: asyncssh.SSHListener | None = None
 
@@ -101,8 +160,10 @@ class SshTunnel:
             "connect_timeout": opt.connect_timeout,
             "keepalive_interval": opt.keepalive_interval,
             "keepalive_count_max": opt.keepalive_count_max,
-            # strict: the default (~/.ssh/known_hosts) or the configured file; never None (that disables it)
-            "known_hosts": self.known_hosts,
+            # strict: the files OpenSSH would read, those that exist; none at all is an empty list (every
+            # key unknown, refused with its fingerprint), never None (that disables the check)
+            "known_hosts": self._known_hosts(),
+            "agent_forwarding": False,  # whatever ForwardAgent says: the hosts are not to use our keys
         }
         if spec.user:
             kwargs["username"] = spec.user
@@ -112,11 +173,27 @@ class SshTunnel:
             kwargs["encryption_algs"] = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
         return kwargs
 
+    def _known_hosts(self) -> asyncssh.SSHKnownHosts:
+        files = [f for f in self.known_hosts_files if os.path.isfile(f)]
+        try:
+            return asyncssh.read_known_hosts(files) if files else asyncssh.import_known_hosts("")
+        except (OSError, ValueError, asyncssh.Error) as exc:
+            raise TransportError(
+                "hostkey-mismatch", f"{self._where()}: cannot read known_hosts: {exc}"
+            ) from exc
+
+    @property
+    def known_hosts(self) -> str:
+        """The files checked, as the messages name them."""
+        shown = [f if os.path.isfile(f) else f"{f} (missing)" for f in self.known_hosts_files]
+        return ", ".join(shown) or "no known_hosts file (UserKnownHostsFile none)"
+
     async def open(self) -> str:
         """Connect and forward the socket; return the local libvirt URI. Raises TransportError."""
         remote = remote_socket(self.spec.uri, self.spec.read_only)
+        kwargs = self._connect_kwargs()
         try:
-            self._conn = await asyncssh.connect(self.spec.address, **self._connect_kwargs())  # type: ignore[arg-type]
+            self._conn = await asyncssh.connect(self.spec.address, **kwargs)  # type: ignore[arg-type]
         except asyncssh.HostKeyNotVerifiable as exc:
             raise TransportError("hostkey-mismatch", await self._host_key_message(str(exc))) from exc
         except asyncssh.PermissionDenied as exc:
@@ -160,7 +237,6 @@ class SshTunnel:
 
     async def _host_key_message(self, detail: str) -> str:
         """Say whether the key is unknown or changed, and show the fingerprint the host offered."""
-        known = self.known_hosts
         fingerprint = "unknown fingerprint"
         with contextlib.suppress(Exception):
             key = await asyncio.wait_for(
@@ -172,13 +248,12 @@ class SshTunnel:
         listed = False
         with contextlib.suppress(Exception):
             port = None if self.spec.port == 22 else self.spec.port
-            listed = bool(
-                asyncssh.read_known_hosts(known).match(self.spec.address, self.spec.address, port)[0]
-            )
+            listed = bool(self._known_hosts().match(self.spec.address, self.spec.address, port)[0])
         how = "CHANGED (possible man-in-the-middle)" if listed else "not in known_hosts"
+        add_to = self.known_hosts_files[0] if self.known_hosts_files else "~/.ssh/known_hosts"
         return (
-            f"{self._where()}: host key {how}: {fingerprint}; checked against {known}. "
-            f"Verify the fingerprint out of band, then add it to {known} (ssh-keyscan)."
+            f"{self._where()}: host key {how}: {fingerprint}; checked against {self.known_hosts}. "
+            f"Verify the fingerprint out of band, then add it to {add_to} (ssh-keyscan)."
         )
 
 

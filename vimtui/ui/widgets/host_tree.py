@@ -22,6 +22,7 @@ MARKS = {
     HostStatus.UNREACHABLE: ("✖", "tree--down"),
     HostStatus.AUTH_FAILED: ("⚠", "tree--down"),
     HostStatus.HOSTKEY_MISMATCH: ("⚠", "tree--down"),
+    HostStatus.ERROR: ("⚠", "tree--down"),
 }
 
 

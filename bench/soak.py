@@ -43,6 +43,8 @@ from vimtui.core.fleet.inventory import build_inventory  # noqa: E402
 from vimtui.core.model import FleetState, HostStatus  # noqa: E402
 from vimtui.ui.app import VimApp, make_app  # noqa: E402
 
+LAG_NOTED = 1.0
+STALL = 5.0
 FAULT_WITHIN = 120.0
 """Seconds a fault has to be recovered in before it counts as not recovered."""
 CUT_FOR = 20.0
@@ -96,6 +98,11 @@ class Soak:
         self.rss: list[tuple[float, int]] = []
         self.faults: list[Fault] = []
         self.loop_lag_max = 0.0
+        self.lags: list[tuple[float, float]] = []
+        """(when, seconds) of every loop lag over LAG_NOTED."""
+        self.stalls: list[str] = []
+        """Where the event loop's thread was when it had not come round for STALL seconds."""
+        self._beat = time.monotonic()
         self.serial = 0
 
     def now(self) -> float:
@@ -234,8 +241,31 @@ class Soak:
         loop = asyncio.get_running_loop()
         while True:
             t = loop.time()
+            self._beat = time.monotonic()
             await asyncio.sleep(0.5)
-            self.loop_lag_max = max(self.loop_lag_max, loop.time() - t - 0.5)
+            lag = loop.time() - t - 0.5
+            self.loop_lag_max = max(self.loop_lag_max, lag)
+            if lag > LAG_NOTED:
+                self.lags.append((round(self.now(), 1), round(lag, 3)))
+
+    def watchdog(self, loop_thread: int, stop: threading.Event) -> None:
+        """On a thread of its own: when the loop has not come round for STALL seconds, where its thread
+        is (once per stall), and how busy the machine is then."""
+        import traceback
+
+        dumped = False
+        while not stop.wait(1.0):
+            stalled = time.monotonic() - self._beat
+            if stalled < STALL:
+                dumped = False
+                continue
+            if dumped:
+                continue
+            dumped = True
+            frame = sys._current_frames().get(loop_thread)
+            where = "".join(traceback.format_stack(frame)[-12:]) if frame is not None else "?"
+            load = os.getloadavg()
+            self.stalls.append(f"at {self.now():.0f} s, loop silent {stalled:.1f} s, load {load}:\n{where}")
 
     async def run(self, problems: Problems) -> None:
         end = self.minutes * 60
@@ -290,6 +320,9 @@ def summary(soak: Soak, problems: Problems, ticks: int, late: int) -> dict[str, 
         "ticks_missed": max(0, int(elapsed / interval) - ticks),
         "polls_late": late,
         "loop_lag_max_s": round(soak.loop_lag_max, 3),
+        "loop_lags_over_1s": soak.lags,
+        "loop_stalls": soak.stalls,
+        "load_avg_end": os.getloadavg(),
         "faults": [asdict(f) for f in soak.faults],
         "faults_recovered": f"{len(recovered)}/{len(soak.faults)}",
         "problems": problems.lines,
@@ -324,9 +357,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ticks0 = app.fleet.ticks
         late0 = sum(h.late_ticks for h in app.fleet.state.hosts)
         side = [loop.create_task(soak.sample_rss()), loop.create_task(soak.watch_loop())]
+        stop = threading.Event()
+        dog = threading.Thread(target=soak.watchdog, args=(threading.get_ident(), stop), daemon=True)
+        dog.start()
         try:
             await soak.run(problems)
         finally:
+            stop.set()
             for t in side:
                 t.cancel()
             with contextlib.suppress(asyncio.CancelledError):

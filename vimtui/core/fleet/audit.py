@@ -26,6 +26,8 @@ from typing import Any
 
 import psutil
 
+from vimtui.core.private import private_dir, private_files
+
 AUDIT_FILE = "audit.log"
 STARTED = "started"
 ABANDONED = "abandoned"
@@ -114,6 +116,7 @@ class AuditLog:
         self._user = local_user()
         self._client = socket.gethostname()
         self.run = _run_id(self._client, os.getpid())
+        self._private = False
 
     def record(
         self,
@@ -145,8 +148,11 @@ class AuditLog:
         )
         line = (json.dumps(asdict(rec), sort_keys=True, default=str) + "\n").encode()
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if not self._private:
+                private_dir(self.path.parent)
+                private_files(self.path)
+                self._private = True
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 if os.write(fd, line) != len(line):
                     raise OSError("short write (disk full?)")

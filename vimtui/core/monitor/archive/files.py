@@ -22,6 +22,7 @@ from vimtui.core.monitor.archive.schema import (
     is_corrupt,
 )
 from vimtui.core.monitor.archive.state import ArchiveBase, log
+from vimtui.core.private import create_private, private_dir, private_files
 
 
 class ArchiveFiles(ArchiveBase):
@@ -30,7 +31,7 @@ class ArchiveFiles(ArchiveBase):
     def _start(self) -> None:
         """Take the lock file, open the database (moving a damaged one aside) and both connections."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
         except OSError as e:
             self._disable(f"history archive: cannot create {self.path.parent}: {e}; running without it")
             return
@@ -84,6 +85,8 @@ class ArchiveFiles(ArchiveBase):
             head = b""
         if head and head != MAGIC:  # before SQLite opens it: closing would delete a -wal beside it
             raise NotOurs("file is not a database")
+        create_private(self.path)  # SQLite gives its -wal and -shm the database file's mode
+        private_files(self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -16,6 +16,9 @@ from vimtui.core.monitor.archive.files import ArchiveFiles
 from vimtui.core.monitor.archive.schema import KEY_IDS, UPSERT, is_busy, is_corrupt
 from vimtui.core.monitor.archive.state import TRIM_TO, ArchiveStats
 
+RETRY_KEEP = 50_000
+"""Buckets (and events) kept for a retry while the file cannot be written: a few passes of a large fleet."""
+
 
 class ArchiveWrites(ArchiveFiles):
     """The write pass of the archive's thread."""
@@ -42,6 +45,9 @@ class ArchiveWrites(ArchiveFiles):
                 break
             try:
                 self._write(self._db, taken, notes, described, newest, flush)
+                if any(k.startswith("write-failed:") for k in self._reported):
+                    self._reported = {k for k in self._reported if not k.startswith("write-failed:")}
+                    self._report(f"history archive {self.path}: writing again")
                 return
             except sqlite3.DatabaseError as e:
                 self._rollback()
@@ -50,11 +56,15 @@ class ArchiveWrites(ArchiveFiles):
                     continue
                 if is_busy(e):  # someone else holds a write lock on the file (an sqlite3 shell): retry later
                     self._report(f"history archive {self.path} is busy ({e}); will retry", once="busy")
-                    with self._lock:
-                        self._ready[:0] = taken
-                        self._notes[:0] = notes
-                        self._labels_dirty |= described
-                        self._inflight, self._inflight_notes = [], []
+                    self._keep_for_retry(taken, notes, described)
+                    return
+                if isinstance(e, sqlite3.OperationalError):  # disk full, I/O error: may pass; retry later
+                    self._report(
+                        f"history archive {self.path}: writing failed ({e}); keeping the samples and "
+                        "retrying at each pass",
+                        once=f"write-failed:{e}",
+                    )
+                    self._keep_for_retry(taken, notes, described)
                     return
                 self._disable(f"history archive {self.path}: writing failed ({e}); running without it")
             except Exception as e:
@@ -63,6 +73,27 @@ class ArchiveWrites(ArchiveFiles):
             break
         with self._lock:
             self._inflight, self._inflight_notes = [], []
+
+    def _keep_for_retry(self, taken: list[Acc], notes: list[Note], described: set[str]) -> None:
+        """What a failed pass took goes back, to be written by a later one; beyond RETRY_KEEP buckets the
+        oldest are dropped (said once), so a file system that stays full cannot grow memory for good."""
+        with self._lock:
+            self._ready[:0] = taken
+            self._notes[:0] = notes
+            self._labels_dirty |= described
+            self._inflight, self._inflight_notes = [], []
+            over = len(self._ready) - RETRY_KEEP
+            if over > 0:
+                del self._ready[:over]
+            over_notes = len(self._notes) - RETRY_KEEP
+            if over_notes > 0:
+                del self._notes[:over_notes]
+        if over > 0 or over_notes > 0:
+            self._report(
+                f"history archive {self.path}: still not writable; the oldest samples kept for it are "
+                "being dropped",
+                once="retry-dropped",
+            )
 
     def _rollback(self) -> None:
         db = self._db

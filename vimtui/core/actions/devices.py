@@ -8,7 +8,6 @@ and says so plainly when it is still there at the deadline.
 
 from __future__ import annotations
 
-import re
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -18,6 +17,14 @@ from xml.sax.saxutils import quoteattr
 import libvirt
 
 from vimtui.core.actions.base import VmAction
+from vimtui.core.actions.device_args import (
+    BUS_PREFIX,
+    DEVICES,
+    check_disk,
+    check_nic,
+    disk_args_problem,
+    nic_args_problem,
+)
 from vimtui.core.actions.params import Choice, Param
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
@@ -26,10 +33,6 @@ CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 DETACH_TIMEOUT = 60.0
 """Seconds a live detach waits for the guest to release the device."""
-
-BUS_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd", "fdc": "fd"}
-DEVICES = ("disk", "cdrom", "lun", "floppy")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 # -- reading the definitions ------------------------------------------------------------------------
@@ -407,61 +410,6 @@ def _needs(*names: str) -> Callable[[VmState, dict[str, Any], FleetState], str |
     return check
 
 
-# -- argument checks that need no host: made before anything runs (so a dry run refuses what the task
-# would), and again by the action itself on the host's lane
-
-
-def disk_args_problem(source: str | None, target: str | None, bus: str, device: str, host: str) -> str | None:
-    if bus not in BUS_PREFIX:
-        return f"bus {bus!r}: one of {', '.join(BUS_PREFIX)}"
-    if device not in DEVICES:
-        return f"device {device!r}: one of {', '.join(DEVICES)}"
-    if target is not None and not re.fullmatch(r"[a-z]+[a-z0-9]*", target):
-        return f"target {target!r}: a device name such as vdb or sdc"
-    if source and not source.startswith("/"):
-        pool_name, sep, vol_name = source.partition("/")
-        if not sep or not pool_name or not vol_name:
-            return f"disk source {source!r}: say POOL/VOLUME or an absolute path on {host}"
-    return None
-
-
-def nic_args_problem(
-    network: str | None, bridge: str | None, model: str | None, mac: str | None
-) -> str | None:
-    if network and bridge:
-        return "a NIC goes on a network or a bridge, not both"
-    if model is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", model):
-        return f"NIC model {model!r}: virtio, e1000, rtl8139 ..."
-    if mac is not None:
-        mac = mac.strip().lower()
-        if not MAC_RE.match(mac):
-            return f"MAC {mac!r}: six hex pairs such as 52:54:00:12:34:56"
-        if int(mac[:2], 16) & 1:
-            return f"MAC {mac}: a multicast address cannot be a NIC's"
-    return None
-
-
-def _check_disk(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
-    if not args.get("source"):
-        return "needs source=..."
-    target = args.get("target")
-    why = disk_args_problem(
-        args["source"], target, args.get("bus") or "virtio", args.get("device") or "disk", vm.host
-    )
-    if why is None and target and vm.details is not None and target in {d.target for d in vm.details.disks}:
-        why = f"target {target} is already used on {vm.name}"
-    return why
-
-
-def _check_nic(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
-    mac = args.get("mac")
-    why = nic_args_problem(args.get("network"), args.get("bridge"), args.get("model"), mac)
-    if why is None and mac and vm.details is not None:
-        if mac.strip().lower() in {(n.mac or "").lower() for n in vm.details.nics}:
-            why = f"MAC {mac.strip().lower()} is already used by a NIC of {vm.name}"
-    return why
-
-
 def _disk_targets(vm: VmState, _state: FleetState) -> list[Choice]:
     disks = vm.details.disks if vm.details is not None else ()
     return [(f"{d.target} ({d.source or 'no media'})", d.target) for d in disks]
@@ -485,7 +433,7 @@ ACTIONS: tuple[VmAction, ...] = (
             Param("device", "choice", "disk, cdrom ...", default="disk", choices=[(d, d) for d in DEVICES]),
             Param("readonly", "bool", "read-only (a CD-ROM always is)"),
         ),
-        check=_check_disk,
+        check=check_disk,
         bulk=False,
     ),
     VmAction(
@@ -511,7 +459,7 @@ ACTIONS: tuple[VmAction, ...] = (
             Param("model", "text", "the NIC model", default="virtio"),
             Param("mac", "text", "MAC address (default: a new one)"),
         ),
-        check=_check_nic,
+        check=check_nic,
         bulk=False,
     ),
     VmAction(

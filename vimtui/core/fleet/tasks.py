@@ -10,7 +10,6 @@ host's connection, progress reporting, cancellation); it runs on the task lane, 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import libvirt
 
 from vimtui.core.fleet.activity import Entry, next_id
-from vimtui.core.fleet.audit import ABANDONED, STARTED, AuditError, AuditLog, redact
+from vimtui.core.fleet.audit import ABANDONED, AuditError, AuditLog, redact
+from vimtui.core.fleet.task_audit import AUDIT_WAIT, TaskAudit
 from vimtui.core.poll.lane import CallTimeout, Lane
 
 if TYPE_CHECKING:
@@ -172,9 +172,6 @@ class Task:
 
 
 TASK_LANE_CALL_LIMIT = 24 * 3600.0
-AUDIT_WAIT = 10.0
-"""Seconds a task waits for its audit record to be on disk: past it the record counts as not written
-(a hung file system must not hang tasks)."""
 
 
 class TaskManager:
@@ -187,8 +184,7 @@ class TaskManager:
         self._lanes: dict[str, Lane] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._subscribers: list[Callable[[Task], None]] = []
-        self._audit_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit")
-        """Writes audit records in order, off the event loop (each one is flushed to disk)."""
+        self._audit = TaskAudit(audit, fleet.clock) if audit is not None else None
         self._closed = False
 
     # -- asking -----------------------------------------------------------------------------------
@@ -306,7 +302,8 @@ class TaskManager:
         pending = [r for r in self._runners if not r.done()]
         if pending:
             await asyncio.wait(pending, timeout=AUDIT_WAIT)
-        self._audit_pool.shutdown(wait=False)
+        if self._audit is not None:
+            self._audit.close()
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -377,59 +374,16 @@ class TaskManager:
 
     # -- audit ------------------------------------------------------------------------------------
 
-    def _audit(self, task: Task, outcome: str, error: str) -> None:
-        assert self.audit is not None
-        self.audit.record(
-            time=self.fleet.clock(),
-            host=task.host,
-            vm=task.vm,
-            action=task.action,
-            args=task.args,
-            outcome=outcome,
-            error=error,
-            task=task.id,
-        )
-
     def _record_started(self, task: Task) -> None:
-        """On the task's lane, before the action runs: AuditError (the task is refused) unless the
-        "started" record is on disk within AUDIT_WAIT."""
-        if self.audit is None:
-            return
-        future = self._audit_pool.submit(self._audit, task, STARTED, "")
-        try:
-            future.result(AUDIT_WAIT)
-        except concurrent.futures.TimeoutError as exc:
-            raise AuditError(
-                f"the audit log {self.audit.path} did not take a record in {AUDIT_WAIT:.0f} s"
-            ) from exc
+        if self._audit is not None:
+            self._audit.started(task)
 
     def _record_late(self, task: Task, outcome: str, error: str) -> None:
-        """On the task's lane, when the action ends after vimtui was closed: its real outcome, recorded
-        from here since the event loop may be gone."""
-        if not task.abandoned or self.audit is None:
-            return
-        note = "ended after vimtui was closed" + (f": {error}" if error else "")
-        try:
-            self._audit(task, outcome, note)
-        except AuditError:
-            pass  # nobody left to tell; the "abandoned" record stands
+        if task.abandoned and self._audit is not None:
+            self._audit.late(task, outcome, error)
 
     async def _write(self, task: Task, outcome: str, error: str) -> str:
-        """Write a record off the loop; '' when it is on disk, else why not (never raises, never hangs)."""
-        if self.audit is None:
-            return ""
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(
-                loop.run_in_executor(self._audit_pool, self._audit, task, outcome, error), AUDIT_WAIT
-            )
-        except AuditError as exc:
-            return f"not recorded: {exc}"
-        except TimeoutError:
-            return f"not recorded: the audit log did not take the record in {AUDIT_WAIT:.0f} s"
-        except RuntimeError as exc:  # the writer was shut down (closing)
-            return f"not recorded: {exc}"
-        return ""
+        return "" if self._audit is None else await self._audit.write(task, outcome, error)
 
     async def _record_end(self, task: Task, outcome: str, note: str) -> None:
         try:

@@ -45,6 +45,10 @@ LINGER_SECONDS = 1.0
 MAX_LINGER_BYTES = 1 << 20
 MAX_DISCARD = 1 << 16
 """A request body (of a method we refuse) up to this size is read and dropped before answering."""
+ACCEPT_BATCH = 16
+"""The listen backlog, which is also how many connections asyncio accepts at each wake-up before any of
+their handlers runs: with its default (100), 300 connections arriving at once were all accepted (300
+descriptors) before the cap below could turn one away."""
 MAX_CONNECTIONS = 64
 """Connections served at once; one more is answered 503 and closed at once. Idle sockets (each held up to
 REQUEST_TIMEOUT) must not take the file descriptors that polling, SSH and the history's SQLite need:
@@ -369,4 +373,4 @@ async def serve(
         write_timeout=write_timeout,
         max_connections=max_connections,
     )
-    return await asyncio.start_server(exporter.handle, host, port, limit=MAX_LINE)
+    return await asyncio.start_server(exporter.handle, host, port, limit=MAX_LINE, backlog=ACCEPT_BATCH)

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from vimtui.core.poll import stats as stats_module
 from vimtui.core.poll.stats import (
-    DOMAIN_STATS,
     RUNNING,
     DomainSample,
     NodeSample,
@@ -108,14 +107,6 @@ def test_the_recording_is_what_the_tests_assume() -> None:
 
 def test_constants_match_libvirt() -> None:
     assert RUNNING == libvirt.VIR_DOMAIN_RUNNING
-    assert DOMAIN_STATS == (
-        libvirt.VIR_DOMAIN_STATS_STATE
-        | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
-        | libvirt.VIR_DOMAIN_STATS_BALLOON
-        | libvirt.VIR_DOMAIN_STATS_VCPU
-        | libvirt.VIR_DOMAIN_STATS_INTERFACE
-        | libvirt.VIR_DOMAIN_STATS_BLOCK
-    )
 
 
 # ---------------------------------------------------------------------------------------------- parsing

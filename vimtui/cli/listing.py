@@ -17,6 +17,7 @@ from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState, HostState, VmState
 from vimtui.core.text import cells, pad
+from vimtui.core.units import format_bytes
 
 
 async def run(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec]) -> int:
@@ -192,13 +193,7 @@ def _mib(kib: int | None) -> str:
 
 
 def _rate(bps: float | None) -> str:
-    if bps is None:
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if bps < 1024 or unit == "G":
-            return f"{bps:.0f}{unit}/s" if unit == "B" else f"{bps:.1f}{unit}/s"
-        bps /= 1024
-    return "-"
+    return "-" if bps is None else format_bytes(bps) + "/s"
 
 
 def _hosts(state: FleetState, as_json: bool) -> str:

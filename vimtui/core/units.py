@@ -22,7 +22,7 @@ def nice_step(raw: float) -> float:
 
 MISSING = "-"
 """What a figure that is not known shows as."""
-_SIZE_UNITS = ("K", "M", "G", "T", "P")
+_SIZE_UNITS = ("K", "M", "G", "T", "P", "E")
 
 
 def format_bytes(n_bytes: float | None, *, missing: str = MISSING) -> str:

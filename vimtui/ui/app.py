@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
@@ -157,12 +156,6 @@ class VimApp(App[None]):
             answered,
         )
 
-    def set_theme(self, name: str) -> bool:
-        if name not in self.available_themes:
-            return False
-        self.theme = name
-        return True
-
 
 def make_app(
     config: Config,
@@ -194,7 +187,3 @@ def run_app(config: Config, specs: Sequence[HostSpec], *, wall: bool = False) ->
         return 2
     app.run()
     return 0
-
-
-def config_path_hint() -> Path:
-    return default_config_path()

@@ -16,10 +16,9 @@ from rich.style import Style
 from rich.text import Text
 
 from vimtui.core.text import shown
+from vimtui.core.units import MISSING, format_bytes, format_duration
 
-MISSING = "-"
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
-_UNITS = "KMGTPE"
 
 
 def literal(text: object, style: str | Style = "", *, keep: str = "") -> Text:
@@ -60,24 +59,8 @@ def pct(value: float | None, *, digits: int = 1, missing: str = MISSING) -> str:
 percent = pct
 
 
-def size(n_bytes: float | None, *, missing: str = MISSING) -> str:
-    """Bytes in binary units, at most four characters before any sign: "0B", "999B", "1.0K", "34K",
-    "412M", "9.8G". A value that would print as 1000 or more moves to the next unit ("1.0G", not
-    "1000M")."""
-    if n_bytes is None or n_bytes != n_bytes:
-        return missing
-    if math.isinf(n_bytes):
-        return "inf" if n_bytes > 0 else "-inf"
-    if n_bytes < 0:
-        return "-" + size(-n_bytes, missing=missing)
-    if n_bytes < 999.5:
-        return f"{n_bytes:.0f}B"
-    value = float(n_bytes)
-    for unit in _UNITS:
-        value /= 1024.0
-        if value < 999.5 or unit == _UNITS[-1]:
-            return f"{value:.1f}{unit}" if value < 9.95 else f"{value:.0f}{unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
+size = format_bytes
+"""Bytes in binary units (core/units.format_bytes): "0B", "999B", "1.0K", "34K", "412M", "9.8G"."""
 
 
 def kib(n_kib: float | None, *, missing: str = MISSING) -> str:
@@ -102,21 +85,8 @@ def mem_used_of(used_kib: float | None, total_kib: float | None) -> str:
     return pair(kib(used_kib, missing="?"), kib(total_kib, missing="?"))
 
 
-def duration(seconds: float | None, *, missing: str = MISSING) -> str:
-    """A coarse duration in at most two units: "42s", "5m12s", "3h4m", "3d4h". Negative counts as 0."""
-    if seconds is None or seconds != seconds or math.isinf(seconds):
-        return missing
-    s = int(seconds) if seconds > 0 else 0
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s}s" if s else f"{m}m"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h{m}m" if m else f"{h}h"
-    d, h = divmod(h, 24)
-    return f"{d}d{h}h" if h else f"{d}d"
+duration = format_duration
+"""A coarse duration in at most two units (core/units.format_duration): "42s", "5m12s", "3h4m"."""
 
 
 def sparkline(values: Sequence[float], width: int, *, lo: float = 0.0, hi: float | None = 100.0) -> str:

@@ -98,7 +98,6 @@ class Fleet:
             version=0, time=self.clock(), hosts=tuple(s.state for s in self.sessions.values())
         )
         self._subscribers: list[Subscriber] = []
-        self._event_subscribers: list[Callable[[HostEvent], None]] = []
         self._publish_handle: asyncio.Handle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._updated = asyncio.Condition()
@@ -250,10 +249,6 @@ class Fleet:
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn)
 
-    def subscribe_events(self, fn: Callable[[HostEvent], None]) -> Callable[[], None]:
-        self._event_subscribers.append(fn)
-        return lambda: self._event_subscribers.remove(fn)
-
     def _changed(self) -> None:
         """A session changed outside a tick (event, status, late poll): publish soon, coalesced."""
         if self._publish_handle is None:
@@ -280,8 +275,6 @@ class Fleet:
         if self.archive is not None and event.uuid:
             self.archive.note(f"{event.host}/{event.uuid}", event.time, event.kind, event.detail)
         self._alerted(self.alerts.on_event(event))
-        for fn in list(self._event_subscribers):
-            fn(event)
 
     def _alerted(self, alerts: list[Alert]) -> None:
         """Alerts that fired or resolved: into the log, the archive and the hook. (The state that lists

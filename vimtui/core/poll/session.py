@@ -266,10 +266,6 @@ class HostSession:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    def reconnect_now(self) -> None:
-        """Skip the rest of the backoff (an operator asked)."""
-        self._wake.set()
-
     async def close(self) -> None:
         self._closing = True
         self._lost_reason = "closed"

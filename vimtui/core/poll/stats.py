@@ -1,8 +1,8 @@
 """Samples from libvirt's bulk stats, parsed in one pass, and the rates between two of them.
 
-The poller calls `conn.getAllDomainStats(DOMAIN_STATS, NOWAIT)` once per tick per host, plus the node's
-`getInfo()`, `getCPUStats(-1)` and `getMemoryStats(-1)`; everything here is pure (no libvirt, no Textual,
-no clock) so it runs on recorded data in tests.
+The poller (poll/session.py) calls `conn.getAllDomainStats(STATS, NOWAIT)` once per tick per host, plus
+the node's `getInfo()`, `getCPUStats(-1)` and `getMemoryStats(-1)`; everything here is pure (no libvirt, no
+Textual, no clock) so it runs on recorded data in tests.
 
 Rules for rates: a rate needs a previous sample of the same running VM, a positive interval and counters
 that did not go backwards. Anything else is None ("unknown"), never a negative or a spike, and nothing is
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
-# libvirt.VIR_DOMAIN_STATS_{STATE,CPU_TOTAL,BALLOON,VCPU,INTERFACE,BLOCK}, OR-ed: what the parser reads.
-DOMAIN_STATS = 1 | 2 | 4 | 8 | 16 | 32
 # libvirt.VIR_DOMAIN_RUNNING
 RUNNING = 1
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from vimtui.core.units import nice_step
+from vimtui.core.units import format_bytes, nice_step
 
 Window = Literal["5m", "15m", "1h", "24h"]
 """How far back a graph looks."""
@@ -63,19 +63,8 @@ def fmt_number(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".") if x >= 1 else f"{x:.2g}"
 
 
-def fmt_bytes(n: float) -> str:
-    """Compact binary units, as in the tables: "512B", "1.2K", "34K", "412M"."""
-    if n < 999.5:
-        return f"{n:.0f}B"
-    for unit in "KMGT":
-        n /= 1024.0
-        if n < 999.5 or unit == "T":
-            return f"{n:.1f}{unit}" if n < 9.95 else f"{n:.0f}{unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def fmt_value(value: float, unit: Unit) -> str:
-    return f"{value:.1f}%" if unit == "%" else fmt_bytes(value)
+    return f"{value:.1f}%" if unit == "%" else format_bytes(value)
 
 
 def y_ticks(unit: Unit, peak: float, intervals: int) -> tuple[float, list[float], list[str]]:

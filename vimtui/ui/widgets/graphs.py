@@ -138,10 +138,6 @@ class GraphPanel(Widget):
         self.metric_set = order[(order.index(current) + 1) % len(order)]
         return self.metric_set
 
-    def redraw(self) -> None:
-        """Read the history again even if the version token did not move."""
-        self._draw(force=True)
-
     # -- internals ---------------------------------------------------------------------------------
 
     def _metric_sets(self) -> list[MetricSet]:

@@ -173,10 +173,6 @@ class MetricGraph(Widget):
         self._version += 1
         self.refresh()
 
-    def clear_series(self) -> None:
-        """Drop the data (no target): the chart shows its frame and axes, empty."""
-        self.update_series((), window=self._window, now=self._now, step=self._step)
-
     def render(self) -> Text:
         width, height = self.size
         look = self._look()

@@ -17,7 +17,7 @@ The app applies a tick with `table.update(vms, history=fleet.vm_history, now=sta
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -552,13 +552,6 @@ class VmTable(ScrollView, can_focus=True):
         self._apply(
             self._vms, self._sorter.sort(self._vms, column, reverse, now=self._now, marks=self._marks)
         )
-
-    def set_marks(self, keys: Iterable[str]) -> None:
-        """Replace the marks (say, to drop VMs that no longer exist)."""
-        marks = set(keys)
-        if marks != self._marks:
-            self._marks = marks
-            self._marks_changed()
 
     def _apply(self, vms: Sequence[VmState], perm: Sequence[int]) -> None:
         """Make `vms` in the order `perm` the rows, keeping the cursor on its VM (else on its index,

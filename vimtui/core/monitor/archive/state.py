@@ -131,7 +131,7 @@ class ArchiveBase:
         self._coarse: dict[str, Acc] = {}
         """Open coarse buckets, as of the last commit; replaced, never changed, so readers may hold it."""
         self._labels: dict[str, dict[str, str]] = {}
-        """Every key described in this session: its latest labels (the newest word, for readers too)."""
+        """Every key described in this run: its latest labels (the newest word, for readers too)."""
         self._labels_dirty: set[str] = set()
         """Keys described since the writer last stored their labels."""
         self._newest = -(2**62)

@@ -272,12 +272,15 @@ def pct(x: float) -> str:
 
 
 def rate(x: float) -> str:
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    """Compact binary units, three significant figures at most: "512B/s", "1.5K/s", "34K/s", "412M/s"."""
+    units = ["B", "K", "M", "G", "T"]
     i = 0
-    while abs(x) >= 1024 and i < len(units) - 1:
+    while x >= 999.5 and i < len(units) - 1:
         x /= 1024
         i += 1
-    return f"{x:.0f} B/s" if i == 0 else f"{x:.1f} {units[i]}/s"
+    if i == 0:
+        return f"{x:.0f}B/s"
+    return f"{x:.1f}{units[i]}/s" if x < 9.95 else f"{x:.0f}{units[i]}/s"
 
 
 def shown(metric: str, x: float) -> set[str]:

@@ -13,6 +13,7 @@ from vimtui.core.report.model import (
     StateChange,
     Subject,
 )
+from vimtui.core.units import format_bytes, format_duration
 
 
 def num(x: float) -> float:
@@ -39,16 +40,8 @@ def fmt_pct(x: float | None) -> str:
 
 
 def fmt_rate(x: float | None) -> str:
-    """Bytes per second in binary units: "512 B/s", "1.5 KiB/s", "12.0 MiB/s"."""
-    if x is None:
-        return "-"
-    if abs(x) < 1024:
-        return f"{x:.0f} B/s"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        x /= 1024.0
-        if abs(x) < 1024 or unit == "TiB":
-            break
-    return f"{x:.1f} {unit}/s"
+    """Bytes per second in the binary units of the screen and the CLI (core/units): "512B/s", "1.5K/s"."""
+    return "-" if x is None else format_bytes(x) + "/s"
 
 
 def fmt_value(metric: str, x: float | None) -> str:
@@ -56,19 +49,8 @@ def fmt_value(metric: str, x: float | None) -> str:
 
 
 def fmt_duration(seconds: float) -> str:
-    """Seconds for reading: "45s", "1m 30s", "2h 5m 0s", "1d 2h 3m"."""
-    s = max(0, round(seconds))
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    parts = [f"{d}d"] if d else []
-    if d or h:
-        parts.append(f"{h}h")
-    if d or h or m:
-        parts.append(f"{m}m")
-    if not d:
-        parts.append(f"{s}s")
-    return " ".join(parts)
+    """Seconds for reading, as the screen shows them (core/units): "45s", "1m30s", "2h5m", "1d2h"."""
+    return format_duration(seconds)
 
 
 def unit_slug(metric: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ from vimtui.ui.app import VimApp, make_app
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CLOCK = 1_790_000_000.0  # a fixed wall time: screens that show times are reproducible
+
+
+class Clock:
+    """Wall time that stands still until a test moves it (shared by the app, its fleet and sessions)."""
+
+    def __init__(self, now: float = CLOCK) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def stable_data_dir() -> Path:
@@ -35,10 +46,15 @@ def fleet_config(extra: str = "", defaults: str = "") -> Config:
 
 
 def fleet_app(
-    extra: str = "", wall: bool = False, config: Config | None = None, defaults: str = ""
+    extra: str = "",
+    wall: bool = False,
+    config: Config | None = None,
+    defaults: str = "",
+    clock: Callable[[], float] | None = None,
 ) -> VimApp:
+    """The test fleet's app, on a Clock standing at CLOCK unless the test gives another clock."""
     config = config or fleet_config(extra, defaults)
-    return make_app(config, build_inventory(config), wall=wall, clock=lambda: CLOCK)
+    return make_app(config, build_inventory(config), wall=wall, clock=clock or Clock())
 
 
 def plain(widget: object, width: int = 160) -> str:

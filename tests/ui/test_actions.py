@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Checkbox
 
 from tests.ui.conftest import fleet_app, loaded, typed
 from vimtui.core.model import FleetState
@@ -98,15 +100,35 @@ async def test_bulk_force_off_asks_first_and_lists_every_vm(data_home: Path) -> 
     ]
 
 
-async def test_delete_shows_what_goes_and_keeps_disks_unless_ticked() -> None:
+def _what_libvirt_has(conn: Any) -> tuple[list[str], list[str]]:
+    """Domain names and volume paths, asked of the host's own libvirt connection (the test driver keeps
+    its state per connection: only this one has seen the delete)."""
+    pool = conn.storagePoolLookupByName("default")
+    return sorted(d.name() for d in conn.listAllDomains()), sorted(v.path() for v in pool.listAllVolumes())
+
+
+VDA = "/var/lib/libvirt/images/old-app.qcow2"
+VDB = "/var/lib/libvirt/images/old-app-data.qcow2"
+BOX = "f-remove_storage-"
+"""The delete form's box for a disk, by its target."""
+
+
+@pytest.mark.parametrize("ticked", [(), ("vdb",)], ids=["disks-kept", "vdb-removed"])
+async def test_delete_shows_what_goes_and_keeps_disks_unless_ticked(ticked: tuple[str, ...]) -> None:
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
+        domains, volumes = await app.fleet.ask("kvm-a", _what_libvirt_has)
+        assert "old-app" in domains and volumes == [VDB, VDA]  # old-app's two disks: volumes in "default"
         await to_vm(pilot, "old-app")  # shut off
         assert state_of(app, "old-app") == "shutoff"
         await typed(pilot, "ctrl+d")
         await until(pilot, "the delete form", lambda s: isinstance(app.screen, PromptScreen))
-        assert app.screen.query("#f-remove_storage-vda")  # one box per disk, not ticked
+        boxes = {b.id: b.value for b in app.screen.query(Checkbox) if (b.id or "").startswith(BOX)}
+        assert boxes == {f"{BOX}vda": False, f"{BOX}vdb": False}  # one box per disk, none ticked
+        for target in ticked:
+            await pilot.click(f"#{BOX}{target}")
+            assert app.screen.query_one(f"#{BOX}{target}", Checkbox).value
         await pilot.click("#ok")
         await until(
             pilot,
@@ -114,9 +136,17 @@ async def test_delete_shows_what_goes_and_keeps_disks_unless_ticked() -> None:
             lambda s: isinstance(app.screen, PromptScreen) and app.screen.query("#detail"),
         )
         detail = str(app.screen.query_one("#detail").render())
-        assert "the definition of old-app" in detail and "kept: vda" in detail
+        assert "the definition of old-app" in detail
+        assert f"kept: vda {VDA}" in detail
+        if ticked:
+            assert "REMOVED: vdb default/old-app-data.qcow2" in detail
+        else:
+            assert "kept: vdb default/old-app-data.qcow2" in detail
         await pilot.click("#ok")
         await until(pilot, "old-app gone", lambda s: not s.find_vm("old-app"))
+        domains, volumes = await app.fleet.ask("kvm-a", _what_libvirt_has)
+        assert "old-app" not in domains and "web01" in domains
+        assert volumes == ([VDA] if ticked else [VDB, VDA])
 
 
 async def test_a_refused_action_says_why_in_the_task_log() -> None:

@@ -110,6 +110,16 @@ def _run_alive(run: str, client: str) -> bool:
         return False
 
 
+def _torn(fd: int) -> bool:
+    """Whether the file ends inside a line (a record cut short): appended to, the next record would be
+    lost with it."""
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+    except OSError:  # not a regular file (a device in its place): nothing to mend
+        return False
+
+
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -152,8 +162,10 @@ class AuditLog:
                 private_dir(self.path.parent)
                 private_files(self.path)
                 self._private = True
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
+                if _torn(fd):  # a write cut short by a crash: this record starts a line of its own
+                    line = b"\n" + line
                 if os.write(fd, line) != len(line):
                     raise OSError("short write (disk full?)")
                 os.fsync(fd)

@@ -169,10 +169,25 @@ class Soak:
         except TimeoutError:
             f.error = "libvirtd's stop was not noticed"
         back = time.time()
-        await asyncio.to_thread(self.lab.start_libvirtd, host)
+        await asyncio.to_thread(self._start_libvirtd, host)
         await self.until(self.host_whole(host, back, guests), FAULT_WITHIN)
         f.recovered_s = round(time.time() - back, 3)
         return f
+
+    def _start_libvirtd(self, host: str) -> None:
+        """Start it again; while the old one still ends (it holds its pidfile a moment after its socket
+        has gone, longer on a loaded machine) the start is refused: try again for a while."""
+        from tests.lab.lab import LabError
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.lab.start_libvirtd(host)
+                return
+            except LabError as exc:
+                if "pidfile" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(1.0)  # (the lab's own pace, not a synchronisation of vimtui)
 
     async def guest_crash(self, host: str, guest: str) -> Fault:
         f = Fault("guest-crash", host, f"{guest}'s QEMU killed, then the guest started again", self.now())

@@ -116,6 +116,8 @@ class Fleet:
         self._early_problems: list[Callable[[], None]] = []
         self._described: dict[str, tuple[str, str]] = {}
         """What the archive was last told of each key (see _describe)."""
+        self._sorted_vms: dict[str, tuple[dict[str, VmState], dict[str, VmState]]] = {}
+        """Per host: its VMs as last published, and the same sorted by name."""
         self.ticks = 0
         self.tasks = TaskManager(self, audit)
         """Every action runs as a task here (one task lane per host, beside its poll lane)."""
@@ -293,9 +295,14 @@ class Fleet:
             self._publish_handle = None
         hosts: list[HostState] = []
         vms: dict[str, VmState] = {}
-        for s in self.sessions.values():
+        sorted_vms = self._sorted_vms
+        for name, s in self.sessions.items():
             hosts.append(s.state)
-            vms.update(sorted(s.vms.items(), key=_by_name))  # a session's keys are its VMs' `key`s
+            host_vms = s.vms  # replaced, never changed in place: the sorted copy stands while it does
+            kept = sorted_vms.get(name)
+            if kept is None or kept[0] is not host_vms:
+                kept = sorted_vms[name] = (host_vms, dict(sorted(host_vms.items(), key=_by_name)))
+            vms.update(kept[1])  # a session's keys are its VMs' `key`s
         now = self.clock()
         before = {h.name: h.status for h in self.state.hosts}
         for h in hosts:

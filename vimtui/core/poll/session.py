@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -64,6 +65,8 @@ STATS = (
     | libvirt.VIR_DOMAIN_STATS_BLOCK
 )
 NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+_PER_DOMAIN = threading.Lock()
+"""Held by the lane that reads its bulk call's records (see HostSession._poll_blocking)."""
 IP_REFRESH = 30.0
 """Seconds between address look-ups of one running VM."""
 IP_BATCH = 16
@@ -440,23 +443,25 @@ class HostSession:
         kind = EVENT_NAMES[event] if 0 <= event < len(EVENT_NAMES) else f"event-{event}"
         now = self.clock()
         key = f"{self.spec.name}/{uuid}"
+        vms = dict(self.vms)  # a new dict, never a change in place: readers (publish) keep the old one
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
-            self.vms.pop(key, None)
+            vms.pop(key, None)
             self._samples.pop(uuid, None)
             self._details.pop(uuid, None)
         elif event in _EVENT_STATE:
             self._event_time[uuid] = time.monotonic()
-            vm = self.vms.get(key)
+            vm = vms.get(key)
             new_state = state_name(_EVENT_STATE[event])
             if vm is None:  # started outside vimtui: show it now, details follow
-                self.vms[key] = self._placeholder(uuid, name, new_state, detail, now)
+                vms[key] = self._placeholder(uuid, name, new_state, detail, now)
             else:
                 rates = vm.rates if new_state == "running" else None
-                self.vms[key] = replace(vm, state=new_state, reason=detail, state_since=now, rates=rates)
-        elif event == libvirt.VIR_DOMAIN_EVENT_DEFINED and key not in self.vms:
+                vms[key] = replace(vm, state=new_state, reason=detail, state_since=now, rates=rates)
+        elif event == libvirt.VIR_DOMAIN_EVENT_DEFINED and key not in vms:
             self._event_time[uuid] = time.monotonic()
-            self.vms[key] = self._placeholder(uuid, name, "shutoff", 0, now)
-        if event == libvirt.VIR_DOMAIN_EVENT_DEFINED or (key in self.vms and self.vms[key].details is None):
+            vms[key] = self._placeholder(uuid, name, "shutoff", 0, now)
+        self.vms = vms
+        if event == libvirt.VIR_DOMAIN_EVENT_DEFINED or (key in vms and vms[key].details is None):
             self._dirty.add(uuid)
             self._kick_side_work()
         self._note_event(uuid, name, kind, str(detail))
@@ -552,7 +557,14 @@ class HostSession:
             if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
                 raise
             records = conn.getAllDomainStats(STATS, 0)  # a driver without NOWAIT
-        samples = [parse_domain_stats(self._uuid_text(dom), dom.name(), stats, t) for dom, stats in records]
+        # Each per-domain call (UUID, name, and freeing the domain) lets go of the GIL and takes it back:
+        # with every lane doing so at once, the hand-overs cost several times the calls themselves. One
+        # lane at a time does this part (it never waits on a host: the values are in memory already).
+        with _PER_DOMAIN:
+            samples = [
+                parse_domain_stats(self._uuid_text(dom), dom.name(), stats, t) for dom, stats in records
+            ]
+            del records
         node = parse_node(node_info, cpu, mem, t) if node_due else None
         local = _local_metrics() if info is not None and info.local else None
         return node, samples, local
@@ -668,14 +680,14 @@ class HostSession:
                         self.settings.call_timeout, self._details_blocking, sorted(dirty)
                     )
                     self._details.update(details)
-                    self._merge({u: {"details": d} for u, d in details.items()})
+                    self._merge({u: {"details": d} for u, d in details.items()}, "details")
                 due = self._ip_due()
                 if due:
                     addrs = await self.lane.call(self.settings.call_timeout, self._addresses_blocking, due)
                     mono = time.monotonic()
                     for uuid, _has_agent in due:
                         self._ip_time[uuid] = mono
-                    self._merge({u: {"ips": ips, "ip_source": src} for u, (ips, src) in addrs.items()})
+                    self._merge({u: {"ips": ips, "ip_source": src} for u, (ips, src) in addrs.items()}, "ips")
                 if not self._dirty:
                     return
         except CallTimeout as exc:
@@ -685,10 +697,20 @@ class HostSession:
         except Exception as exc:
             self._failed("reading VM details", exc)
 
-    def _merge(self, changes: dict[str, dict[str, Any]]) -> None:
-        """Replace fields of VMs by uuid, then publish."""
-        self.vms = {k: replace(v, **changes[v.uuid]) if v.uuid in changes else v for k, v in self.vms.items()}
-        self._on_change()
+    def _merge(self, changes: dict[str, dict[str, Any]], probe: str) -> None:
+        """Replace fields of VMs by uuid, then publish; nothing when no VM's `probe` field changed (the
+        usual answer of an address look-up: the same addresses)."""
+        vms = self.vms
+        prefix = self.spec.name + "/"
+        changed = {}
+        for uuid, change in changes.items():
+            key = prefix + uuid
+            vm = vms.get(key)
+            if vm is not None and getattr(vm, probe) != change[probe]:
+                changed[key] = replace(vm, **change)
+        if changed:
+            self.vms = vms | changed
+            self._on_change()
 
     def _ip_due(self) -> list[tuple[str, bool]]:
         mono = time.monotonic()

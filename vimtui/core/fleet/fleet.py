@@ -78,6 +78,7 @@ class Fleet:
                 on_change=self._changed,
                 on_event=self._event,
                 on_polled=self._changed_unless_ticking(spec.name),
+                on_gone=self._gone,
                 clock=clock,
             )
         self._ticking: set[str] = set()
@@ -218,6 +219,13 @@ class Fleet:
                 described[key] = (vm.name, tenant)
                 info = {"kind": "vm", "name": vm.name, "host": host, "group": group, "uuid": vm.uuid}
                 self.archive.describe(key, info | {"tenant": tenant})
+
+    def _gone(self, keys: list[str]) -> None:
+        """VMs gone from their host (undefined, migrated away): their rings and what the archive was told
+        of them are forgotten (the archive keeps their history; a VM that comes back starts anew)."""
+        for key in keys:
+            self.vm_history.drop(key)
+            self._described.pop(key, None)
 
     def _hook_failed(self, alert: Alert, problem: str) -> None:
         self.activity.add(alert.host, alert.vm, "alert hook", "failed", message=problem, error=problem)

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from operator import itemgetter
 from pathlib import Path
@@ -151,6 +151,7 @@ class HostSession:
         on_change: Callable[[], None] = lambda: None,
         on_event: Callable[[HostEvent], None] = lambda e: None,
         on_polled: Callable[[], None] | None = None,
+        on_gone: Callable[[list[str]], None] = lambda keys: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock
@@ -161,6 +162,8 @@ class HostSession:
         self._on_change = on_change
         self._on_event = on_event
         self._on_polled = on_polled or on_change
+        self._on_gone = on_gone
+        """Told the keys of VMs that are gone from the host (undefined, migrated away)."""
         self.lane = Lane(spec.name)
         self._conn: Any = None  # libvirt.virConnect; only touched on the lane
         self._tunnel: SshTunnel | None = None
@@ -447,7 +450,8 @@ class HostSession:
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             vms.pop(key, None)
             self._samples.pop(uuid, None)
-            self._details.pop(uuid, None)
+            self._forget([uuid])
+            self._on_gone([key])
         elif event in _EVENT_STATE:
             self._event_time[uuid] = time.monotonic()
             vm = vms.get(key)
@@ -651,12 +655,12 @@ class HostSession:
             for key, vm in old_vms.items():  # appeared by event after this poll's call: keep it
                 if vm.uuid not in polled and event_time.get(vm.uuid, 0.0) > started:
                     vms[key] = vm
-        if len(keys) > len(polled):  # VMs gone: forget their keys
-            for gone in keys.keys() - polled.keys():
-                del keys[gone]
+        gone = [key for key in old_vms if key not in vms]
+        n = len(vms)
+        if len(keys) > len(polled) or max(len(all_details), len(event_time), len(self._ip_time)) > n:
+            live = polled.keys() | {vm.uuid for vm in vms.values()} if n > len(polled) else polled.keys()
+            self._forget((keys.keys() | all_details.keys() | event_time.keys() | self._ip_time.keys()) - live)
         self._samples = polled
-        for gone in all_details.keys() - polled.keys():
-            del all_details[gone]
         self.vms = vms
         self.state = replace(
             self.state,
@@ -667,6 +671,25 @@ class HostSession:
             poll_seconds=time.monotonic() - started,
             vm_keys=tuple(vms),
         )
+        if gone:
+            self._on_gone(gone)
+
+    def remembers(self, uuid: str) -> bool:
+        """Whether anything of the VM `uuid` is kept (its state, key, sample, details, event or address
+        time): for checking that what is kept of a VM ends with it."""
+        return f"{self.spec.name}/{uuid}" in self.vms or any(
+            uuid in d for d in (self._keys, self._samples, self._details, self._event_time, self._ip_time)
+        )
+
+    def _forget(self, uuids: Iterable[str]) -> None:
+        """What is kept of VMs that are gone (their key, details, event and address times)."""
+        keys, details, event_time, ip_time = self._keys, self._details, self._event_time, self._ip_time
+        for uuid in uuids:
+            keys.pop(uuid, None)
+            details.pop(uuid, None)
+            event_time.pop(uuid, None)
+            ip_time.pop(uuid, None)
+            self._dirty.discard(uuid)
 
     # -- details and addresses: off the tick's hot path -------------------------------------------
 

@@ -55,8 +55,9 @@ from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import tune_gc
 from vimtui.core.model import HostStatus
 from vimtui.core.monitor.rings import History
+from vimtui.core.poll.host_calls import NOWAIT, STATS
 from vimtui.core.poll.lane import CallTimeout
-from vimtui.core.poll.session import NOWAIT, STATS, SessionSettings
+from vimtui.core.poll.session import SessionSettings
 from vimtui.core.poll.stats import NodeSample, parse_domain_stats, parse_node, vm_rates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,7 +274,7 @@ async def _measure_real(lab: Any, ticks: int, warmup: int) -> RealRun:
             # settle: every VM's details and first address look-up, a batch per poll, as after a connect
             side = SideWork()
             for _ in range(30):
-                details, addresses = len(session._details), len(session._ip_time)
+                details, addresses = len(session.book.details), len(session.book.ip_time)
                 c0 = time.process_time()
                 try:
                     await ours()
@@ -282,13 +283,13 @@ async def _measure_real(lab: Any, ticks: int, warmup: int) -> RealRun:
                     await recover(exc)
                     continue
                 side.cpu.append(time.process_time() - c0)
-                side.details.append(len(session._details) - details)
-                side.addresses.append(len(session._ip_time) - addresses)
-                if not session._dirty and not session._ip_due():
+                side.details.append(len(session.book.details) - details)
+                side.addresses.append(len(session.book.ip_time) - addresses)
+                if not session.book.dirty and not session.book.ip_due():
                     break
             # From here on no address is due, but the rounds below outlast IP_REFRESH: hold the look-ups
             # off so that their lane calls do not run inside the measured ticks (their cost is above).
-            session._ip_due = lambda: []  # type: ignore[method-assign]
+            session.book.ip_due = lambda: []  # type: ignore[method-assign]
 
             series = [
                 Series("ours: Fleet.tick()"),
@@ -334,7 +335,7 @@ async def _measure_real(lab: Any, ticks: int, warmup: int) -> RealRun:
 def part_real(guests: int, ticks: int, warmup: int = 2) -> None:
     from bench.idle_guests import remove_idle_guests, start_idle_guests
     from tests.lab.lab import Lab, hardware_virt
-    from vimtui.core.poll.session import IP_REFRESH
+    from vimtui.core.poll.host_vms import IP_REFRESH
 
     heading(f"1. real: one lab host over SSH, its 2 booting guests + {guests} idle ones")
     if os.geteuid() != 0:

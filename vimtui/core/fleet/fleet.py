@@ -198,9 +198,7 @@ class Fleet:
         rows = [(key, values(vm, t)) for key, vm in s.vms.items() if vm.rates is not None and not vm.stale]
         self.vm_history.record_many(t, rows)
         if archive is not None:
-            names = self.vm_history.metrics
-            for key, row in rows:
-                archive.add(key, t, dict(zip(names, row, strict=True)))
+            archive.add_many(t, self.vm_history.metrics, rows)
             self._describe(s)
 
     def _describe(self, s: HostSession) -> None:

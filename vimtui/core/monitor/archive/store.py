@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from vimtui.core.monitor.archive.codec import BLANK, Acc
@@ -90,6 +90,43 @@ class Archive(ArchiveReads, ArchiveWrites):
                         v[j + 2] = x
         except Exception as e:
             self._report(f"history archive: a sample of {key!r} was not recorded: {e!r}", once="add")
+
+    def add_many(
+        self, t: float, names: Sequence[str], rows: Iterable[tuple[str, Sequence[float | None]]]
+    ) -> None:
+        """add() of many keys' samples at time `t`, each row's values in the order of `names`: every VM of
+        a host at each poll, under one taking of the lock and with each metric's place looked up once."""
+        if not self._accepting:
+            return
+        try:
+            if not -TIME_LIMIT < t < TIME_LIMIT:
+                return
+            b = int(t // self.fine_step)
+            with self._lock:
+                index = self._index
+                slots = [j if (j := index.get(n)) is not None else self._grow(array("d"), n) for n in names]
+                opened, ready, blank = self._open, self._ready, self._blank
+                need = len(blank)
+                for key, row in rows:
+                    acc = opened.get(key)
+                    if acc is None or acc.b != b:
+                        if acc is not None:
+                            ready.append(acc)
+                        acc = opened[key] = Acc(key, b, blank[:])
+                    v = acc.v
+                    if len(v) < need:
+                        v.extend(blank[len(v) :])
+                    for j, x in zip(slots, row, strict=True):
+                        if x is None or x - x:  # None, NaN and infinities (see add)
+                            continue
+                        v[j] += x
+                        v[j + 1] += 1.0
+                        if x > v[j + 2]:
+                            v[j + 2] = x
+                if b > self._newest:
+                    self._newest = b
+        except Exception as e:
+            self._report(f"history archive: samples at {t!r} were not recorded: {e!r}", once="add")
 
     def _grow(self, v: array[float], name: str) -> int:
         """A metric seen for the first time, or an accumulator made before it was: make room (under _lock)."""

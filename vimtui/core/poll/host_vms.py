@@ -195,16 +195,16 @@ class HostVms:
 
     # -- look-ups off the tick --------------------------------------------------------------------
 
-    def merge(self, changes: dict[str, dict[str, Any]], probe: str) -> bool:
-        """Replace fields of VMs by uuid; False (nothing replaced) when no VM's `probe` field changed (the
-        usual answer of an address look-up: the same addresses)."""
+    def merge(self, changes: dict[str, dict[str, Any]]) -> bool:
+        """Replace fields of VMs by uuid; False (nothing replaced) when every field given already holds its
+        value (the usual answer of an address look-up: the same addresses from the same source)."""
         vms = self.vms
         prefix = self.host + "/"
         changed = {}
         for uuid, change in changes.items():
             key = prefix + uuid
             vm = vms.get(key)
-            if vm is not None and getattr(vm, probe) != change[probe]:
+            if vm is not None and any(getattr(vm, name) != value for name, value in change.items()):
                 changed[key] = replace(vm, **change)
         if changed:
             self.vms = vms | changed

@@ -437,7 +437,7 @@ class HostSession:
                         self.settings.call_timeout, read_details, self._conn, sorted(dirty)
                     )
                     book.details.update(details)
-                    if book.merge({u: {"details": d} for u, d in details.items()}, "details"):
+                    if book.merge({u: {"details": d} for u, d in details.items()}):
                         self._on_change()
                 due = book.ip_due()
                 if due:
@@ -445,9 +445,7 @@ class HostSession:
                     mono = time.monotonic()
                     for uuid, _has_agent in due:
                         book.ip_time[uuid] = mono
-                    if book.merge(
-                        {u: {"ips": ips, "ip_source": src} for u, (ips, src) in addrs.items()}, "ips"
-                    ):
+                    if book.merge({u: {"ips": ips, "ip_source": src} for u, (ips, src) in addrs.items()}):
                         self._on_change()
                 if not book.dirty:
                     return

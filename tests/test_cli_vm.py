@@ -59,3 +59,12 @@ def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot
     (row,) = json.loads(out)
     assert row["refused"] is None and row["preview"][0].startswith("cannot: vda")
     assert not (data_home / "vimtui" / "audit.log").exists()  # a dry run touches nothing, records nothing
+
+
+def test_create_from_a_template_checks_its_declared_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = vm(
+        capsys, "create", "new1", "--host", "test-default", "--template", "test", "--vcpus", "0"
+    )
+    assert code == 2 and "vm create: vcpus: between 1 and 4096, not 0" in err
+    code, out, _ = vm(capsys, "create", "new1", "--host", "test-default", "--template", "test", "--dry-run")
+    assert code == 1 and "(name=new1 start=True): REFUSED: test is running" in out

@@ -171,6 +171,14 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
             args.names = []
         else:
             args.names = [args.template]
+            typed = {"name": args.name, "vcpus": args.vcpus, "memory_mib": args.memory}
+            typed |= {"linked": args.linked, "start": not args.no_start}
+            try:  # the template's parameters as the form and `:create` check them
+                given = check_args(
+                    ACTIONS["create"].params, {k: v for k, v in typed.items() if v is not None}
+                )
+            except BadArgument as exc:
+                raise UsageError(f"vm create: {exc}") from exc
     fleet = make_fleet(config, specs)
     await fleet.start(tick=False)
     try:
@@ -195,13 +203,7 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
             except BadArgument as exc:
                 raise UsageError(f"vm {verb}: {exc}") from exc
         if verb == "create":
-            extra = {
-                "name": args.name,
-                "vcpus": args.vcpus,
-                "memory_mib": args.memory,
-                "start": not args.no_start,
-                "linked": args.linked,
-            }
+            extra = given
         if verb == "edit" and vms and not errors:
             try:
                 text = await _edit(fleet, vms[0])

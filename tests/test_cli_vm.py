@@ -1,6 +1,9 @@
 """`vimtui vm` on libvirt's test driver, in-process: verbs and options made from the action declarations,
 values checked before any host is asked (exit 2, the parameter named), and a dry run that says what a
-delete would remove, exiting 1 when the host says it cannot be done."""
+delete would remove, exiting 1 when the host says it cannot be done.
+
+The fleet is the two file-backed test hosts (tests/data): test:///default is one driver shared by the whole
+process, and a run of the CLI in-process would leave its event timer on a closed loop for later tests."""
 
 from __future__ import annotations
 
@@ -9,20 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.ui.conftest import DATA, stable_data_dir
 from vimtui.cli.main import main
 
 
 @pytest.fixture(autouse=True)
 def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    (tmp_path / "empty.toml").write_text("")
-    monkeypatch.setenv("VIMTUI_CONFIG", str(tmp_path / "empty.toml"))  # only the host given by --connect
+    fleet = (DATA / "fleet.toml").read_text().replace("@DATA@", str(stable_data_dir()))
+    (tmp_path / "fleet.toml").write_text(fleet)
+    monkeypatch.setenv("VIMTUI_CONFIG", str(tmp_path / "fleet.toml"))
     return tmp_path
 
 
 def vm(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:
-        code = main(["vm", *argv, "--connect", "test:///default"])
+        code = main(["vm", *argv])
     except SystemExit as exc:
         code = int(exc.code or 0)
     out = capsys.readouterr()
@@ -39,22 +44,22 @@ def test_options_come_from_the_declarations(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_a_bad_value_is_a_usage_error_naming_the_parameter(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = vm(capsys, "shutdown", "test", "--timeout", "99999")
+    code, _, err = vm(capsys, "shutdown", "web01", "--timeout", "99999")
     assert code == 2 and err.strip() == "vimtui: error: vm shutdown: timeout: between 0 and 86400, not 99999"
-    code, _, err = vm(capsys, "migrate", "test", "--to", "elsewhere")  # the one host has no other
-    assert code == 2 and "dest: none to choose from, not 'elsewhere'" in err
-    code, _, err = vm(capsys, "attach-disk", "test", "--source", "default/x", "--bus", "floppy")
+    code, _, err = vm(capsys, "migrate", "web01", "--to", "elsewhere")
+    assert code == 2 and "dest: one of kvm-b, not 'elsewhere'" in err
+    code, _, err = vm(capsys, "attach-disk", "web01", "--source", "default/x", "--bus", "floppy")
     assert code == 2 and "bus: one of virtio, scsi, sata, usb, ide, fdc, not 'floppy'" in err
 
 
 def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot(
     capsys: pytest.CaptureFixture[str], data_home: Path
 ) -> None:
-    code, out, _ = vm(capsys, "delete", "test", "--force", "--dry-run")
+    code, out, _ = vm(capsys, "delete", "old-app", "--dry-run")
     assert code == 0, out
-    assert out.startswith("would delete test-default/test (force=True)\n")
-    assert "the definition of test" in out and "kept: vda" in out
-    code, out, _ = vm(capsys, "delete", "test", "--force", "--remove-storage", "vda", "--dry-run", "--json")
+    assert out.startswith("would delete kvm-a/old-app\n")
+    assert "the definition of old-app" in out and "kept: vda" in out
+    code, out, _ = vm(capsys, "delete", "old-app", "--remove-storage", "vda", "--dry-run", "--json")
     assert code == 1
     (row,) = json.loads(out)
     assert row["refused"] is None and row["preview"][0].startswith("cannot: vda")
@@ -62,9 +67,7 @@ def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot
 
 
 def test_create_from_a_template_checks_its_declared_parameters(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = vm(
-        capsys, "create", "new1", "--host", "test-default", "--template", "test", "--vcpus", "0"
-    )
-    assert code == 2 and "vm create: vcpus: between 1 and 4096, not 0" in err
-    code, out, _ = vm(capsys, "create", "new1", "--host", "test-default", "--template", "test", "--dry-run")
-    assert code == 1 and "(name=new1 start=True): REFUSED: test is running" in out
+    code, _, err = vm(capsys, "create", "new1", "--host", "kvm-a", "--template", "web01", "--vcpus", "5000")
+    assert code == 2 and "vm create: vcpus: between 1 and 4096, not 5000" in err
+    code, out, _ = vm(capsys, "create", "new1", "--host", "kvm-a", "--template", "web01", "--dry-run")
+    assert code == 1 and "(name=new1 start=True): REFUSED: web01 is running" in out

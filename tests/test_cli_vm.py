@@ -1,19 +1,22 @@
-"""`vimtui vm` on libvirt's test driver, in-process: verbs and options made from the action declarations,
+"""`vimtui vm` on libvirt's test driver: verbs and options made from the action declarations,
 values checked before any host is asked (exit 2, the parameter named), and a dry run that says what a
 delete would remove, exiting 1 when the host says it cannot be done.
 
-The fleet is the two file-backed test hosts (tests/data): test:///default is one driver shared by the whole
-process, and a run of the CLI in-process would leave its event timer on a closed loop for later tests."""
+Each run is a process of its own: in-process, a run left libvirt's shared test:///default driver with its
+event timer on a closed loop, and a later event test in the same process timed out."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.ui.conftest import DATA, stable_data_dir
-from vimtui.cli.main import main
+
+VIMTUI = str(Path(sys.executable).parent / "vimtui")
 
 
 @pytest.fixture(autouse=True)
@@ -22,52 +25,52 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     fleet = (DATA / "fleet.toml").read_text().replace("@DATA@", str(stable_data_dir()))
     (tmp_path / "fleet.toml").write_text(fleet)
     monkeypatch.setenv("VIMTUI_CONFIG", str(tmp_path / "fleet.toml"))
+    (tmp_path / "run").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     return tmp_path
 
 
-def vm(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(["vm", *argv])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def vm(*argv: str) -> tuple[int, str, str]:
+    """The real CLI in a process of its own (libvirt's event loop and its test driver are per process)."""
+    out = subprocess.run(
+        [VIMTUI, "vm", *argv], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.returncode, out.stdout, out.stderr
 
 
-def test_options_come_from_the_declarations(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = vm(capsys, "autostart", "--help")
+def test_options_come_from_the_declarations() -> None:
+    code, out, _ = vm("autostart", "--help")
     assert code == 0 and "--enable, --no-enable" in out
-    code, out, _ = vm(capsys, "shutdown", "--help")
+    code, out, _ = vm("shutdown", "--help")
     assert code == 0 and "--timeout S" in out and "0..86400" in out and "--force, --no-force" in out
-    code, out, _ = vm(capsys, "snapshot", "revert", "--help")
+    code, out, _ = vm("snapshot", "revert", "--help")
     assert code == 0 and "--name SNAP" in out and "(required)" in out
 
 
-def test_a_bad_value_is_a_usage_error_naming_the_parameter(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = vm(capsys, "shutdown", "web01", "--timeout", "99999")
+def test_a_bad_value_is_a_usage_error_naming_the_parameter() -> None:
+    code, _, err = vm("shutdown", "web01", "--timeout", "99999")
     assert code == 2 and err.strip() == "vimtui: error: vm shutdown: timeout: between 0 and 86400, not 99999"
-    code, _, err = vm(capsys, "migrate", "web01", "--to", "elsewhere")
+    code, _, err = vm("migrate", "web01", "--to", "elsewhere")
     assert code == 2 and "dest: one of kvm-b, not 'elsewhere'" in err
-    code, _, err = vm(capsys, "attach-disk", "web01", "--source", "default/x", "--bus", "floppy")
+    code, _, err = vm("attach-disk", "web01", "--source", "default/x", "--bus", "floppy")
     assert code == 2 and "bus: one of virtio, scsi, sata, usb, ide, fdc, not 'floppy'" in err
 
 
-def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot(
-    capsys: pytest.CaptureFixture[str], data_home: Path
-) -> None:
-    code, out, _ = vm(capsys, "delete", "old-app", "--dry-run")
+def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot(data_home: Path) -> None:
+    code, out, _ = vm("delete", "old-app", "--dry-run")
     assert code == 0, out
     assert out.startswith("would delete kvm-a/old-app\n")
     assert "the definition of old-app" in out and "kept: vda" in out
-    code, out, _ = vm(capsys, "delete", "old-app", "--remove-storage", "vda", "--dry-run", "--json")
+    code, out, _ = vm("delete", "old-app", "--remove-storage", "vda", "--dry-run", "--json")
     assert code == 1
     (row,) = json.loads(out)
     assert row["refused"] is None and row["preview"][0].startswith("cannot: vda")
     assert not (data_home / "vimtui" / "audit.log").exists()  # a dry run touches nothing, records nothing
 
 
-def test_create_from_a_template_checks_its_declared_parameters(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = vm(capsys, "create", "new1", "--host", "kvm-a", "--template", "web01", "--vcpus", "5000")
+def test_create_from_a_template_checks_its_declared_parameters() -> None:
+    code, _, err = vm("create", "new1", "--host", "kvm-a", "--template", "web01", "--vcpus", "5000")
     assert code == 2 and "vm create: vcpus: between 1 and 4096, not 5000" in err
-    code, out, _ = vm(capsys, "create", "new1", "--host", "kvm-a", "--template", "web01", "--dry-run")
+    code, out, _ = vm("create", "new1", "--host", "kvm-a", "--template", "web01", "--dry-run")
     assert code == 1 and "(name=new1 start=True): REFUSED: web01 is running" in out

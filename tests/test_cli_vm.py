@@ -1,6 +1,6 @@
 """`vimtui vm` on libvirt's test driver: verbs and options made from the action declarations,
 values checked before any host is asked (exit 2, the parameter named), and a dry run that says what a
-delete would remove, exiting 1 when the host says it cannot be done.
+delete would remove, exiting 1 when the host says it cannot be done (a disk the VM does not have).
 
 Each run is a process of its own: in-process, a run left libvirt's shared test:///default driver with its
 event timer on a closed loop, and a later event test in the same process timed out."""
@@ -62,10 +62,10 @@ def test_a_delete_dry_run_lists_what_goes_and_fails_when_the_host_says_it_cannot
     assert code == 0, out
     assert out.startswith("would delete kvm-a/old-app\n")
     assert "the definition of old-app" in out and "kept: vda" in out
-    code, out, _ = vm("delete", "old-app", "--remove-storage", "vda", "--dry-run", "--json")
-    assert code == 1
+    code, out, _ = vm("delete", "old-app", "--remove-storage", "vdz", "--dry-run", "--json")
+    assert code == 1, out
     (row,) = json.loads(out)
-    assert row["refused"] is None and row["preview"][0].startswith("cannot: vda")
+    assert row["refused"] is None and row["preview"][0].startswith("cannot: not a disk of old-app: vdz")
     assert not (data_home / "vimtui" / "audit.log").exists()  # a dry run touches nothing, records nothing
 
 

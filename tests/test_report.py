@@ -617,7 +617,11 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory, dataset: tuple[Path, Data]
 
 def vimtui(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vimtui", "report", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "vimtui", "report", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -61,7 +61,8 @@ from vimtui.core.model import VmState
 from vimtui.core.monitor.rings import History
 from vimtui.core.poll.stats import VmRates
 from vimtui.ui import format as fmt
-from vimtui.ui.widgets.vm_table import SPARK_CELLS, VmTable
+from vimtui.ui.widgets.vm_columns import SPARK_CELLS
+from vimtui.ui.widgets.vm_table import VmTable
 
 SIZE = (200, 50)
 SIZES = (1_000, 2_000, 5_000, 10_000)

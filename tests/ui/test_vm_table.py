@@ -18,7 +18,8 @@ from vimtui.core.monitor.rings import History
 from vimtui.core.poll.domxml import DomainDetails
 from vimtui.core.poll.stats import VmRates
 from vimtui.ui import format as fmt
-from vimtui.ui.widgets.vm_table import SORT_COLUMNS, SPARK_CELLS, Sorter, VmTable, layout, sort_vms
+from vimtui.ui.widgets.vm_columns import SPARK_CELLS, Sorter, layout, sort_columns, sort_vms
+from vimtui.ui.widgets.vm_table import VmTable
 
 NOW = 1_000_000.0
 METRICS = ("cpu", "mem", "disk_rd", "disk_wr", "net_rx", "net_tx")
@@ -455,7 +456,7 @@ def test_every_column_sorts_unknown_last_both_ways_with_ties_in_host_then_name_o
         "tags": ("abczy", "cabzy"),
         "mark": ("yczab", "czaby"),  # marked first
     }
-    assert set(expected) == set(SORT_COLUMNS)
+    assert set(expected) == set(sort_columns())
     marks = {key("y", "kvm03")}
     for column, (up, down) in expected.items():
         assert "".join(v.name for v in sort_vms(fleet, column, False, now=NOW, marks=marks)) == up, column

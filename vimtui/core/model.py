@@ -85,6 +85,9 @@ class VmState:
     """True while its host is not answering: the last known values, kept rather than removed."""
     state_since: float = 0.0
     """Wall time of the last state change seen (event or poll); 0 when it happened before we looked."""
+    first_seen: float = 0.0
+    """Wall time vimtui first saw the VM. libvirt does not tell when a domain started, so a VM running
+    since before vimtui looked (state_since 0) has been up at least now - first_seen."""
 
     @property
     def key(self) -> str:

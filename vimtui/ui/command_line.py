@@ -65,14 +65,15 @@ def _theme(screen: MainScreen, args: list[str]) -> str | None:
 
 
 def _sort(screen: MainScreen, args: list[str]) -> str | None:
-    from vimtui.ui.widgets.vm_table import SORT_COLUMNS, VmTable
+    from vimtui.ui.widgets.vm_columns import sort_columns
+    from vimtui.ui.widgets.vm_table import VmTable
 
     if len(args) != 1:
-        return f"usage: :sort COLUMN ({', '.join(SORT_COLUMNS)})"
+        return f"usage: :sort COLUMN ({', '.join(sort_columns())})"
     try:
         screen.query_one(VmTable).sort_by(args[0].lower())
     except ValueError:
-        return f"no such column: {args[0]} (columns: {', '.join(SORT_COLUMNS)})"
+        return f"no such column: {args[0]} (columns: {', '.join(sort_columns())})"
     return None
 
 

@@ -18,7 +18,7 @@ from vimtui.ui.command_line import run_command
 
 if TYPE_CHECKING:
     from vimtui.ui.vm_actions import ActionsMixin
-from vimtui.ui.widgets.vm_table import SORT_COLUMNS
+from vimtui.ui.widgets.vm_columns import sort_columns
 
 NOT_AVAILABLE = " — not available"
 
@@ -103,7 +103,7 @@ class VimCommands(Provider):
         if acting is not None:  # the actions of the screen in front: the detail screen's VM, or the table's
             out += _vm_action_commands(acting)
         if screen is not None:
-            for column in (c for c in SORT_COLUMNS if c != "mark"):
+            for column in (c for c in sort_columns() if c != "mark"):
                 out.append((f"Sort by {column}", f":sort {column}", cmd(f"sort {column}")))
         out += [
             (f"Theme: {name}", f":theme {name}", partial(setattr, app, "theme", name))

@@ -254,8 +254,22 @@ def _term(raw: str, pieces: list[tuple[str, bool]], column: int) -> Term:
         number = NUMBER_PARSERS.get(numeric.unit, plain_number)(value)
         if number is None:
             raise fail(f"a number expected after {canonical}{op} (e.g. {example})")
-        pred = compare(numeric.getter, op, number)
+        pred = compare(_bounded(numeric) if op in (">", ">=") else numeric.getter, op, number)
     return Term(canonical, op, value, negated, column, pred)
+
+
+def _bounded(m: metrics.Metric) -> metrics.Value:
+    """The metric's value, else its lower bound (`at_least`), which settles a > or >= comparison."""
+    low = metrics.get(m.at_least) if m.at_least else None
+    if low is None:
+        return m.getter
+    get, least = m.getter, low.getter
+
+    def value_or_least(vm: VmState, now: float) -> float | None:
+        v = get(vm, now)
+        return least(vm, now) if v is None else v
+
+    return value_or_least
 
 
 def _quote(value: str, *, plain: bool) -> str:

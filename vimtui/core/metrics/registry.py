@@ -92,6 +92,9 @@ class Metric:
     """The VmRates / HostRates field the value is (read by position on the hot paths)."""
     label: str = ""
     """For alert messages ("disk read"); "" : the title."""
+    at_least: str | None = None
+    """A metric that is a lower bound of this one where this one is unknown: the table shows it as
+    "> value" and sorts by it, and a filter's > and >= take it (a bound past the number settles them)."""
     events: bool = False
     """Known only from libvirt events, which the alert engine follows (the guest agent's presence)."""
     column: Column | None = None

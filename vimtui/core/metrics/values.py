@@ -27,14 +27,12 @@ def _bytes(kib: int | None) -> int | None:
 
 def vm_vcpus(vm: VmState, _now: float) -> float | None:
     """vcpu.current of a running VM; a VM that is not running has its configured count (domain XML)."""
-    if vm.vcpus is not None:
-        return vm.vcpus
-    return (vm.details.vcpus or None) if vm.details is not None else None
+    return vm.vcpu_count or None
 
 
 def vm_memory(vm: VmState, _now: float) -> float | None:
     """What the VM has: balloon.current, else balloon.maximum, else its configured memory."""
-    kib = vm.mem_current_kib or vm.mem_max_kib or (vm.details.memory_kib if vm.details is not None else 0)
+    kib = vm.memory_kib
     return kib * 1024 if kib else None
 
 
@@ -71,6 +69,14 @@ def vm_uptime(vm: VmState, now: float) -> float | None:
     if vm.state != "running" or vm.state_since <= 0:
         return None
     return now - vm.state_since
+
+
+def vm_up_at_least(vm: VmState, now: float) -> float | None:
+    """Seconds a running VM has been up at least: since vimtui first saw it, when it was running then and
+    its start is not known (libvirt does not report when a domain started)."""
+    if vm.state != "running" or vm.state_since > 0 or vm.first_seen <= 0:
+        return None
+    return now - vm.first_seen
 
 
 def vm_stale(vm: VmState, _now: float) -> float | None:

@@ -282,8 +282,17 @@ declare(
         "Uptime",
         "Seconds since the VM started (running VMs).",
         v.vm_uptime,
+        at_least="vm.up_at_least_seconds",
         column=Column("uptime", "UPTIME", 7, priority=40, order=100),
         filter=FilterField("uptime", "uptime>2h, with s, m, h, d"),
+    ),
+    Metric(
+        "vm.up_at_least_seconds",
+        "vm",
+        "s",
+        "Up at least",
+        "Seconds a running VM whose start vimtui did not see has been up at least (since first seen).",
+        v.vm_up_at_least,
     ),
     Metric(
         "vm.stale",

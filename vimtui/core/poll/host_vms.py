@@ -91,6 +91,7 @@ class HostVms:
             if old is None:
                 # first seen: when it entered this state is unknown (0), not "now" (a made-up uptime)
                 since = 0.0
+                first_seen = now
                 ips: tuple[str, ...] = ()
                 ip_source = ""
             else:
@@ -99,6 +100,7 @@ class HostVms:
                 else:
                     since = old.state_since if old.state == state else now
                 ips, ip_source = old.ips, old.ip_source
+                first_seen = old.first_seen
             details = get_details(uuid)
             if details is None:
                 dirty.add(uuid)
@@ -125,6 +127,7 @@ class HostVms:
             new.ip_source = ip_source
             new.stale = False
             new.state_since = since
+            new.first_seen = first_seen
             new.__class__ = vm_state  # type: ignore[assignment]
             vms[key] = new  # type: ignore[assignment]
         if events_since:
@@ -191,6 +194,7 @@ class HostVms:
             rates=None,
             details=None,
             state_since=now,
+            first_seen=now,
         )
 
     # -- look-ups off the tick --------------------------------------------------------------------
@@ -264,6 +268,7 @@ _VM_FIELDS = (
     "ip_source",
     "stale",
     "state_since",
+    "first_seen",
 )
 
 
@@ -286,6 +291,7 @@ class _VmStateBuilder:
     ip_source: str
     stale: bool
     state_since: float
+    first_seen: float
 
 
 def _check_builder() -> None:

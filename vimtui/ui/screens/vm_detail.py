@@ -59,7 +59,7 @@ def overview_rows(vm: VmState, now: float) -> list[tuple[str, str]]:
             if d
             else "-",
         ),
-        ("Uptime", duration(now - vm.state_since) if vm.state == "running" and vm.state_since else "-"),
+        ("Uptime", _uptime(vm, now)),
         ("Autostart", ("yes" if d.autostart else "no") if d else "-"),
         ("Persistent", ("yes" if d.persistent else "no (transient)") if d else "-"),
         ("Addresses", ", ".join(vm.ips) + (f"  (from {vm.ip_source})" if vm.ip_source else "") or "-"),
@@ -211,3 +211,13 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
             kind = "external" if s.external else "internal"
             t.add_row(*text_row(name, s.state, kind, created, s.description))
         snap_body.update(t)
+
+
+def _uptime(vm: VmState, now: float) -> str:
+    """Since its start when vimtui saw it; else at least since vimtui first saw it running (libvirt does
+    not say when a domain started)."""
+    if vm.state != "running":
+        return "-"
+    if vm.state_since:
+        return duration(now - vm.state_since)
+    return "> " + duration(now - vm.first_seen) if vm.first_seen else "-"

@@ -8,21 +8,15 @@ checked against the VmState object itself (a new object means new data; a runnin
 depends on `now`), so rows that did not change, and rows scrolled back into view, are not formatted again.
 
 Cursor, marks and sort order survive every update: the cursor follows its VM by key (else stays at its
-index, clamped), and marks are a set of keys kept even for VMs the caller filtered out.
-
-The app applies a tick with `table.update(vms, history=fleet.vm_history, now=state.time)`, inside
-`app.batch_update()` when other widgets change in the same tick.
+index, clamped), and marks are a set of keys kept even for VMs the caller filtered out. The columns,
+their cells and sort keys are vm_columns.py's (the metrics' from the registry); rows are drawn by vm_rows.py.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from operator import attrgetter
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
-from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -35,267 +29,20 @@ from textual.strip import Strip
 
 from vimtui.core.model import VmState
 from vimtui.core.monitor.rings import History
-from vimtui.core.text import shown
-from vimtui.ui import format as fmt
-
-SPARK_CELLS = 8
-"""Cells of the CPU sparkline: one per sample, newest on the right."""
-
-MARK = "●"
-_SEP = " "
-_MAX_STR = "\U0010ffff"
-_INF = float("inf")
+from vimtui.ui.widgets.vm_columns import Slot, Sorter, columns, fit, layout, sort_columns
+from vimtui.ui.widgets.vm_rows import StripCache, header_text, locate, overlay, paint_row, row_texts
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One column: its id (what `sort_by` takes), header label and width range.
+class _FromTable(Message):
+    """A message about a VmTable: `control` is the table."""
 
-    Columns are dropped lowest `priority` first until the rest fit; `priority >= 100` never goes. Space left
-    over widens the flexible columns (`max_width > width`) in display order."""
+    def __init__(self, table: VmTable | None) -> None:
+        super().__init__()
+        self.table = table
 
-    id: str
-    label: str
-    width: int
-    max_width: int
-    priority: int
-    right: bool = False
-    sort: str | None = None
-    """The column that sorting by this one means (the sparkline sorts by CPU); None: itself."""
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("mark", "", 1, 1, 100),
-    Column("name", "NAME", 12, 32, 100),
-    Column("host", "HOST", 6, 16, 50),
-    Column("state", "STATE", 7, 7, 100),
-    Column("vcpu", "VCPU", 4, 4, 30, right=True),
-    Column("cpu", "CPU%", 6, 6, 80, right=True),
-    Column("spark", "", SPARK_CELLS, SPARK_CELLS, 25, sort="cpu"),
-    Column("mem", "MEM", 9, 9, 70, right=True),
-    Column("disk", "DISK R/W", 9, 9, 10, right=True),
-    Column("net", "NET RX/TX", 9, 9, 5, right=True),
-    Column("ip", "IP", 15, 15, 15),
-    Column("uptime", "UPTIME", 7, 7, 40, right=True),
-    Column("tags", "TAGS", 4, 40, 1),
-)
-SORT_COLUMNS: tuple[str, ...] = tuple(c.id for c in COLUMNS if c.sort is None)
-"""What `sort_by` accepts."""
-
-_STATE_CLASS = {
-    "running": "vm-table--running",
-    "blocked": "vm-table--running",
-    "paused": "vm-table--paused",
-    "pmsuspended": "vm-table--paused",
-    "shutdown": "vm-table--paused",
-    "shutoff": "vm-table--shutoff",
-    "crashed": "vm-table--crashed",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    column: Column
-    x: int
-    width: int
-
-
-def layout(width: int) -> tuple[_Slot, ...]:
-    """The columns that fit in `width` cells, with their widths: a column and one space per column."""
-    kept = list(COLUMNS)
-
-    def need(cols: list[Column]) -> int:
-        return sum(c.width for c in cols) + len(cols) - 1
-
-    for col in sorted(COLUMNS, key=lambda c: c.priority):
-        if need(kept) <= width or col.priority >= 100:
-            break
-        kept.remove(col)
-    widths = {c.id: c.width for c in kept}
-    spare = width - need(kept)
-    if spare < 0:  # narrower than the columns that never go: the name gives way, down to 4 cells
-        widths["name"] = max(4, widths["name"] + spare)
-    for col in kept:
-        if spare <= 0:
-            break
-        grow = min(spare, col.max_width - col.width)
-        widths[col.id] += grow
-        spare -= grow
-    slots: list[_Slot] = []
-    x = 0
-    for col in kept:
-        slots.append(_Slot(col, x, widths[col.id]))
-        x += widths[col.id] + 1
-    return tuple(slots)
-
-
-def _fit(text: str, width: int, right: bool) -> str:
-    """`text` in exactly `width` cells: padded, or cut with an ellipsis."""
-    if text.isascii():
-        n = len(text)
-        if n == width:
-            return text
-        if n < width:
-            return text.rjust(width) if right else text.ljust(width)
-        return text[: width - 1] + "…" if width > 1 else text[:width]
-    n = cell_len(text)
-    if n == width:
-        return text
-    if n < width:
-        pad = " " * (width - n)
-        return pad + text if right else text + pad
-    return set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
-
-
-# ------------------------------------------------------------------------------------------- sorting
-# This is the O(N) part of a tick, so no Python call is made per VM: attribute lists come from C (`map`
-# with `attrgetter`), a column's sort keys from one list comprehension, and orders are permutations sorted
-# by `list.__getitem__`. A key is the column's value, or `missing` where that is unknown: +inf / U+10FFFF
-# ascending, -inf / "" descending, so that unknown sorts last both ways within one `sorted`.
-
-_NAME = attrgetter("name")
-_HOST = attrgetter("host")
-_UUID = attrgetter("uuid")
-_HOST_NAME = attrgetter("host", "name")
-
-
-_vcpus = attrgetter("vcpu_count")
-_mem_total_kib = attrgetter("memory_kib")
-
-
-def _uptime(vm: VmState, now: float) -> float | None:
-    if vm.state != "running" or vm.state_since <= 0:
-        return None
-    return now - vm.state_since
-
-
-def _keys_state(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [v.state or missing for v in vms]
-
-
-def _keys_vcpu(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [missing if (n := _vcpus(v)) is None else n for v in vms]
-
-
-def _keys_cpu(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [missing if (r := v.rates) is None or (x := r.cpu_pct) is None else x for v in vms]
-
-
-def _keys_mem(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [missing if (r := v.rates) is None or (x := r.mem_used_kib) is None else x for v in vms]
-
-
-def _keys_disk(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [
-        missing
-        if (r := v.rates) is None or (r.disk_rd_bps is None and r.disk_wr_bps is None)
-        else (r.disk_rd_bps or 0.0) + (r.disk_wr_bps or 0.0)
-        for v in vms
-    ]
-
-
-def _keys_net(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [
-        missing
-        if (r := v.rates) is None or (r.net_rx_bps is None and r.net_tx_bps is None)
-        else (r.net_rx_bps or 0.0) + (r.net_tx_bps or 0.0)
-        for v in vms
-    ]
-
-
-def _keys_ip(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [v.ips[0] if v.ips else missing for v in vms]
-
-
-def _keys_uptime(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [now - v.state_since if v.state == "running" and v.state_since > 0 else missing for v in vms]
-
-
-def _keys_tags(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [",".join(d.tags) if (d := v.details) is not None and d.tags else missing for v in vms]
-
-
-def _keys_mark(vms: Sequence[VmState], missing: Any, now: float, marks: set[str]) -> list[Any]:
-    return [0 if v.key in marks else 1 for v in vms]
-
-
-_SORT_KEYS: dict[str, tuple[Callable[[Sequence[VmState], Any, float, set[str]], list[Any]], bool]] = {
-    "state": (_keys_state, False),
-    "vcpu": (_keys_vcpu, True),
-    "cpu": (_keys_cpu, True),
-    "mem": (_keys_mem, True),
-    "disk": (_keys_disk, True),
-    "net": (_keys_net, True),
-    "ip": (_keys_ip, False),
-    "uptime": (_keys_uptime, True),
-    "tags": (_keys_tags, False),
-    "mark": (_keys_mark, True),
-}
-"""Column -> (its sort keys for a list of VMs, numeric?)."""
-
-
-class Sorter:
-    """Orders VMs for the table, as a permutation: indices into the caller's sequence in display order.
-
-    The VMs themselves are never moved: with every row new each tick, building a list of 10,000 objects in
-    a sorted (so scattered) order costs more than sorting does, in cache misses. Keys are read in input
-    order, and only the rows on screen are ever fetched through the permutation.
-
-    The host/name permutation of the last input is remembered: an input with the same hosts and names at
-    the same places (every tick of a steady fleet) is not sorted again."""
-
-    def __init__(self) -> None:
-        self._hosts: list[str] = []
-        self._names: list[str] = []
-        self._perm: list[int] = []
-
-    def by_host(self, vms: Sequence[VmState]) -> list[int]:
-        """Indices of `vms` in host then name order (stable). Do not modify the list: it is kept."""
-        hosts = list(map(_HOST, vms))
-        names = list(map(_NAME, vms))
-        if hosts != self._hosts or names != self._names:
-            perm = sorted(range(len(names)), key=names.__getitem__)
-            perm.sort(key=hosts.__getitem__)
-            self._hosts, self._names, self._perm = hosts, names, perm
-        return self._perm
-
-    def sort(
-        self,
-        vms: Sequence[VmState],
-        column: str,
-        reverse: bool,
-        *,
-        now: float = 0.0,
-        marks: set[str] | None = None,
-    ) -> Sequence[int]:
-        """Indices of `vms` ordered by `column` (one of SORT_COLUMNS), ties in host then name order,
-        unknown values last whichever the direction. Stable; host descending is the exact reverse of host
-        ascending."""
-        if column != "host" and column != "name" and column not in _SORT_KEYS:
-            raise ValueError(f"unknown column {column!r}; one of {', '.join(SORT_COLUMNS)}")
-        base = self.by_host(vms)
-        if column == "host":
-            return base[::-1] if reverse else base
-        if column == "name":
-            return sorted(base, key=self._names.__getitem__, reverse=reverse)
-        keys_of, numeric = _SORT_KEYS[column]
-        if numeric:
-            missing: Any = -_INF if reverse else _INF
-        else:
-            missing = "" if reverse else _MAX_STR
-        keys = keys_of(vms, missing, now, marks if marks is not None else set())
-        # sorted(reverse=True) keeps equal items in their original order: ties stay in host/name order
-        return sorted(base, key=keys.__getitem__, reverse=reverse)
-
-
-def sort_vms(
-    vms: Sequence[VmState], column: str, reverse: bool, *, now: float = 0.0, marks: set[str] | None = None
-) -> list[VmState]:
-    """`vms` in the order `Sorter().sort(...)` gives, for a one-off sort."""
-    return [vms[i] for i in Sorter().sort(vms, column, reverse, now=now, marks=marks)]
-
-
-# ------------------------------------------------------------------------------------------- the widget
+    @property
+    def control(self) -> VmTable | None:
+        return self.table
 
 
 class VmTable(ScrollView, can_focus=True):
@@ -401,45 +148,30 @@ class VmTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------------------------------ messages
 
-    class Highlighted(Message):
+    class Highlighted(_FromTable):
         """The cursor is on another VM now (`key` None: the table is empty). Coalesced: only the latest of
         a burst of cursor moves is delivered."""
 
         def __init__(self, key: str | None, *, table: VmTable | None = None) -> None:
-            super().__init__()
+            super().__init__(table)
             self.key = key
-            self.table = table
-
-        @property
-        def control(self) -> VmTable | None:
-            return self.table
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, VmTable.Highlighted) and message.table is self.table
 
-    class Selected(Message):
+    class Selected(_FromTable):
         """Enter (or a double click) on the cursor's VM."""
 
         def __init__(self, key: str, *, table: VmTable | None = None) -> None:
-            super().__init__()
+            super().__init__(table)
             self.key = key
-            self.table = table
 
-        @property
-        def control(self) -> VmTable | None:
-            return self.table
-
-    class MarksChanged(Message):
+    class MarksChanged(_FromTable):
         """The set of marked VM keys changed (coalesced: the latest set wins)."""
 
         def __init__(self, keys: frozenset[str], *, table: VmTable | None = None) -> None:
-            super().__init__()
+            super().__init__(table)
             self.keys = keys
-            self.table = table
-
-        @property
-        def control(self) -> VmTable | None:
-            return self.table
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, VmTable.MarksChanged) and message.table is self.table
@@ -473,14 +205,13 @@ class VmTable(ScrollView, can_focus=True):
         self._sort_reverse = False
         self._highlighted: str | None = None
         self._layout_width = -1
-        self._layout: tuple[_Slot, ...] = ()
+        self._layout: tuple[Slot, ...] = ()
         self._generation = 0
         """Bumped whenever every cached strip is invalid (layout, styles, history source)."""
-        self._strips: dict[str, tuple[VmState, int, float, int, Strip]] = {}
+        self._strips = StripCache()
         self._header: tuple[tuple[int, str, bool], Strip] | None = None
         self._styles: dict[str, Style] = {}
-        self._frame: tuple[tuple[_Slot, ...], int, int] | None = None
-        self._strip_limit = 256
+        self._frame: tuple[tuple[Slot, ...], int, int] | None = None
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -541,10 +272,10 @@ class VmTable(ScrollView, can_focus=True):
             self.refresh()
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
-        """Sort by `column` (one of SORT_COLUMNS); the same column again reverses. Unknown values last."""
-        column = next((c.sort or c.id for c in COLUMNS if c.id == column), column)
-        if column not in SORT_COLUMNS:
-            raise ValueError(f"unknown column {column!r}; one of {', '.join(SORT_COLUMNS)}")
+        """Sort by `column` (one of sort_columns()); the same column again reverses. Unknown values last."""
+        column = next((c.sort or c.id for c in columns() if c.id == column), column)
+        if column not in sort_columns():
+            raise ValueError(f"unknown column {column!r}; one of {', '.join(sort_columns())}")
         if reverse is None:
             reverse = not self._sort_reverse if column == self._sort_column else False
         self._sort_column, self._sort_reverse = column, reverse
@@ -572,24 +303,7 @@ class VmTable(ScrollView, can_focus=True):
         self._note_highlight()
 
     def _locate(self, old: VmState) -> int | None:
-        """The row of `old`'s VM (same host and uuid) now: a bisection when sorted by host and name (the
-        usual case), else C-level passes over the uuids and the permutation."""
-        vms, perm = self._vms, self._perm
-        if self._sort_column == "host" and not self._sort_reverse:
-            target = (old.host, old.name)
-            i = bisect_left(range(len(perm)), target, key=lambda r: _HOST_NAME(vms[perm[r]]))
-            if i < len(perm) and (vm := vms[perm[i]]).uuid == old.uuid and vm.host == old.host:
-                return i
-        uuids = list(map(_UUID, vms))
-        start = 0
-        while True:
-            try:
-                j = uuids.index(old.uuid, start)
-            except ValueError:
-                return None
-            if vms[j].host == old.host:
-                return perm.index(j)
-            start = j + 1
+        return locate(self._vms, self._perm, old, self._sort_column == "host" and not self._sort_reverse)
 
     # ------------------------------------------------------------------------------------------ cursor
 
@@ -628,7 +342,7 @@ class VmTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor - rows + 1, animate=False, force=True)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._strip_limit = max(256, 8 * event.size.height)
+        self._strips.limit = max(256, 8 * event.size.height)
         self._scroll_to_cursor()
 
     def action_cursor_down(self) -> None:
@@ -686,8 +400,6 @@ class VmTable(ScrollView, can_focus=True):
             self._header = None
         self.post_message(self.MarksChanged(frozenset(self._marks), table=self))
 
-    # ------------------------------------------------------------------------------------------ mouse
-
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
@@ -723,17 +435,14 @@ class VmTable(ScrollView, can_focus=True):
                 style = self.rich_style
             elif name in ("vm-table--header", "vm-table--cursor"):
                 style = self.get_component_rich_style(name)
-            else:
-                full = self.get_component_rich_style(name)
-                part = self.get_component_rich_style(name, partial=True)
-                style = part + Style.from_color(
-                    full.color if part.color is not None else None,
-                    full.bgcolor if part.bgcolor is not None else None,
+            else:  # laid over a row: only what its rule sets
+                style = overlay(
+                    self.get_component_rich_style(name), self.get_component_rich_style(name, partial=True)
                 )
             self._styles[name] = style
         return style
 
-    def _slots(self) -> tuple[_Slot, ...]:
+    def _slots(self) -> tuple[Slot, ...]:
         width = self.scrollable_content_region.width
         if width != self._layout_width:
             self._layout_width = width
@@ -759,136 +468,27 @@ class VmTable(ScrollView, can_focus=True):
             return self._row_strip(index, slots, width)
         return Strip.blank(width, self._style("base"))
 
-    def _header_strip(self, slots: tuple[_Slot, ...], width: int) -> Strip:
+    def _header_strip(self, slots: tuple[Slot, ...], width: int) -> Strip:
         token = (self._generation, self._sort_column, self._sort_reverse)
         if self._header is not None and self._header[0] == token:
             return self._header[1]
-        parts: list[str] = []
-        for slot in slots:
-            col = slot.column
-            label = col.label
-            if col.id == self._sort_column:
-                arrow = "▼" if self._sort_reverse else "▲"
-                label = f"{label[: max(0, slot.width - 1)]}{arrow}" if label else arrow
-            parts.append(_fit(label, slot.width, col.right))
-        text = _SEP.join(parts)
-        style = self._style("vm-table--header")
-        strip = Strip([Segment(_fit(text, width, False), style)], width)
+        text = header_text(slots, self._sort_column, self._sort_reverse)
+        strip = Strip([Segment(fit(text, width, False), self._style("vm-table--header"))], width)
         self._header = (token, strip)
         return strip
 
-    def _row_strip(self, index: int, slots: tuple[_Slot, ...], width: int) -> Strip:
+    def _row_strip(self, index: int, slots: tuple[Slot, ...], width: int) -> Strip:
         vm = self._vms[self._perm[index]]
         key = vm.key
-        marked = key in self._marks
-        flags = (index == self.cursor) | (marked << 1) | (self._alerts.get(key, 0) << 2)
-        now_token = self._now if vm.state == "running" else 0.0
-        cached = self._strips.get(key)
-        if (
-            cached is not None
-            and cached[0] is vm
-            and cached[1] == flags
-            and cached[2] == now_token
-            and cached[3] == self._generation
-        ):
-            return cached[4]
-        strip = self._build_row(vm, key, flags, slots, width)
-        if len(self._strips) > self._strip_limit:
-            self._strips.clear()
-        self._strips[key] = (vm, flags, now_token, self._generation, strip)
+        flags = (index == self.cursor) | ((key in self._marks) << 1) | (self._alerts.get(key, 0) << 2)
+        now = self._now if vm.state == "running" else 0.0  # a running VM's row depends on the time
+        strip = self._strips.get(vm, flags, now, self._generation)
+        if strip is None:
+            strip = self._strips.put(
+                vm, flags, now, self._generation, self._build_row(vm, key, flags, slots, width)
+            )
         return strip
 
-    def _build_row(self, vm: VmState, key: str, flags: int, slots: tuple[_Slot, ...], width: int) -> Strip:
-        cursor = bool(flags & 1)
-        marked = bool(flags & 2)
-        row = self._style("base")
-        if marked:
-            row += self._style("vm-table--marked")
-        if vm.stale:
-            row += self._style("vm-table--stale")
-        if cursor:
-            row += self._style("vm-table--cursor")
-            if vm.stale:
-                row += self._style("vm-table--stale")
-        segments: list[Segment] = []
-        run: list[str] = []
-        used = 0
-        last = len(slots) - 1
-        for i, slot in enumerate(slots):
-            cid = slot.column.id
-            text = _fit(self._cell(cid, vm, key, marked), slot.width, slot.column.right)
-            if i != last:
-                text += _SEP
-            used += slot.width + (i != last)
-            accent: Style | None = None
-            if flags >> 2 and cid == "name":
-                accent = self._style(
-                    "vm-table--alert-critical" if flags >> 2 == 2 else "vm-table--alert-warning"
-                )
-            elif not cursor:
-                if cid == "state":
-                    cls = _STATE_CLASS.get(vm.state)
-                    if cls is not None:
-                        accent = self._style(cls)
-                elif cid == "spark":
-                    accent = self._style("vm-table--spark")
-            if accent is None:
-                run.append(text)
-            else:
-                if run:
-                    segments.append(Segment("".join(run), row))
-                    run = []
-                segments.append(Segment(text[: slot.width], row + accent))
-                if i != last:
-                    run.append(_SEP)
-        if used < width:
-            run.append(" " * (width - used))
-        if run:
-            segments.append(Segment("".join(run), row))
-        strip = Strip(segments, max(width, used))
-        return strip.crop(0, width) if used > width else strip
-
-    def _cell(self, cid: str, vm: VmState, key: str, marked: bool) -> str:
-        if cid == "mark":
-            return MARK if marked else ""
-        if cid == "name":
-            return shown(vm.name)  # a host's text: no escape or bidi control reaches the terminal
-        if cid == "host":
-            return shown(vm.host)
-        if cid == "state":
-            return vm.state
-        if cid == "vcpu":
-            v = _vcpus(vm)
-            return "" if v is None else str(v)
-        r = vm.rates
-        if cid == "cpu":
-            return fmt.pct(r.cpu_pct if r is not None else None, missing="")
-        if cid == "spark":
-            h = self._history
-            if h is None or key not in h:
-                return ""
-            values = h.series(key, "cpu", self.spark_window, self._now)[1]
-            return fmt.sparkline(values, SPARK_CELLS) if values else ""
-        if cid == "mem":
-            used = r.mem_used_kib if r is not None else None
-            total = _mem_total_kib(vm)
-            if used is None and total is None:
-                return ""
-            return fmt.mem_used_of(used, total)
-        if cid == "disk":
-            if r is None or (r.disk_rd_bps is None and r.disk_wr_bps is None):
-                return ""
-            return fmt.pair(fmt.rate(r.disk_rd_bps, per=""), fmt.rate(r.disk_wr_bps, per=""))
-        if cid == "net":
-            if r is None or (r.net_rx_bps is None and r.net_tx_bps is None):
-                return ""
-            return fmt.pair(fmt.rate(r.net_rx_bps, per=""), fmt.rate(r.net_tx_bps, per=""))
-        if cid == "ip":
-            return shown(vm.ips[0]) if vm.ips else ""
-        if cid == "uptime":
-            up = _uptime(vm, self._now)
-            return "" if up is None else fmt.duration(up)
-        if cid == "tags":
-            d = vm.details
-            return shown(",".join(d.tags)) if d is not None else ""
-        return ""
+    def _build_row(self, vm: VmState, key: str, flags: int, slots: tuple[Slot, ...], width: int) -> Strip:
+        texts = row_texts(slots, vm, bool(flags & 2), self._history, self.spark_window, self._now)
+        return paint_row(vm, flags, slots, width, self._style, texts)

@@ -144,7 +144,7 @@ def test_shutdown_waits_and_snapshot_list(lab: Lab, tmp_path: Path, scratch: lis
     scratch.append(("kvm01", name))
     lab.add_guest("kvm01", name, disk=True)
     wait_until(f"{name} watching its power button", lambda: acpi_ready(lab, "kvm01", name), 180)
-    out = vimtui(lab, tmp_path, "vm", "shutdown", name, "--wait", "--timeout", "600")
+    out = vimtui(lab, tmp_path, "vm", "shutdown", name, "--timeout", "600")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "shut down by the guest (ACPI)" in out.stdout, out.stdout
     # libvirt's word: off, and because the guest shut down (not forced)
@@ -194,12 +194,12 @@ def test_a_guest_that_ignores_acpi_shutdown_fails_the_wait_then_is_forced(
     lab.add_guest("kvm03", name)
     wait_until(f"{name} watching its power button", lambda: acpi_ready(lab, "kvm03", name), 180)
     assert lab.on_console("kvm03", name, IGNORE_POWER_BUTTON, 120)
-    out = vimtui(lab, tmp_path, "vm", "shutdown", name, "--wait", "--timeout", "15")
+    out = vimtui(lab, tmp_path, "vm", "shutdown", name, "--timeout", "15")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "still running after 15 s: the guest did not act on the ACPI power button" in out.stdout
     assert dom_reason(lab, "kvm03", name)[0] == libvirt.VIR_DOMAIN_RUNNING
     # with --force: the same wait, then forced off
-    out = vimtui(lab, tmp_path, "vm", "shutdown", name, "--wait", "--timeout", "15", "--force")
+    out = vimtui(lab, tmp_path, "vm", "shutdown", name, "--timeout", "15", "--force")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "still running after 15 s: forced off" in out.stdout, out.stdout
     off = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED)

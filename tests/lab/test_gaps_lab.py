@@ -163,10 +163,21 @@ async def witnessed(witness: asyncio.subprocess.Process) -> str:
     return out.decode(errors="replace")
 
 
-def feed_of(fleet: Fleet, name: str, prefix: str) -> list[tuple[str, str]]:
-    feed: list[tuple[str, str]] = []
-    fleet.subscribe_events(lambda e: feed.append((e.kind, e.detail)) if e.vm == name else None)
-    return feed
+class Feed:
+    """The guest's events in the fleet's event log (Fleet.events) since it was made: (kind, detail)."""
+
+    def __init__(self, fleet: Fleet, name: str) -> None:
+        self.fleet, self.name = fleet, name
+        self.held = list(fleet.events)  # held, so that no later event can take one of their ids
+        self.before = {id(e) for e in self.held}
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        got = [e for e in self.fleet.events if id(e) not in self.before and e.vm == self.name]
+        return iter([(e.kind, e.detail) for e in got])
+
+
+def feed_of(fleet: Fleet, name: str, prefix: str) -> Feed:
+    return Feed(fleet, name)
 
 
 @pytest.mark.timeout(900)  # generous deadlines inside, on a loaded machine

@@ -6,8 +6,24 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 from vimtui.core.units import parse_duration
+
+T = TypeVar("T")
+
+
+def parsed_by(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
+    """An argparse `type=` from a parser that raises ValueError with the message to show."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name  # argparse names the type in its error when the message is empty
+    return convert
 
 
 def number(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from vimtui.cli.argtypes import seconds
+from vimtui.cli.argtypes import parsed_by, seconds
 from vimtui.cli.exits import Exit
 
 if TYPE_CHECKING:  # the parser is built for every command: the exporter is imported when it runs
@@ -52,20 +52,13 @@ def parse_listen(text: str) -> tuple[str | None, int]:
     return host or None, int(port)
 
 
-def _listen(text: str) -> tuple[str | None, int]:
-    try:
-        return parse_listen(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_export_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     help = "serve the fleet's metrics to Prometheus (OpenMetrics) until SIGINT or SIGTERM"
     p = sub.add_parser("export", parents=[common], help=help, description=help)
     p.add_argument(
         "--listen",
         metavar="ADDR:PORT",
-        type=_listen,
+        type=parsed_by(parse_listen, "listen"),
         default=parse_listen(DEFAULT_LISTEN),
         help=f"where to serve /metrics (default {DEFAULT_LISTEN}; [::1]:PORT for IPv6, :PORT for all)",
     )

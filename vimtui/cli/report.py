@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vimtui.cli.argtypes import whole
+from vimtui.cli.argtypes import parsed_by, whole
 from vimtui.cli.exits import Exit
 from vimtui.core.units import parse_duration
 
@@ -75,26 +75,23 @@ def parse_when(text: str) -> When:
     return When(at=moment.timestamp())
 
 
-def _when(text: str) -> When:
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     help = "per-VM and per-host averages, peaks, uptime, state changes and alerts from the history"
     p = sub.add_parser("report", parents=[common], help=help, description=help)
     p.add_argument(
         "--since",
         metavar="WHEN",
-        type=_when,
+        type=parsed_by(parse_when, "when"),
         default=None,
         help=f"start of the window: a duration before now (90m, 7d, 2h30m) or a time "
         f"(2024-05-01T12:00Z, @EPOCH; local time without an offset) (default {DEFAULT_SINCE})",
     )
     p.add_argument(
-        "--until", metavar="WHEN", type=_when, default=None, help="end of the window (default now)"
+        "--until",
+        metavar="WHEN",
+        type=parsed_by(parse_when, "when"),
+        default=None,
+        help="end of the window (default now)",
     )
     p.add_argument("--host", metavar="H", help="only host H and its VMs")
     p.add_argument("--group", metavar="G", help="only hosts in group G or below it (dc1 matches dc1/rack3)")

@@ -227,10 +227,25 @@ async def test_device_events_reach_the_feed_as_virsh_sees_them(
         await asyncio.to_thread(lab.exec, HOST, attach)
         await eventually("device added in the feed", lambda: any(k == "device-added" for k, _ in feed), 120)
         [alias] = [d for k, d in feed if k == "device-added"]
+        with lab.connect(HOST) as conn:  # the alias is the new NIC's, in libvirt's live XML
+            mac = nic_mac(conn.lookupByName(name).XMLDesc(), alias)
+        # the booted guest acknowledges the unplug: libvirt then says the device is gone
+        detach = ["virsh", "detach-interface", name, "network", "--mac", mac, "--live"]
+        await asyncio.to_thread(lab.exec, HOST, detach)
+        await eventually("device removed in the feed", lambda: ("device-removed", alias) in feed, 120)
     finally:
         seen_by_virsh = await witnessed(witness)
     ours = [e for e in feed if e[0].startswith("device-")]
-    assert ours == [("device-added", alias)], ours
+    assert ours == [("device-added", alias), ("device-removed", alias)], ours
     assert virsh_kinds(seen_by_virsh, name) == ours, seen_by_virsh
-    with lab.connect(HOST) as conn:  # the alias is the new NIC's, in libvirt's live XML
-        assert f"<alias name='{alias}'/>" in conn.lookupByName(name).XMLDesc()
+    with lab.connect(HOST) as conn:
+        assert f"<alias name='{alias}'/>" not in conn.lookupByName(name).XMLDesc()
+
+
+def nic_mac(xml: str, alias: str) -> str:
+    """The MAC address of the interface whose alias is `alias` in a domain's live XML."""
+    for nic in ET.fromstring(xml).iterfind("devices/interface"):
+        a, m = nic.find("alias"), nic.find("mac")
+        if a is not None and a.get("name") == alias and m is not None:
+            return str(m.get("address"))
+    raise AssertionError(f"no interface with alias {alias} in the live XML")

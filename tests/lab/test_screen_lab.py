@@ -56,11 +56,6 @@ async def test_the_app_on_three_lab_hosts_shows_cpu_changing(lab: Lab) -> None:
                 assert row is not None and h.name in row, (guest, row)
 
 
-@pytest.mark.xfail(
-    reason="regression under investigation: the second run reads the first run's samples from the archive's "
-    "coarse tier only (one 60-s point), as if its fine rows were not written at the first run's stop",
-    strict=False,
-)
 async def test_history_survives_a_restart_of_the_app(
     lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

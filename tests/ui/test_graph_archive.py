@@ -6,6 +6,8 @@ from pathlib import Path
 
 from tests.ui.conftest import CLOCK, fleet_app, fleet_config, loaded, typed
 from vimtui.core.monitor.archive import Archive
+from vimtui.core.monitor.rings import History
+from vimtui.ui.widgets.graph_data import archived_before
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.vm_table import VmTable
 
@@ -55,3 +57,23 @@ async def test_the_1h_window_shows_what_an_earlier_run_archived(tmp_path: Path) 
         assert graphs.window == "15m"
         assert not any(s.times for s in cpu.series)
     app.fleet.archive.close()
+
+
+def test_a_restart_within_a_minute_keeps_the_earlier_runs_points_of_that_minute() -> None:
+    """The 1 h window draws this run from its minute ring, whose first slot starts before this run's first
+    sample when the restart fell mid-minute: the earlier run's points of that minute are still drawn, in
+    time order, and this run's first minute after them."""
+    minute = 60.0 * (CLOCK // 60)
+    past = ([minute + t for t in range(0, 26)], [float(t) for t in range(0, 26)])  # earlier run: :00 to :25
+    history = History(("cpu",), fine_step=1.0, coarse_step=60.0)
+    began = minute + 30
+    for i in range(90):  # this run: from :30 on, 90 s
+        history.record("vm", began + i, {"cpu": 50.0})
+    now = began + 89
+    times, values = history.series("vm", "cpu", 3600, now)
+    assert times[0] == minute  # the minute slot the restart fell in starts before this run
+    assert history.began("vm") == began
+    merged_t, merged_v = archived_before(past, began, times, values)
+    assert merged_t[:26] == past[0] and merged_v[:26] == past[1]
+    assert merged_t[26:] == [began, *times[1:]] and merged_v[26:] == values
+    assert merged_t == sorted(merged_t) and len(set(merged_t)) == len(merged_t)

@@ -284,7 +284,7 @@ async def _create_from_image(fleet: Fleet, args: argparse.Namespace, image_args:
 async def _edit(fleet: Fleet, vm: Any) -> str | None:
     from vimtui.core.actions import xmledit
 
-    before = await fleet.ask(vm.host, lambda conn: xmledit.editable_xml(conn.lookupByUUIDString(vm.uuid)))
+    before = await fleet.ask(vm.host, xmledit.definition_of, vm.uuid)
     after = await asyncio.to_thread(xmledit.edit_text, before)
     return None if after is None or after == before else after
 
@@ -294,17 +294,9 @@ async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str,
 
     if errors:
         raise UsageError("; ".join(f"{n}: {why}" for n, why in errors))
-    vm = vms[0]
-    refusal = console.console_refusal(vm)
-    if refusal:
-        print(f"vimtui: {refusal}", file=sys.stderr)
-        return Exit.FAILED
-    conn = fleet.sessions[vm.host].connection()
-    log = fleet.tasks.audit
-    audit = console.console_audit(log, vm) if log is not None else None
     try:
-        message = await asyncio.to_thread(console.attach_terminal, conn, vm.uuid, audit=audit)
-    except ActionError as exc:  # it would not open, or could not be recorded (then it was not opened)
+        message = await asyncio.to_thread(console.attach_vm, fleet, vms[0])
+    except ActionError as exc:  # refused, no connection, it would not open, or could not be recorded
         print(f"vimtui: {exc}", file=sys.stderr)
         return Exit.FAILED
     print(f"\r\n{message or 'detached'}", file=sys.stderr)

@@ -24,16 +24,9 @@ async def console(app: VimApp, vm: VmState) -> None:
         app.notify(refusal, severity="warning")
         return
     try:
-        conn = app.fleet.sessions[vm.host].connection()
-    except Exception as exc:
-        app.notify(str(exc), severity="error")
-        return
-    try:
         with app.suspend():
-            log = app.fleet.tasks.audit
-            audit = core_console.console_audit(log, vm) if log is not None else None
-            message = await asyncio.to_thread(core_console.attach_terminal, conn, vm.uuid, audit=audit)
-    except Exception as exc:  # SuspendNotSupported, a console that would not open
+            message = await asyncio.to_thread(core_console.attach_vm, app.fleet, vm)
+    except Exception as exc:  # SuspendNotSupported, no connection, a console that would not open
         app.notify(f"console of {vm.name}: {exc}", severity="error")
         return
     app.notify(f"console of {vm.name}: {message or 'detached'}", timeout=3)
@@ -41,12 +34,12 @@ async def console(app: VimApp, vm: VmState) -> None:
 
 async def edit_xml(app: VimApp, vm: VmState) -> None:
     from vimtui.core.actions import xmledit
+    from vimtui.core.fleet.fleet import QueryFailed
 
-    session = app.fleet.sessions[vm.host]
     try:
         # the persistent definition, as `virsh edit` shows it (not the running guest's XML)
-        before = await session.call(lambda conn: xmledit.editable_xml(conn.lookupByUUIDString(vm.uuid)))
-    except Exception as exc:
+        before = await app.fleet.ask(vm.host, xmledit.definition_of, vm.uuid)
+    except QueryFailed as exc:
         app.notify(f"{vm.name}: {exc}", severity="error")
         return
     try:

@@ -25,13 +25,16 @@ import select
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 
 from vimtui.core.actions.base import ActionError, VmAction
 from vimtui.core.fleet.audit import AuditError, AuditLog
 from vimtui.core.model import VmState
+
+if TYPE_CHECKING:
+    from vimtui.core.fleet.fleet import Fleet
 
 ConsoleAudit = Callable[[str, str], object]
 """Records one step of a console session: (outcome, detail); raises AuditError when it cannot."""
@@ -279,6 +282,29 @@ def attach_terminal(
     with contextlib.suppress(OSError):
         _write_all(out_fd, b"\r\n")
     return f"{name}: {reason}" + (f" ({TAKEOVER})" if took_over else "")
+
+
+def attach_vm(fleet: Fleet, vm: VmState) -> str:
+    """Attach this terminal to `vm`'s serial console over its host's connection, the session recorded in
+    the fleet's audit: what both faces run (blocking: call it from a thread). ActionError when there is no
+    connection, the console would not open, or the session could not be recorded (then it is not opened)."""
+    from vimtui.core.poll.session import NotConnected
+
+    refusal = console_refusal(vm)
+    if refusal:
+        raise ActionError(refusal)
+    session = fleet.sessions.get(vm.host)
+    if session is None:
+        raise ActionError(f"{vm.host}: no such host")
+    try:
+        conn = session.connection()
+    except NotConnected as exc:
+        raise ActionError(str(exc)) from exc
+    log = fleet.tasks.audit
+    try:
+        return attach_terminal(conn, vm.uuid, audit=console_audit(log, vm) if log is not None else None)
+    except libvirt.libvirtError as exc:
+        raise ActionError(str(exc)) from exc
 
 
 def console_audit(audit: AuditLog, vm: VmState) -> ConsoleAudit:

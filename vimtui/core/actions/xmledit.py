@@ -40,6 +40,11 @@ def editable_xml(dom: Any) -> str:
     return str(dom.XMLDesc(EDIT_FLAGS))
 
 
+def definition_of(conn: Any, uuid: str) -> str:
+    """`editable_xml` of the domain `uuid` on `conn` (for Fleet.ask: the screen and the CLI's edit)."""
+    return editable_xml(conn.lookupByUUIDString(uuid))
+
+
 def xml_problem(xml: str, name: str, uuid: str) -> str | None:
     """Why `xml` cannot redefine the domain `name`/`uuid` (None: libvirt may judge it). Touches nothing."""
     try:

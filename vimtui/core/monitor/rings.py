@@ -108,9 +108,11 @@ def _move(
 class _Entry:
     """One key: its two rings (array, base slot, newest slot) and the open minute's sums and counts."""
 
-    __slots__ = ("fine", "fine_base", "fine_head", "coarse", "coarse_base", "coarse_head", "acc")
+    __slots__ = ("began", "fine", "fine_base", "fine_head", "coarse", "coarse_base", "coarse_head", "acc")
 
-    def __init__(self, fine_slot: int, coarse_slot: int, n_metrics: int) -> None:
+    def __init__(self, fine_slot: int, coarse_slot: int, n_metrics: int, began: float) -> None:
+        self.began = began
+        """The time of the key's first sample: its first minute slot starts earlier and holds no more."""
         self.fine: array[int] = array("H")
         self.fine_base = fine_slot
         self.fine_head = fine_slot - 1  # so that the first record grows the ring to cover its slot
@@ -183,7 +185,7 @@ class History:
         coarse_slot = math.floor(t / self.coarse_step)
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(fine_slot, coarse_slot, len(self.metrics))
+            entry = self._entries[key] = _Entry(fine_slot, coarse_slot, len(self.metrics), t)
         elif fine_slot < entry.fine_head or coarse_slot < entry.coarse_head:
             return
         if fine_slot != entry.fine_head:
@@ -246,7 +248,7 @@ class History:
         for key, values in rows:
             entry = entries.get(key)
             if entry is None:
-                entry = entries[key] = _Entry(fine_slot, coarse_slot, n)
+                entry = entries[key] = _Entry(fine_slot, coarse_slot, n, t)
             elif fine_slot < entry.fine_head or coarse_slot < entry.coarse_head:
                 continue
             fine = entry.fine
@@ -370,6 +372,12 @@ class History:
             return None
         pos = (entry.fine_head - entry.fine_base) % self.fine_slots
         return decode(entry.fine[pos * len(self._pct) + i], self._pct[i])
+
+    def began(self, key: str) -> float | None:
+        """The time of the key's first sample (None for a key never recorded): what is older comes from
+        elsewhere (the archive of an earlier run)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.began
 
     def keys(self) -> list[str]:
         return list(self._entries)

@@ -138,10 +138,14 @@ ARCHIVE_REREAD = 60.0
 
 
 def archived_before(
-    past: tuple[list[float], list[float]], start: float, times: list[float], values: list[float]
+    past: tuple[list[float], list[float]], began: float, times: list[float], values: list[float]
 ) -> tuple[list[float], list[float]]:
-    """The archive's points before `start` (where this run's memory begins), then this run's."""
-    cut = bisect_left(past[0], start)
+    """The archive's points from before `began` (this run's first sample of the target), then this run's.
+    A slot of this run that starts before `began` (the minute a restart fell in, on the minute ring) holds
+    only this run's samples: it is drawn at `began`, after the earlier run's points of that minute."""
+    cut = bisect_left(past[0], began)
+    if times and times[0] < began:
+        times = [began, *times[1:]]
     if not cut:
         return times, values
     return past[0][:cut] + times, past[1][:cut] + values

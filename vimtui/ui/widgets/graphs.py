@@ -195,6 +195,9 @@ class GraphPanel(Widget):
         span = WINDOW_SECONDS[self.window]
         step = history.fine_step if span <= history.fine_span else history.coarse_step
         past = self._archived(span)
+        began = history.began(self.target) if self.target is not None else None
+        if began is None:
+            began = self._now
         for spec in GRAPHS:
             if spec.id not in self._shown:
                 continue
@@ -203,9 +206,7 @@ class GraphPanel(Widget):
                 for metric, label in spec.metrics:
                     times, values = history.series(self.target, metric, span, self._now)
                     if past is not None and metric in past:
-                        times, values = archived_before(
-                            past[metric], times[0] if times else self._now, times, values
-                        )
+                        times, values = archived_before(past[metric], began, times, values)
                     series.append(Series(label, times, values))
             self.graph(spec.id).update_series(series, window=self.window, now=self._now, step=step)
 

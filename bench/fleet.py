@@ -605,10 +605,13 @@ def part_screen(base: Path, hosts: int, per_host: int, presses: int) -> dict[str
 
 
 class Stages:
-    """CPU seconds (of the thread that ran it) per stage, from wrapped functions."""
+    """CPU seconds (of the thread that ran it) per stage, from wrapped functions. A stage called inside
+    another counts its own time, and the outer one the rest (exclusive times). `lane_cpu`: the part of
+    each stage run on a thread other than the main one (the lanes)."""
 
     def __init__(self) -> None:
         self.cpu: dict[str, float] = defaultdict(float)
+        self.lane_cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.on = False
         self._undo: list[Callable[[], None]] = []
@@ -622,18 +625,25 @@ class Stages:
         stages = self
         thread_time = time.thread_time
         local = self._local
+        main = threading.main_thread()
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if not stages.on or getattr(local, "inside", False):
-                return fn(*args, **kwargs)  # nested: counted by the outer stage
-            local.inside = True
+            if not stages.on:
+                return fn(*args, **kwargs)
+            stack = local.__dict__.setdefault("stack", [])
+            stack.append(0.0)  # the time of the stages called inside this one
             t = thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                stages.cpu[stage] += thread_time() - t
+                spent = thread_time() - t
+                inner = stack.pop()
+                if stack:
+                    stack[-1] += spent
+                stages.cpu[stage] += spent - inner
+                if threading.current_thread() is not main:
+                    stages.lane_cpu[stage] += spent - inner
                 stages.calls[stage] += 1
-                local.inside = False
 
         if isinstance(raw, staticmethod):
             setattr(owner, attr, staticmethod(timed))
@@ -736,7 +746,9 @@ def part_where(
         else:
             t = time.thread_time()
             recs = bulk(self, stats, flags)
-            stages.cpu["bulk call (libvirt)"] += time.thread_time() - t
+            spent = time.thread_time() - t
+            stages.cpu["bulk call (libvirt)"] += spent
+            stages.lane_cpu["bulk call (libvirt)"] += spent
         return shaped.replace(self, recs) if shaped is not None else recs
 
     libvirt.virConnect.getAllDomainStats = get_all  # type: ignore[method-assign]
@@ -744,7 +756,12 @@ def part_where(
     calls_mod = importlib.import_module("vimtui.core.poll.host_calls") if split else None
     stages.wrap(stats_mod, "parse_domain_stats", "parse")
     stages.wrap(calls_mod or session_mod, "parse_domain_stats", "parse")
-    stages.wrap(session_mod.HostSession, "_apply", "apply (VmState, rates)")
+    host_vms_mod = importlib.import_module("vimtui.core.poll.host_vms")
+    stages.wrap(host_vms_mod.HostVms, "apply", "apply (VmState, rates)")
+    if calls_mod is not None and hasattr(calls_mod, "Unchanged"):
+        stages.wrap(calls_mod.Unchanged, "samples", "per-domain calls (UUID, name, free), on the loop")
+    else:
+        stages.wrap(session_mod.HostSession, "_apply", "apply (VmState, rates)")
     stages.wrap(rings_mod.History, "record_many", "history rings")
     stages.wrap(archive_mod.Archive, "add", "archive (add, on the loop)")
     stages.wrap(archive_mod.Archive, "add_many", "archive (add, on the loop)")
@@ -797,9 +814,8 @@ def part_where(
         made = st.pop("make records", 0.0)
         threads[lanes] = threads.get(lanes, 0.0) - made
         print(f"  (making the real-shaped records cost {100 * made / wall:.1f} % of a core: taken out)")
-    on_lanes = ("bulk call (libvirt)", "parse", "address look-ups", "details (XML)")
     st["per-domain calls (UUID, name, free) and the rest of the lanes"] = threads.get(lanes, 0.0) - sum(
-        st.get(k, 0.0) for k in on_lanes
+        stages.lane_cpu.values()
     )
     pct = 100 * total / wall
     done = stages.calls.get("apply (VmState, rates)", 0) / (hosts * wall / INTERVAL)

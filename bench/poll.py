@@ -673,7 +673,7 @@ class SessionPath:
         m0 = now()
         samples = [parse_domain_stats(uuid, name, stats, t) for uuid, name, stats in records]
         m1 = now()
-        self.session._apply((node, samples, None), time.monotonic())
+        self.session._apply_samples(node, samples, None, time.monotonic())
         m2 = now()
         clock.now = wall
         self.fleet._record_history(self.session)
@@ -868,7 +868,7 @@ def memory_child() -> None:
         for tick in range(2):  # two polls: samples, then VmState with rates (no history yet)
             t = t0 + tick * TICK_SECONDS
             samples = [parse_domain_stats(u, name, st, t) for u, name, st in records_at(vms, tick)]
-            session._apply((node_at(rec, tick, t), samples, None), time.monotonic())
+            session._apply_samples(node_at(rec, tick, t), samples, None, time.monotonic())
             del samples
         fleet.publish()
         del vms

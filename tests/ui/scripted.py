@@ -136,6 +136,6 @@ async def replay(app: VimApp, steps: tuple[float, ...] = STEPS, *, booted_at: in
             node_info = [info.cpu_model, info.memory_kib // 1024, info.cpus, info.cpu_mhz]
             node = parse_node(node_info, dict(node_ns), mem, clock.now)
             # the session's own path from a poll's result on, as its _poll takes it
-            session._apply((node, samples, None), time.monotonic())
+            session._apply_samples(node, samples, None, time.monotonic())
             session._on_polled()
         fleet.publish()

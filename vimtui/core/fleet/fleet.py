@@ -49,6 +49,12 @@ def _by_name(item: tuple[str, VmState]) -> str:
 T = TypeVar("T")
 
 
+SPREAD_SHARE = 0.25
+"""The share of the interval over which a tick's polls start, one host after another (see Fleet.tick)."""
+MAX_GAP = 0.02
+"""At most this many seconds between two hosts' poll starts (a few hosts need no quarter of a second)."""
+
+
 class QueryFailed(Exception):
     """A question asked of a host (Fleet.ask) could not be answered; the message says why."""
 
@@ -90,6 +96,7 @@ class Fleet:
             metrics=metrics.history_names("host"), percent=metrics.percent_history_names("host")
         )
         self._vm_values = metrics.history_row("vm")
+        self._no_values = (None,) * len(self.vm_history.metrics)
         self._host_values = metrics.history_row("host")
         """A subject's history values (the registry's history metrics), in the history's order."""
         self.events: deque[HostEvent] = deque(maxlen=EVENT_LOG_SIZE)
@@ -163,22 +170,38 @@ class Fleet:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            await self.tick()
+            await self.tick(spread=self.settings.interval * SPREAD_SHARE)
             # the next tick is armed when this one has ended: never two at once
             await asyncio.sleep(max(0.0, started + self.settings.interval - loop.time()))
 
-    async def tick(self, deadline: float | None = None) -> FleetState:
-        """Poll every connected host once (those still busy with their last poll are skipped)."""
-        polls = {name: s.start_poll() for name, s in self.sessions.items()}
-        running = [t for t in polls.values() if t is not None]
-        self._ticking = {name for name, t in polls.items() if t is not None}
+    async def tick(self, deadline: float | None = None, spread: float = 0.0) -> FleetState:
+        """Poll every connected host once (those still busy with their last poll are skipped), their
+        starts spread evenly over `spread` seconds: each lane then parses its records while the others
+        wait on their hosts, not all at once fighting for the interpreter (bench/fleet.py: at 50 hosts
+        the lanes' hand-overs cost more than their work). Publishes when every poll has ended, or
+        `deadline` (default: the interval) after the last one started."""
+        loop = asyncio.get_running_loop()
+        names = list(self.sessions)
+        gap = min(spread / len(names), MAX_GAP) if spread > 0 and len(names) > 1 else 0.0
+        first = loop.time()
+        polls: dict[str, asyncio.Task[None] | None] = {}
         try:
+            for i, name in enumerate(names):
+                if gap and i:
+                    await asyncio.sleep(max(0.0, first + i * gap - loop.time()))
+                session = self.sessions.get(name)
+                if session is None:  # removed meanwhile
+                    continue
+                task = polls[name] = session.start_poll()
+                if task is not None:
+                    self._ticking.add(name)
+            running = [t for t in polls.values() if t is not None]
             if running:
                 await asyncio.wait(running, timeout=deadline or self.settings.interval)
         finally:
             self._ticking = set()
         for name, task in polls.items():
-            if task is not None and not task.done():
+            if task is not None and not task.done() and name in self.sessions:
                 self.sessions[name].note_late()
         self.ticks += 1
         return self.publish()
@@ -194,8 +217,13 @@ class Fleet:
             if archive is not None:
                 archive.add(s.spec.name, t, host_values)
         # one pass for all the host's VMs (a session's keys are its VMs' `key`s)
-        values = self._vm_values
-        rows = [(key, values(vm, t)) for key, vm in s.vms.items() if vm.rates is not None and not vm.stale]
+        # a VM with nothing to record (shut off; no counters yet) takes no ring and writes no row
+        values, nothing = self._vm_values, self._no_values
+        rows = [
+            (key, row)
+            for key, vm in s.vms.items()
+            if vm.rates is not None and not vm.stale and (row := values(vm, t)) != nothing
+        ]
         self.vm_history.record_many(t, rows)
         if archive is not None:
             archive.add_many(t, self.vm_history.metrics, rows)

@@ -5,7 +5,6 @@ poll (the node's counters every Nth time and ONE bulk stats call), details of do
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +14,7 @@ import libvirt
 
 from vimtui.core.model import HostInfo, LocalMetrics
 from vimtui.core.poll.domxml import DomainDetails, parse_domain_xml
-from vimtui.core.poll.stats import DomainSample, NodeSample, parse_domain_stats, parse_node
+from vimtui.core.poll.stats import RUNNING, DomainSample, NodeSample, parse_domain_stats, parse_node
 
 STATS = (
     libvirt.VIR_DOMAIN_STATS_STATE
@@ -27,10 +26,9 @@ STATS = (
 )
 NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 
-_PER_DOMAIN = threading.Lock()
-"""Held by the lane that reads its bulk call's records (see poll_domains)."""
-
-PollResult = tuple[NodeSample | None, list[DomainSample], LocalMetrics | None]
+PollResult = tuple[NodeSample | None, list[Any], float, LocalMetrics | None]
+"""A poll as the lane returns it: the node's figures (when due), the bulk call's records as libvirt gave
+them, the poll's monotonic time, and this machine's figures (when the host is this machine)."""
 
 
 def open_host(
@@ -65,7 +63,7 @@ def open_host(
 
 class UuidTexts:
     """dom.UUIDString(), from the 16 bytes of dom.UUID() through a cache: libvirt formats the text anew at
-    each call, 1.8 µs against 0.6 µs, for every VM at every poll (on the host's lane only)."""
+    each call, 1.8 µs against 0.6 µs, for every VM at every poll (one host's, on the event loop)."""
 
     def __init__(self) -> None:
         self._texts: dict[bytes, str] = {}
@@ -80,12 +78,44 @@ class UuidTexts:
         return text
 
 
-def poll_domains(
-    conn: Any, node_info: list[Any], node_due: bool, local: bool, uuids: UuidTexts, vms: int
-) -> PollResult:
+class Unchanged:
+    """The records of the VMs that were not running at the last poll, with their samples (one host's).
+    Such a record that comes back the same, as a shut-off VM's does poll after poll, keeps its sample
+    object, unparsed; HostVms.apply then keeps the VM's VmState as it was (same sample, same state, same
+    details). A running VM's record is parsed at every poll (its counters move)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[dict[str, Any], DomainSample]] = {}
+
+    def samples(self, records: list[Any], uuids: UuidTexts, vms: int, t: float) -> list[DomainSample]:
+        """The samples of a poll's records (`t`: the poll's time). Runs on the event loop, not on the
+        lane: the per-domain calls here (UUID, name, and freeing the domain objects when the records go)
+        read memory the bulk call filled and never reach the host, but each lets go of the interpreter
+        lock and takes it back. Made on 50 lane threads at once, those hand-overs cost several times the
+        work itself (bench/fleet.py); on the loop nobody else is waiting for the lock."""
+        last = self._last
+        kept: dict[str, tuple[dict[str, Any], DomainSample]] = {}
+        uuid_of = uuids.of
+        out = []
+        for dom, stats in records:
+            uuid = uuid_of(dom, vms)
+            name = dom.name()
+            was = last.get(uuid)
+            if was is not None and was[1].name == name and was[0] == stats:
+                sample = was[1]
+            else:
+                sample = parse_domain_stats(uuid, name, stats, t)
+            if sample.state != RUNNING:
+                kept[uuid] = (stats, sample)
+            out.append(sample)
+        self._last = kept
+        return out
+
+
+def poll_domains(conn: Any, node_info: list[Any], node_due: bool, local: bool) -> PollResult:
     """One tick: the node's CPU and memory when due, and ONE bulk stats call for every domain; this
-    machine's own figures when the host is this machine (`local`). `vms`: how many VMs the host had
-    (bounds the UUID cache)."""
+    machine's own figures when the host is this machine (`local`). The records are parsed on the loop
+    (Unchanged.samples)."""
     t = time.monotonic()
     if node_due:
         cpu = _or_empty(conn.getCPUStats, -1)
@@ -96,15 +126,8 @@ def poll_domains(
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
         records = conn.getAllDomainStats(STATS, 0)  # a driver without NOWAIT
-    # Each per-domain call (UUID, name, and freeing the domain) lets go of the GIL and takes it back:
-    # with every lane doing so at once, the hand-overs cost several times the calls themselves. One lane
-    # at a time does this part (it never waits on a host: the values are in memory already).
-    uuid_of = uuids.of
-    with _PER_DOMAIN:
-        samples = [parse_domain_stats(uuid_of(dom, vms), dom.name(), stats, t) for dom, stats in records]
-        del records
     node = parse_node(node_info, cpu, mem, t) if node_due else None
-    return node, samples, local_metrics() if local else None
+    return node, records, t, local_metrics() if local else None
 
 
 def read_details(conn: Any, uuids: list[str]) -> dict[str, DomainDetails]:

@@ -88,6 +88,18 @@ class HostVms:
                 key = keys[uuid] = prefix + uuid
             old = get_old(key)
             state = state_names.get(st, "unknown")  # state_name(st)
+            if (
+                old is not None
+                and old.sample is s  # the record came back the same: not running (host_calls.Unchanged)
+                and old.state == state
+                and old.reason == reason
+                and old.details is not None
+                and old.details is get_details(uuid)
+                and not old.stale
+                and not (events_since and event_time.get(uuid, 0.0) > started)
+            ):
+                vms[key] = old  # what the lines below would build again
+                continue
             if old is None:
                 # first seen: when it entered this state is unknown (0), not "now" (a made-up uptime)
                 since = 0.0

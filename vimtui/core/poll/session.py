@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 import libvirt
 
 from vimtui.core.fleet.inventory import HostSpec
-from vimtui.core.model import HostInfo, HostState, HostStatus, VmState
+from vimtui.core.model import HostInfo, HostState, HostStatus, LocalMetrics, VmState
 from vimtui.core.poll.domain_events import HostEvent, event_name, register_events
 from vimtui.core.poll.host_calls import (
     PollResult,
+    Unchanged,
     UuidTexts,
     close_quietly,
     connection_alive,
@@ -39,7 +40,7 @@ from vimtui.core.poll.host_calls import (
 )
 from vimtui.core.poll.host_vms import HostVms
 from vimtui.core.poll.lane import CallTimeout, Lane
-from vimtui.core.poll.stats import NodeSample, host_rates
+from vimtui.core.poll.stats import DomainSample, NodeSample, host_rates
 from vimtui.core.poll.transport import SshOptions, SshTunnel, TransportError
 
 __all__ = ["HostEvent", "HostSession", "NotConnected", "SessionSettings", "backoff", "is_local_uri"]
@@ -132,6 +133,7 @@ class HostSession:
         self.book = HostVms(spec.name, clock, on_gone)
         """The host's VMs and what is kept of each between polls."""
         self._uuid_texts = UuidTexts()
+        self._idle = Unchanged()
         self._node: NodeSample | None = None
         self._polls = 0
         self.connected = asyncio.Event()
@@ -405,10 +407,17 @@ class HostSession:
         node_due = self._polls < 2 or self._polls % self.settings.host_stats_every == 0
         self._polls += 1
         local = info is not None and info.local
-        return poll_domains(conn, node_info, node_due, local, self._uuid_texts, len(self.book.samples))
+        return poll_domains(conn, node_info, node_due, local)
 
     def _apply(self, result: PollResult, started: float) -> None:
-        node, samples, local = result
+        node, records, t, local = result
+        samples = self._idle.samples(records, self._uuid_texts, len(self.book.samples), t)
+        del records, result  # the domain objects go here, on the loop (see Unchanged.samples)
+        self._apply_samples(node, samples, local, started)
+
+    def _apply_samples(
+        self, node: NodeSample | None, samples: list[DomainSample], local: LocalMetrics | None, started: float
+    ) -> None:
         if node is None:  # not this poll's turn: the host's figures stay as they were
             node, rates = self._node, self.state.rates
         else:

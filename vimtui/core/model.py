@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -210,6 +211,24 @@ class FleetState:
 
     def host(self, name: str) -> HostState | None:
         return next((h for h in self.hosts if h.name == name), None)
+
+    @cached_property
+    def vm_counts(self) -> Mapping[str, tuple[int, int]]:
+        """host -> (its VMs, of them running): once per state, for every view that shows the counts."""
+        counts: dict[str, list[int]] = {}
+        for vm in self.vms.values():
+            c = counts.get(vm.host)
+            if c is None:
+                c = counts[vm.host] = [0, 0]
+            c[0] += 1
+            if vm.state == "running":
+                c[1] += 1
+        return MappingProxyType({h: (c[0], c[1]) for h, c in counts.items()})
+
+    @property
+    def running(self) -> int:
+        """How many VMs run, fleet-wide."""
+        return sum(running for _total, running in self.vm_counts.values())
 
     def vms_on(self, host: str) -> list[VmState]:
         return [v for v in self.vms.values() if v.host == host]

@@ -48,11 +48,14 @@ def format_bytes(n_bytes: float | None, *, missing: str = MISSING) -> str:
 # -- durations --------------------------------------------------------------------------------------------
 
 
-def format_duration(seconds: float | None, *, missing: str = MISSING) -> str:
-    """A coarse duration in at most two units: "42s", "5m12s", "3h4m", "3d4h". Negative counts as 0;
-    None, NaN and infinities are `missing`."""
+def format_duration(seconds: float | None, *, missing: str = MISSING, tenths: bool = False) -> str:
+    """A coarse duration in at most two units: "42s", "5m12s", "3h4m", "3d4h"; with `tenths`, under a
+    minute to a tenth of a second ("3.4s": how long a task took). Negative counts as 0; None, NaN and
+    infinities are `missing`."""
     if seconds is None or seconds != seconds or math.isinf(seconds):
         return missing
+    if tenths and seconds < 59.95:
+        return f"{max(seconds, 0.0):.1f}s"
     s = int(seconds) if seconds > 0 else 0
     if s < 60:
         return f"{s}s"

@@ -49,6 +49,8 @@ def _by_name(item: tuple[str, VmState]) -> str:
 T = TypeVar("T")
 
 
+PUBLISH_GAP = 0.25
+"""Seconds at least between a publish and the next one made for a change outside a tick."""
 SPREAD_SHARE = 0.25
 """The share of the interval over which a tick's polls start, one host after another (see Fleet.tick)."""
 MAX_GAP = 0.02
@@ -88,6 +90,8 @@ class Fleet:
                 clock=clock,
             )
         self._ticking: set[str] = set()
+        self._published_at = float("-inf")
+        """The event loop's time of the last publish (see _changed)."""
         """Hosts whose polls the running tick waits for: it publishes for them."""
         self.vm_history = History(
             metrics=metrics.history_names("vm"), percent=metrics.percent_history_names("vm")
@@ -286,10 +290,18 @@ class Fleet:
         return lambda: self._subscribers.remove(fn)
 
     def _changed(self) -> None:
-        """A session changed outside a tick (event, status, late poll): publish soon, coalesced."""
+        """A session changed outside a tick (event, status, late poll, addresses read): publish soon,
+        coalesced, and not sooner than PUBLISH_GAP after the last publish: each publish costs every
+        subscriber a pass over every VM (alerts, the screen), and side work or late polls of many hosts
+        would otherwise publish many times a second."""
         if self._publish_handle is None:
             with contextlib.suppress(RuntimeError):  # no running loop: the next tick publishes
-                self._publish_handle = asyncio.get_running_loop().call_soon(self.publish)
+                loop = asyncio.get_running_loop()
+                wait = self._published_at + PUBLISH_GAP - loop.time()
+                if wait > 0:
+                    self._publish_handle = loop.call_later(wait, self.publish)
+                else:
+                    self._publish_handle = loop.call_soon(self.publish)
 
     def notify(self) -> None:
         """Something subscribers show changed outside the sessions (a task's progress): publish soon."""
@@ -327,6 +339,8 @@ class Fleet:
         if self._publish_handle is not None:
             self._publish_handle.cancel()
             self._publish_handle = None
+        with contextlib.suppress(RuntimeError):
+            self._published_at = asyncio.get_running_loop().time()
         hosts: list[HostState] = []
         vms: dict[str, VmState] = {}
         sorted_vms = self._sorted_vms

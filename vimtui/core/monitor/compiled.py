@@ -11,6 +11,7 @@ from typing import Any
 from vimtui.core import metrics
 from vimtui.core.model import Alert, VmState
 from vimtui.core.monitor.rules import Rule
+from vimtui.core.units import format_bytes, format_duration
 
 ValueFn = Callable[[Any, float], "float | None"]
 """A subject's value of a metric at a wall time (vimtui.core.metrics.Value)."""
@@ -169,12 +170,7 @@ def has_tag(vm: VmState, tags: frozenset[str]) -> bool:
 
 
 def _duration_text(seconds: float) -> str:
-    s = round(seconds)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    return f"{seconds / 3600:.1f} h"
+    return format_duration(round(seconds))
 
 
 def _value_text(metric: metrics.Metric, value: float | None) -> str:
@@ -183,10 +179,7 @@ def _value_text(metric: metrics.Metric, value: float | None) -> str:
     if metric.unit == "%":
         return f"{value:.0f}%"
     if metric.unit == "B/s":
-        for unit, power in (("GiB/s", 2**30), ("MiB/s", 2**20), ("KiB/s", 2**10)):
-            if value >= power:
-                return f"{value / power:.1f} {unit}"
-        return f"{value:.0f} B/s"
+        return format_bytes(value) + "/s"
     if metric.condition:
         return "yes" if value else "no"
     return f"{value:g}{metric.unit}"
@@ -211,7 +204,7 @@ def resolve_message(c: Compiled, t: Tracker, now: float, reason: str, v: float |
     label = m.label
     if reason != "cleared":
         return f"{_subject(t)} {label}: resolved, {reason}"
-    quiet = _duration_text(now - t.clear_since) if t.clear_since is not None else "0 s"
+    quiet = _duration_text(now - t.clear_since if t.clear_since is not None else 0.0)
     if m.name == "host.unreachable":
         return f"{_subject(t)} reachable again"
     if m.condition:

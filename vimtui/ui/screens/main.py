@@ -125,8 +125,12 @@ class MainScreen(ActionsMixin, Screen[None]):
     def _visible_vms(self) -> list[VmState]:
         if self.state is None:
             return []
-        hosts = {h.name: h for h in self.state.hosts}
-        vms = [v for v in self.state.vms.values() if v.host in hosts and self.scope.contains(hosts[v.host])]
+        hosts = self.state.hosts
+        inside = {h.name for h in hosts if self.scope.contains(h)}
+        if len(inside) == len(hosts):
+            vms = list(self.state.vms.values())
+        else:
+            vms = [v for v in self.state.vms.values() if v.host in inside]
         if self.filter_query:
             table = self.query_one(VmTable)
             vms = self.filter_query.filter(
@@ -160,7 +164,7 @@ class MainScreen(ActionsMixin, Screen[None]):
         if st is None:
             return
         up = sum(h.status.healthy for h in st.hosts)
-        running = sum(v.state == "running" for v in st.vms.values())
+        running = st.running
         shown = self.query_one(VmTable).visible_count
         parts = [
             f"vimtui  {self.scope.label}",

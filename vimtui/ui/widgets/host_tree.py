@@ -79,10 +79,7 @@ class HostTree(Tree[Scope]):
 
     def update_state(self, state: FleetState) -> None:
         """Add nodes for new groups and hosts, relabel all of them (cheap: hosts are few)."""
-        counts: dict[str, tuple[int, int]] = {}
-        for vm in state.vms.values():
-            total, running = counts.get(vm.host, (0, 0))
-            counts[vm.host] = (total + 1, running + (vm.state == "running"))
+        counts = state.vm_counts
         group_totals: dict[str, list[int]] = {}
         for host in state.hosts:
             node = self._host_node(host)

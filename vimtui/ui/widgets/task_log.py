@@ -21,6 +21,7 @@ from textual.strip import Strip
 
 from vimtui.core.fleet.activity import Entry
 from vimtui.core.text import shown
+from vimtui.core.units import format_duration
 from vimtui.ui.format import fit
 
 STATE_CLASS = {
@@ -40,12 +41,9 @@ def progress_bar(progress: float | None, width: int = 10) -> str:
 
 
 def duration(entry: Entry, now: float) -> str:
-    seconds = (entry.ended if entry.ended is not None else now) - entry.time
     if entry.state == "event":
         return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return format_duration((entry.ended if entry.ended is not None else now) - entry.time, tenths=True)
 
 
 class TaskLog(ScrollView, can_focus=True):

@@ -231,7 +231,9 @@ async def test_template_refusals_touch_nothing(lab: Lab, fleet: Fleet, scratch: 
     await off(lab.add_guest, HOST, tpl, disk=True, start=False)
     await off(lab.add_guest, HOST, other, disk=False, start=True)
     await seen(fleet, HOST, tpl)
-    await seen(fleet, HOST, other)
+    await until(
+        fleet, f"{other} running", lambda s: any(v.state == "running" for v in s.find_vm(other, HOST))
+    )
     before = await off(inventory, lab)
     cases: list[tuple[str, dict[str, Any], str]] = [
         (tpl, {"name": other}, f"a VM named '{other}' already exists on {HOST}"),

@@ -399,9 +399,12 @@ class TaskManager:
         """Poll the hosts the task changed before it ends: whoever waits on a task then finds its effect
         in the fleet state (and the next action is checked against it, not against the state before)."""
         sessions = [self.fleet.sessions.get(h) for h in {task.host, *task.touched}]
-        await asyncio.gather(
-            *(s.refresh(self.fleet.settings.poll_timeout) for s in sessions if s is not None and task.started)
-        )
+        refreshed = [
+            s.refresh(self.fleet.settings.poll_timeout) for s in sessions if s is not None and task.started
+        ]
+        if refreshed:
+            await asyncio.gather(*refreshed)
+            self.fleet.publish()  # now, not after the gap between publishes (Fleet._changed)
 
     def _started(self, task: Task) -> None:
         if task.state == TaskState.QUEUED:

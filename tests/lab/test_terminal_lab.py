@@ -96,15 +96,8 @@ def scratch(lab: Lab) -> Iterator[Callable[[str], str]]:
     try:
         yield make
     finally:
-        with lab.connect(HOST) as conn:
-            for name in made:
-                try:
-                    dom = conn.lookupByName(name)
-                except libvirt.libvirtError:
-                    continue
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
+        for name in made:
+            lab.remove_guest(HOST, name)
 
 
 @pytest.fixture

@@ -90,9 +90,9 @@ class Fleet:
                 clock=clock,
             )
         self._ticking: set[str] = set()
+        """Hosts whose polls the running tick waits for: it publishes for them."""
         self._published_at = float("-inf")
         """The event loop's time of the last publish (see _changed)."""
-        """Hosts whose polls the running tick waits for: it publishes for them."""
         self.vm_history = History(
             metrics=metrics.history_names("vm"), percent=metrics.percent_history_names("vm")
         )

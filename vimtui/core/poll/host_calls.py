@@ -92,7 +92,8 @@ class Unchanged:
         lane: the per-domain calls here (UUID, name, and freeing the domain objects when the records go)
         read memory the bulk call filled and never reach the host, but each lets go of the interpreter
         lock and takes it back. Made on 50 lane threads at once, those hand-overs cost several times the
-        work itself (bench/fleet.py); on the loop nobody else is waiting for the lock."""
+        work itself (bench/fleet.py); on the loop, with the hosts' polls started one after another
+        (Fleet.tick), another thread seldom waits for the lock meanwhile."""
         last = self._last
         kept: dict[str, tuple[dict[str, Any], DomainSample]] = {}
         uuid_of = uuids.of

@@ -7,13 +7,33 @@ event loop keeps polling every host and running tasks underneath; the screen com
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from vimtui.core.actions import operations
 from vimtui.core.model import VmState
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
+
+T = TypeVar("T")
+
+
+async def handed_over(app: VimApp, fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` on a thread while the app steps aside for the terminal; the screen comes back whatever
+    happens. Textual's suspend() resumes only when its block ends without an exception: a console that
+    would not open left a blank terminal that no key brought back. `fn`'s exception is raised once the
+    screen is back."""
+    failed: list[Exception] = []
+    result: T | None = None
+    with app.suspend():
+        try:
+            result = await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            failed.append(exc)
+    if failed:
+        raise failed[0]
+    return result  # type: ignore[return-value]
 
 
 async def console(app: VimApp, vm: VmState) -> None:
@@ -24,8 +44,7 @@ async def console(app: VimApp, vm: VmState) -> None:
         app.notify(refusal, severity="warning")
         return
     try:
-        with app.suspend():
-            message = await asyncio.to_thread(core_console.attach_vm, app.fleet, vm)
+        message = await handed_over(app, core_console.attach_vm, app.fleet, vm)
     except Exception as exc:  # SuspendNotSupported, no connection, a console that would not open
         app.notify(f"console of {vm.name}: {exc}", severity="error")
         return
@@ -43,8 +62,7 @@ async def edit_xml(app: VimApp, vm: VmState) -> None:
         app.notify(f"{vm.name}: {exc}", severity="error")
         return
     try:
-        with app.suspend():
-            after = await asyncio.to_thread(xmledit.edit_text, before)
+        after = await handed_over(app, xmledit.edit_text, before)
     except Exception as exc:
         app.notify(f"editor: {exc}", severity="error")
         return

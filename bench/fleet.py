@@ -167,7 +167,19 @@ def load_text() -> str:
 
 # ---------------------------------------------------------------------------------------------- 1. sizes
 
-COUNTED = r"""
+REPORTER = r"""
+def report():
+    while True:
+        with open(path + ".tmp", "w") as f:
+            f.write(str(count[0]))
+        os.replace(path + ".tmp", path)
+        time.sleep(0.25)
+threading.Thread(target=report, daemon=True).start()
+"""
+"""Writes `count[0]` to the file `path` four times a second (in both scripts below)."""
+
+COUNTED = (
+    r"""
 import os, sys, threading, time
 path, argv = sys.argv[1], sys.argv[2:]
 count = [0]
@@ -182,20 +194,17 @@ def counted(self, *args, **kwargs):
     count[0] += 1
     return applied(self, *args, **kwargs)
 setattr(owner, attr, counted)
-def report():
-    while True:
-        with open(path + ".tmp", "w") as f:
-            f.write(str(count[0]))
-        os.replace(path + ".tmp", path)
-        time.sleep(0.25)
-threading.Thread(target=report, daemon=True).start()
-from vimtui.cli.main import main
+"""
+    + REPORTER
+    + r"""from vimtui.cli.main import main
 sys.exit(main(argv))
 """
+)
 """`vimtui ARGS` with a count of the polls it has applied, written to a file four times a second (CPU
 starved by a busy machine, a poller falls behind its ticks: CPU per poll is what compares)."""
 
-BARE = r"""
+BARE = (
+    r"""
 import sys, threading, time, libvirt
 libvirt.registerErrorHandler(lambda *a: None, None)
 import os
@@ -204,14 +213,9 @@ STATS = 1 | 2 | 4 | 8 | 16 | 32
 NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 conns = [libvirt.open(u) for u in uris]
 count = [0]
-def report():
-    while True:
-        with open(path + ".tmp", "w") as f:
-            f.write(str(count[0]))
-        os.replace(path + ".tmp", path)
-        time.sleep(0.25)
-threading.Thread(target=report, daemon=True).start()
-print("ready", flush=True)
+"""
+    + REPORTER
+    + r"""print("ready", flush=True)
 if mode == "one":
     while True:
         t = time.monotonic()
@@ -231,6 +235,7 @@ else:
         threading.Thread(target=lane, args=(c,), daemon=True).start()
     threading.Event().wait()
 """
+)
 
 
 @dataclass

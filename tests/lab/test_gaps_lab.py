@@ -144,23 +144,63 @@ def virsh_kinds(text: str, name: str) -> list[tuple[str, str]]:
     return out
 
 
-async def watching(lab: Lab, name: str) -> asyncio.subprocess.Process:
-    """`virsh event` on the host itself, for the guest: the witness vimtui's feed is held against."""
+class Witness:
+    """`virsh event --loop` on the host itself, for the guest: the witness vimtui's feed is held against.
+
+    Made by `watching`, which returns only once virsh is provably listening: it has printed the
+    metadata-change event of a description the witness set itself (virsh registers its callbacks after
+    it starts, so an event sent before that would be missed and the comparison would wrongly fail)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc, self.lines = proc, list[str]()
+
+    async def read_until(self, pattern: str, seconds: float) -> bool:
+        """Read the witness's lines for up to `seconds`; True once one matches `pattern`."""
+        assert self.proc.stdout is not None
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                raw = await asyncio.wait_for(self.proc.stdout.readline(), left)
+            except TimeoutError:
+                return False
+            if not raw:
+                return False
+            self.lines.append(line := raw.decode(errors="replace").rstrip("\n"))
+            if re.search(pattern, line):
+                return True
+        return False
+
+    async def stopped(self) -> str:
+        """Stop the witness; all it printed."""
+        with contextlib.suppress(ProcessLookupError):  # nsenter and the virsh it forked
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        out, _ = await asyncio.wait_for(self.proc.communicate(), 30)
+        return "\n".join([*self.lines, out.decode(errors="replace")])
+
+
+async def watching(lab: Lab, name: str) -> Witness:
     h = lab.host(HOST)
-    return await asyncio.create_subprocess_exec(
-        *["nsenter", "-t", str(h.pid), "-m", "-u", "-n", "-p", "--"],
-        *["virsh", "event", "--domain", name, "--all", "--loop", "--timeout", "900"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    witness = Witness(
+        await asyncio.create_subprocess_exec(
+            *["nsenter", "-t", str(h.pid), "-m", "-u", "-n", "-p", "--"],
+            *["virsh", "event", "--domain", name, "--all", "--loop", "--timeout", "900"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     )
+    ready = rf"event 'metadata-change' for domain '?{re.escape(name)}'?"
+    for attempt in range(60):  # a mark every 2 s until virsh shows it is listening
+        mark = ["virsh", "desc", name, "--live", "--new-desc", f"witness mark {attempt}"]
+        await asyncio.to_thread(lab.exec, HOST, mark)
+        if await witness.read_until(ready, 2):
+            return witness
+    await witness.stopped()
+    raise AssertionError(f"virsh event never showed the witness's own mark for {name}")
 
 
-async def witnessed(witness: asyncio.subprocess.Process) -> str:
-    with contextlib.suppress(ProcessLookupError):  # nsenter and the virsh it forked
-        os.killpg(witness.pid, signal.SIGTERM)
-    out, _ = await asyncio.wait_for(witness.communicate(), 30)
-    return out.decode(errors="replace")
+async def witnessed(witness: Witness) -> str:
+    return await witness.stopped()
 
 
 class Feed:

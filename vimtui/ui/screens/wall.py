@@ -137,7 +137,9 @@ class WallScreen(Screen[None]):
         found = alerts(state)
         banner = self.query_one("#banner", Static)
         banner.set_class(bool(found), "-alert")
-        banner.update(banner_text(found))
+        text = banner_text(found)
+        if text != banner.content:
+            banner.update(text)  # its height follows its text: a layout pass, but only on a change
         all_pages = pages(state)
         if not all_pages:
             return
@@ -145,7 +147,9 @@ class WallScreen(Screen[None]):
         group, hosts = all_pages[self.page]
         head = literal(group)
         head.append(f"    page {self.page + 1}/{len(all_pages)}", "dim")
-        self.query_one("#group", Static).update(head)
+        line = self.query_one("#group", Static)
+        if head != line.content:
+            line.update(head, layout=False)  # one line high (DEFAULT_CSS)
         names = {h.name for h in hosts}
         vms = [v for v in state.vms.values() if v.host in names]
         up = sum(h.status.healthy for h in hosts)

@@ -78,13 +78,14 @@ class HostTree(Tree[Scope]):
         self.root.expand()
 
     def update_state(self, state: FleetState) -> None:
-        """Add nodes for new groups and hosts, relabel all of them (cheap: hosts are few)."""
+        """Add nodes for new groups and hosts; relabel those whose label changed (a changed label redraws
+        its line: the whole tree each second, at 50 hosts, when every label was set anew)."""
         counts = state.vm_counts
         group_totals: dict[str, list[int]] = {}
         for host in state.hosts:
             node = self._host_node(host)
             total, running = counts.get(host.name, (0, 0))
-            node.set_label(self._host_label(host, total, running))
+            _relabel(node, self._host_label(host, total, running))
             path = ""
             for part in host.group.split("/") if host.group else []:
                 path = f"{path}/{part}" if path else part
@@ -96,11 +97,11 @@ class HostTree(Tree[Scope]):
         for path, (hosts, up, total, running) in group_totals.items():
             label = literal(path.rsplit("/", 1)[-1], "bold")
             label.append(f"  {up}/{hosts} up  {running}/{total} vms", style=self._style("tree--dim"))
-            self._by_scope[Scope("group", path)].set_label(label)
+            _relabel(self._by_scope[Scope("group", path)], label)
         up = sum(h.status.healthy for h in state.hosts)
         root = Text("fleet", style="bold")
         root.append(f"  {up}/{len(state.hosts)} up  {len(state.vms)} vms", style=self._style("tree--dim"))
-        self.root.set_label(root)
+        _relabel(self.root, root)
 
     def _host_node(self, host: HostState) -> TreeNode[Scope]:
         scope = Scope("host", host.name)
@@ -150,3 +151,8 @@ class HostTree(Tree[Scope]):
     def scope(self) -> Scope:
         node = self.cursor_node
         return node.data if node is not None and node.data is not None else ALL
+
+
+def _relabel(node: TreeNode[Scope], label: Text) -> None:
+    if node.label != label:
+        node.set_label(label)

@@ -199,10 +199,6 @@ async def watching(lab: Lab, name: str) -> Witness:
     raise AssertionError(f"virsh event never showed the witness's own mark for {name}")
 
 
-async def witnessed(witness: Witness) -> str:
-    return await witness.stopped()
-
-
 class Feed:
     """The guest's events in the fleet's event log (Fleet.events) since it was made: (kind, detail)."""
 
@@ -247,7 +243,7 @@ async def test_agent_events_reach_the_feed_as_virsh_sees_them(
         assert await asyncio.to_thread(lab.on_console, HOST, name, CLOSE_PORT, 120)
         await eventually("agent disconnected in the feed", lambda: ("agent-disconnected", "") in feed, 180)
     finally:
-        seen_by_virsh = await witnessed(witness)
+        seen_by_virsh = await witness.stopped()
     ours = [e for e in feed if e[0].startswith("agent-")]
     assert ours == [("agent-connected", ""), ("agent-disconnected", "")], ours
     assert virsh_kinds(seen_by_virsh, name) == ours, seen_by_virsh
@@ -274,7 +270,7 @@ async def test_device_events_reach_the_feed_as_virsh_sees_them(
         await asyncio.to_thread(lab.exec, HOST, detach)
         await eventually("device removed in the feed", lambda: ("device-removed", alias) in feed, 120)
     finally:
-        seen_by_virsh = await witnessed(witness)
+        seen_by_virsh = await witness.stopped()
     ours = [e for e in feed if e[0].startswith("device-")]
     assert ours == [("device-added", alias), ("device-removed", alias)], ours
     assert virsh_kinds(seen_by_virsh, name) == ours, seen_by_virsh

@@ -20,6 +20,7 @@ from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import ALL, HostTree, Scope
 from vimtui.ui.widgets.key_bar import KeyBar
+from vimtui.ui.widgets.static_text import set_text
 from vimtui.ui.widgets.task_log import TaskLog
 from vimtui.ui.widgets.vm_table import VmTable
 
@@ -114,9 +115,7 @@ class MainScreen(ActionsMixin, Screen[None]):
         alerts = st.alerts
         banner.display = bool(alerts)
         if alerts:
-            text = banner_text(alerts, self.vimapp.clock())
-            if text != banner.content:
-                banner.update(text, layout=False)  # one line high (tcss)
+            set_text(banner, banner_text(alerts, self.vimapp.clock()), layout=False)  # one line (tcss)
             banner.set_class(alerts[0].severity == "critical", "-critical")
         by_key: dict[str, int] = {}
         for a in alerts:
@@ -181,11 +180,7 @@ class MainScreen(ActionsMixin, Screen[None]):
             parts.append(f"marked {marked}")
         title = literal("  ·  ".join(parts))  # names hosts and groups, and the filter as typed
         title.stylize("bold", 0, len("vimtui"))
-        bar = self.query_one("#title", Static)
-        if title != bar.content:
-            # one line high whatever it says (tcss): no layout pass of the whole screen, which a plain
-            # update asks for (at 50 hosts ~80 ms at every publish, most of the screen's cost then)
-            bar.update(title, layout=False)
+        set_text(self.query_one("#title", Static), title, layout=False)  # one line high (tcss)
 
     @on(HostTree.ScopeChanged)
     def _scope_changed(self, event: HostTree.ScopeChanged) -> None:

@@ -17,6 +17,7 @@ from vimtui.core.model import FleetState, HostState
 from vimtui.ui.format import literal
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.widgets.graphs import GraphPanel
+from vimtui.ui.widgets.static_text import set_text
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
@@ -137,9 +138,7 @@ class WallScreen(Screen[None]):
         found = alerts(state)
         banner = self.query_one("#banner", Static)
         banner.set_class(bool(found), "-alert")
-        text = banner_text(found)
-        if text != banner.content:
-            banner.update(text)  # its height follows its text: a layout pass, but only on a change
+        set_text(banner, banner_text(found), layout=True)  # its height follows its text
         all_pages = pages(state)
         if not all_pages:
             return
@@ -147,9 +146,7 @@ class WallScreen(Screen[None]):
         group, hosts = all_pages[self.page]
         head = literal(group)
         head.append(f"    page {self.page + 1}/{len(all_pages)}", "dim")
-        line = self.query_one("#group", Static)
-        if head != line.content:
-            line.update(head, layout=False)  # one line high (DEFAULT_CSS)
+        set_text(self.query_one("#group", Static), head, layout=False)  # one line high (DEFAULT_CSS)
         names = {h.name for h in hosts}
         vms = [v for v in state.vms.values() if v.host in names]
         up = sum(h.status.healthy for h in hosts)

@@ -78,7 +78,6 @@ def build_states(n: int, seed: int) -> list[FleetState]:
             address=f"kvm{h:03d}",
             uri="qemu:///system",
             transport="ssh",
-            read_only=False,
             status=HostStatus.UP,
             message="",
             status_since=0.0,

@@ -61,7 +61,6 @@ def fleet_state(n: int) -> FleetState:
                 address=f"10.0.0.{i + 1}",
                 uri="qemu:///system",
                 transport="ssh",
-                read_only=False,
                 status=HostStatus.UP,
                 message="",
                 status_since=1.8e9,

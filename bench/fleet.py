@@ -515,6 +515,11 @@ async def main():
                 break
             await asyncio.sleep(0.005)
         st = app.fleet.state
+        failed = [
+            e for e in app.fleet.activity.entries() if e.action.startswith("host ") and e.state == "failed"
+        ]
+        out["host_failures"] = len(failed)
+        out["first_failure"] = f"{failed[-1].host}: {failed[-1].message}" if failed else ""
         out["vms"] = len(st.vms)
         out["polled"] = sum(1 for h in st.hosts if h.last_poll)
         out["hosts"] = len(st.hosts)
@@ -605,6 +610,11 @@ def part_screen(base: Path, hosts: int, per_host: int, presses: int) -> dict[str
     )
     more = f" ({unanswered} not pressed within {SCREEN_LIMIT:.0f} s)" if unanswered else ""
     print(f"  {r['vms']:,} VMs, {len(keys)} keys{more}; {load_text()}")
+    if r.get("host_failures"):  # a loaded machine: opens past connect_timeout, retried (each opens anew)
+        print(
+            f"  before the first full table, hosts failed {r['host_failures']} times and were retried "
+            f"(the first: {r['first_failure']})"
+        )
     floor = open_floor(fleet.uris)
     print(
         f"  floor of the first table: the test driver opening every host and one bulk call each, a thread "

@@ -25,6 +25,12 @@ T = TypeVar("T")
 os.environ["TZ"] = "UTC"
 time.tzset()
 
+# pytest-xdist's workers export COLUMNS=80 and LINES=24 (execnet's); the app and the CLI read those before
+# their terminal's size, so the app in a test's pseudo-terminal of 140x40 drew for 80x24 (and a key's
+# answer fell off its screen). Under xdist as without it, a test's terminal says its own size
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 # libvirt raises its errors; without this it also prints each one to stderr
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
@@ -44,11 +50,16 @@ def wait_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, int
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """Three lab hosts with their guests. VIMTUI_LAB_REUSE=1 keeps (and reuses) it between runs;
-    VIMTUI_TEST_LAB names it (default "test"), so two runs can have a lab each."""
+    VIMTUI_TEST_LAB names it (default "test"), so two runs can have a lab each; under pytest-xdist each
+    worker has its own lab, named after the worker ("testgw0", "testgw1"): no two tests share a host."""
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (see README: the test command runs as root)")
     reuse = bool(os.environ.get("VIMTUI_LAB_REUSE"))
-    lab = Lab(os.environ.get("VIMTUI_TEST_LAB", "test"))
+    name = os.environ.get("VIMTUI_TEST_LAB", "test")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker:
+        name = name[: 8 - len(worker)] + worker
+    lab = Lab(name)
     if not reuse:
         lab.down()
     lab.up(3)

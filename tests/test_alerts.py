@@ -61,7 +61,6 @@ def host(
         address=name,
         uri="qemu:///system",
         transport="ssh",
-        read_only=False,
         status=status,
         message=message,
         status_since=0.0,

@@ -109,3 +109,12 @@ def test_keys_from_an_authorized_keys_file() -> None:
 def test_read_seed_refuses_what_is_not_an_iso() -> None:
     with pytest.raises(ValueError, match="not an ISO 9660 image"):
         cloudinit.read_seed(b"\0" * 4096)
+
+
+def test_packages_are_installed_at_first_boot_and_bad_names_refused() -> None:
+    files = cloudinit.read_seed(cloudinit.build_seed(hostname="h", packages=["nginx", "curl=7.88.1-10"]))
+    assert files["user-data"].endswith('package_update: true\npackages:\n  - "nginx"\n  - "curl=7.88.1-10"\n')
+    with pytest.raises(ValueError, match="is not a package name"):
+        cloudinit.build_seed(hostname="h", packages=["nginx; rm -rf /"])
+    with pytest.raises(ValueError, match="put the user, SSH keys and packages in it"):
+        cloudinit.build_seed(hostname="h", user_data="#cloud-config\n", packages=["nginx"])

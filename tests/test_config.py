@@ -18,6 +18,7 @@ from vimtui.core.config.settings import (
     Config,
     ConfigError,
     Defaults,
+    GroupConfig,
     HostConfig,
     data_dir,
     default_config_path,
@@ -27,6 +28,7 @@ from vimtui.core.config.settings import (
     save_config,
 )
 from vimtui.core.fleet.inventory import HostSpec, InventoryError, build_inventory, parse_connect
+from vimtui.core.profiles import PROFILES
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -240,7 +242,8 @@ host_configs = st.builds(
     uri=st.sampled_from(["qemu:///system", "test:///default", "qemu+ssh://h/system", "lxc:///"]),
     group=st.lists(valid_text(exclude="/").filter(lambda s: s.strip() != ""), max_size=3).map("/".join),
     read_only=st.booleans(),
-)
+    profile=st.none() | st.sampled_from(PROFILES),
+).filter(lambda h: not h.read_only or h.profile in (None, "viewer"))
 positive = st.floats(min_value=1e-6, max_value=3600, allow_nan=False, allow_infinity=False)
 """Within every bound of the [defaults] durations (the shortest: call and connect timeouts, an hour)."""
 configs = st.builds(
@@ -255,6 +258,13 @@ configs = st.builds(
         theme=valid_text(),
     ),
     hosts=st.lists(host_configs, max_size=5, unique_by=lambda h: h.name).map(tuple),
+    profile=st.none() | st.sampled_from(PROFILES),
+).flatmap(
+    lambda c: st.dictionaries(
+        st.sampled_from(sorted({h.group for h in c.hosts if h.group} or {"adhoc"})),
+        st.builds(GroupConfig, profile=st.sampled_from(PROFILES)),
+        max_size=2,
+    ).map(lambda groups: replace(c, groups=groups))
 )
 
 
@@ -573,7 +583,9 @@ def test_build_inventory_carries_every_config_field() -> None:
         read_only=True,
     )
     assert build_inventory(Config(hosts=(host,))) == (
-        HostSpec("h", "ssh", "qemu:///system", "h.example", "ops", 2200, "~/.ssh/k", "/etc/kh", "a/b", True),
+        HostSpec(
+            "h", "ssh", "qemu:///system", "h.example", "ops", 2200, "~/.ssh/k", "/etc/kh", "a/b", "viewer"
+        ),
     )
 
 

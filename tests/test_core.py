@@ -23,6 +23,7 @@ from vimtui.core.fleet.inventory import parse_connect
 from vimtui.core.model import HostStatus, VmState
 from vimtui.core.poll.domxml import parse_domain_xml
 from vimtui.core.poll.eventloop import ensure_event_impl
+from vimtui.core.poll.host_calls import PollResult
 from vimtui.core.poll.lane import CallTimeout, Lane
 from vimtui.core.poll.session import SessionSettings, backoff, is_local_uri
 
@@ -252,11 +253,11 @@ async def test_ticks_never_overlap_and_a_late_host_is_degraded(test_fleet: Fleet
     real = session._poll_blocking
     calls = 0
 
-    def slow_poll() -> object:  # fault injection in our own code: the host answers late
+    def slow_poll(active: int | None = None) -> PollResult:  # fault injection in our own code: a late host
         nonlocal calls
         calls += 1
         gate.wait(10)
-        return real()
+        return real(active)
 
     session._poll_blocking = slow_poll  # type: ignore[method-assign]
     try:

@@ -102,7 +102,6 @@ def host_at(name: str, group: str, prev: str, cur: str, status: HostStatus, **ov
         address="10.0.0.1",
         uri="qemu:///system",
         transport="ssh",
-        read_only=False,
         status=status,
         message="",
         status_since=1.79e9,
@@ -156,7 +155,6 @@ def recorded_state() -> FleetState:
             address="10.0.0.4",
             uri="qemu:///system",
             transport="ssh",
-            read_only=False,
             status=HostStatus.CONNECTING,
             message="",
             status_since=1.79e9,
@@ -210,6 +208,14 @@ def expected(state: FleetState, tenant_of: Any = None) -> Series:
                 )
             if h.last_poll:
                 put("vimtui_host_poll_seconds", lab, h.poll_seconds)
+            if h.load is not None and cpus:
+                put("vimtui_host_vcpu_overcommit_ratio", lab, h.load.vcpus_running / cpus)
+            if h.load is not None and total:
+                put("vimtui_host_memory_overcommit_ratio", lab, h.load.mem_running_kib / total)
+        fills = [p.allocation * 100.0 / p.capacity for p in h.pools or () if p.active and p.capacity]
+        put("vimtui_host_pool_fill_ratio", lab, max(fills) / 100 if fills else None)
+        days = [p.full_in / 86400.0 for p in h.pools or () if p.active and p.full_in is not None]
+        put("vimtui_host_pool_full_days", lab, min(days) if days else None)
 
     for v in state.vms.values():
         tenant = tenant_of(v) if tenant_of else (v.details.tenant or "" if v.details else "")

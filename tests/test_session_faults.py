@@ -4,6 +4,8 @@ known_hosts files it reads, the local socket's path, no agent forwarding."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec, parse_connect
 from vimtui.core.model import HostStatus
+from vimtui.core.poll.host_keys import own_known_hosts
 from vimtui.core.poll.session import SessionSettings
 from vimtui.core.poll.transport import (
     GLOBAL_KNOWN_HOSTS,
@@ -59,16 +62,18 @@ def test_known_hosts_files_follow_the_ssh_config(tmp_path: Path) -> None:
         "Host *\n  User someone\n"
     )
     home = str(Path.home())
+    ours = own_known_hosts()  # vimtui's own, where trusted keys go, is read too
     spec = HostSpec("s", "ssh", "qemu:///system", address="special")
-    assert known_hosts_files(spec, (str(config),)) == [f"{home}/kh1", f"{home}/kh2", "/etc/g"]
+    assert known_hosts_files(spec, (str(config),)) == [f"{home}/kh1", f"{home}/kh2", "/etc/g", ours]
     other = HostSpec("o", "ssh", "qemu:///system", address="other")
     assert known_hosts_files(other, (str(config),)) == [
         f"{home}/.ssh/known_hosts",
         f"{home}/.ssh/known_hosts2",
         *GLOBAL_KNOWN_HOSTS,
+        ours,
     ]
     off = HostSpec("n", "ssh", "qemu:///system", address="off")
-    assert known_hosts_files(off, (str(config),)) == list(GLOBAL_KNOWN_HOSTS)
+    assert known_hosts_files(off, (str(config),)) == [*GLOBAL_KNOWN_HOSTS, ours]
     own = HostSpec("s", "ssh", "qemu:///system", address="special", known_hosts="~/mine")
     assert known_hosts_files(own, (str(config),)) == [f"{home}/mine"]  # the host's own file wins
 
@@ -80,6 +85,17 @@ def test_the_local_socket_path_fits_whatever_the_host_name(name: str) -> None:
     assert len(path.encode()) <= SOCKET_PATH_MAX
     assert Path(path).parent == runtime
     assert socket_name(runtime, name) != socket_name(runtime, name)  # fresh each time
+
+
+def test_a_runtime_directory_too_deep_for_a_socket_falls_back_to_a_short_one() -> None:
+    """Seen under pytest-xdist, whose temporary directories are deeper: 'AF_UNIX path too long', every
+    SSH host unreachable."""
+    deep = Path("/tmp") / ("d" * 120) / "vimtui"  # (not created: only the path is made)
+    path = socket_name(deep, "kvm01")
+    assert len(path.encode()) <= SOCKET_PATH_MAX
+    short = Path(path).parent
+    assert short == Path(f"/tmp/vimtui-{os.geteuid()}")
+    assert short.is_dir() and stat.S_IMODE(short.stat().st_mode) == 0o700
 
 
 def test_no_agent_forwarding_whatever_the_ssh_config(tmp_path: Path) -> None:

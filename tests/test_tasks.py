@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,30 @@ def test_a_torn_line_is_skipped_and_the_records_around_it_are_kept(tmp_path: Pat
     assert [(r.time, r.outcome) for r in log.records()] == [(1.0, "started"), (3.0, "done")]
     lines = log.path.read_bytes().splitlines()
     assert json.loads(lines[0])["time"] == 1.0 and json.loads(lines[-1])["time"] == 3.0
+
+
+async def test_a_lane_call_cut_by_a_dropped_connection_fails_the_task_saying_so(fleet: Fleet) -> None:
+    """A task's call on the host's lane (TaskContext.on_lane, as a volume transfer's chunks) whose lane is
+    closed under it (the connection dropped) fails the task with the reason; it does not end its runner
+    silently and leave the task running for ever. Breaks if on_lane lets the lane's cancellation through."""
+    session = fleet.sessions[HOST]
+    hold, entered = threading.Event(), threading.Event()
+
+    def block(_conn: Any) -> None:
+        entered.set()
+        hold.wait(10)
+
+    asking = asyncio.ensure_future(fleet.ask(HOST, block))  # the host's lane busy
+    assert await asyncio.to_thread(entered.wait, 10)
+    task = fleet.tasks.submit(HOST, "chunked", lambda ctx: ctx.on_lane(lambda _conn: None) or "ran", lane="x")
+    for _ in range(500):  # until the task's call waits on the lane behind the question
+        if session.lane.pending >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert session.lane.pending >= 2
+    session.lane.close()  # as a dropped connection does: the queued call is dropped
+    hold.set()
+    await asyncio.wait([asking], timeout=10)
+    assert await fleet.tasks.wait([task], within=10)
+    assert task.state == TaskState.FAILED, (task.state, task.error)
+    assert task.error == f"the connection to {HOST} was lost during the call"

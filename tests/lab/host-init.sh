@@ -6,11 +6,12 @@ H="$1"
 NAME="$2"
 
 hostname "$NAME"
-# A private /run, and the host's own libvirt state, config, logs and cache.
+# A private /run, and the host's own libvirt state, config, logs and cache (and vimtui's audit file).
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/libvirt /run/sshd /run/lock
 chmod 0755 /run/sshd
-for d in etc/libvirt var/lib/libvirt var/log/libvirt var/cache/libvirt; do
+mkdir -p /var/log/vimtui
+for d in etc/libvirt var/lib/libvirt var/log/libvirt var/cache/libvirt var/log/vimtui; do
     src="$H/$(echo "$d" | tr / -)"
     mount --bind "$src" "/$d"
 done

@@ -176,6 +176,35 @@ def build_image(cache_root: Path = CACHE_ROOT) -> tuple[Path, Path]:
     return kernel, initrd
 
 
+VT_SHELL = "tty1::respawn:/bin/sh -l\n"
+"""The inittab line a guest with a display adds: a shell on the first virtual terminal (the one its VGA
+screen shows), where keys sent to the guest land."""
+
+
+def vt_initrd(initrd: Path) -> Path:
+    """The guest initramfs plus a second cpio member whose /etc/inittab adds VT_SHELL (the kernel unpacks
+    concatenated archives in order, a later file replacing an earlier one). Built beside `initrd`, so the
+    image every lab shares (and its digest) is unchanged and the two are removed together."""
+    out = initrd.with_name("initrd-vt.gz")
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(dir=initrd.parent) as tmp_s:
+        root = Path(tmp_s) / "root"
+        (root / "etc").mkdir(parents=True)
+        (root / "etc" / "inittab").write_text((GUEST_DIR / "inittab").read_text() + VT_SHELL)
+        cpio = subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"],
+            cwd=root,
+            input=b"etc\netc/inittab\n",
+            capture_output=True,
+            check=True,
+        ).stdout
+        staging = Path(tmp_s) / "initrd-vt.gz"
+        staging.write_bytes(initrd.read_bytes() + _gzip(cpio))
+        staging.replace(out)
+    return out
+
+
 def _gzip(data: bytes) -> bytes:
     import gzip
 
@@ -350,7 +379,7 @@ class Lab:
 
     def _start_host(self, h: LabHost, n_hosts: int, kernel: Path, initrd: Path) -> None:
         hd = Path(h.dir)
-        for d in ("etc-libvirt", "var-lib-libvirt", "var-log-libvirt", "var-cache-libvirt"):
+        for d in ("etc-libvirt", "var-lib-libvirt", "var-log-libvirt", "var-cache-libvirt", "var-log-vimtui"):
             (hd / d).mkdir(parents=True, exist_ok=True)
         shutil.copytree("/etc/libvirt", hd / "etc-libvirt", dirs_exist_ok=True, symlinks=True)
         (hd / "var-lib-libvirt" / "images").mkdir(exist_ok=True)
@@ -440,22 +469,46 @@ class Lab:
             conn.close()
 
     def add_guest(
-        self, host: str, name: str, *, mib: int = 112, vcpus: int = 1, disk: bool = False, start: bool = True
+        self,
+        host: str,
+        name: str,
+        *,
+        mib: int = 112,
+        vcpus: int = 1,
+        disk: bool = False,
+        start: bool = True,
+        max_vcpus: int | None = None,
+        max_mib: int | None = None,
+        graphics: bool = False,
     ) -> None:
         """Define (and start) a scratch guest like the planned ones, for tests that change or remove
-        guests: the shared ones stay as every other test expects them."""
+        guests: the shared ones stay as every other test expects them. `max_vcpus`, `max_mib`: room to
+        hotplug vCPUs (<vcpu current='1'>2</vcpu>) and to grow the balloon above `mib`. `graphics`: a VGA
+        card and a VNC display on the host's loopback (port chosen by libvirt), the kernel writing to tty0
+        too (the serial console stays /dev/console) and a shell on tty1, so keys sent to the guest echo
+        on its screen."""
         kernel, initrd = build_image()
+        if graphics:
+            initrd = vt_initrd(initrd)
         with self.connect(host) as conn:
             disk_xml = ""
             if disk:
                 conn.storagePoolLookupByName("default").createXML(_VOLUME_XML.format(name=name), 0)
                 disk_xml = _DISK_XML.format(name=name)
             virt = "kvm" if hardware_virt() else "qemu"
-            dom = conn.defineXML(
-                _DOMAIN_XML.format(
-                    virt=virt, name=name, mib=mib, vcpus=vcpus, kernel=kernel, initrd=initrd, disk=disk_xml
-                )
+            xml = _DOMAIN_XML.format(
+                virt=virt, name=name, mib=mib, vcpus=vcpus, kernel=kernel, initrd=initrd, disk=disk_xml
             )
+            if max_vcpus is not None:
+                xml = xml.replace(f"<vcpu>{vcpus}</vcpu>", f"<vcpu current='{vcpus}'>{max_vcpus}</vcpu>")
+            if max_mib is not None:
+                xml = xml.replace(
+                    f"<memory unit='MiB'>{mib}</memory>", f"<memory unit='MiB'>{max_mib}</memory>"
+                )
+            if graphics:
+                xml = xml.replace("<cmdline>console=ttyS0 ", "<cmdline>console=tty0 console=ttyS0 ")
+                xml = xml.replace("    <memballoon ", _GRAPHICS_XML + "    <memballoon ")
+            dom = conn.defineXML(xml)
             if start:
                 dom.create()
 
@@ -844,6 +897,13 @@ _DISK_XML = """\
       <source pool='default' volume='{name}.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+"""
+
+_GRAPHICS_XML = """\
+    <video><model type='vga' vram='16384' heads='1'/></video>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
 """
 
 _DOMAIN_XML = """\

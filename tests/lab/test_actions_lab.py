@@ -14,7 +14,17 @@ import libvirt
 import pytest
 
 from tests.lab.lab import Lab
-from tests.lab.support import acpi_ready, act, booted_times, dom_state, eventually, seen, serial_log, started
+from tests.lab.support import (
+    acpi_ready,
+    act,
+    booted_times,
+    dom_state,
+    eventually,
+    seen,
+    serial_log,
+    started,
+    until,
+)
 from vimtui.core.fleet.audit import AuditLog
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.tasks import TaskState
@@ -149,7 +159,10 @@ async def test_bad_input_is_refused_and_changes_nothing(
     lab: Lab, fleet: Fleet, scratch: list[tuple[str, str]]
 ) -> None:
     name = new_guest(lab, scratch, "kvm02")
-    await seen(fleet, "kvm02", name)
+    # running, as the fleet shows it: the define's event can show it shut off first, and a start sent then
+    # is libvirt's refusal ("already running"), not vimtui's
+    running = ["running"]
+    await until(fleet, f"{name} running", lambda s: [v.state for v in s.find_vm(name, "kvm02")] == running)
     (t,) = await act(fleet, "start", ["no-such-vm"])
     assert t.state == TaskState.FAILED and "no VM named 'no-such-vm'" in t.error
     (t,) = await act(fleet, "start", [name], host="kvm03")

@@ -207,7 +207,8 @@ def test_no_known_hosts_file_at_all_gives_the_fingerprint_not_enoent(lab: Lab, t
     fingerprint = subprocess.run(
         ["ssh-keygen", "-lf", "-"], input=" ".join(pub), capture_output=True, text=True, check=True
     ).stdout.split()[1]
-    assert f"not in known_hosts: ssh-ed25519 {fingerprint}" in row["message"], row["message"]
+    message = row["message"]
+    assert f"unknown host key ssh-ed25519 {fingerprint} (not in known_hosts: " in message, message
     assert f"{tmp_path}/.ssh/known_hosts (missing)" in row["message"]
     assert "No such file" not in row["message"]
 

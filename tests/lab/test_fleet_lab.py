@@ -340,7 +340,7 @@ async def test_wrong_key_is_auth_failed(
 
 
 async def test_read_only_host_uses_the_read_only_socket(lab: Lab, runtime: Path) -> None:
-    fleet = await one_host(lab, runtime, spec(lab, "kvm01", read_only=True))
+    fleet = await one_host(lab, runtime, spec(lab, "kvm01", profile="viewer"))
     try:
         session = fleet.sessions["kvm01"]
         assert fleet.state.hosts[0].status == HostStatus.UP

@@ -66,6 +66,8 @@ def recompute(path: Path, since: float, until_t: float, step: int) -> dict[str, 
             fig.buckets.add(t // step)
             for i in range(k):
                 mid, n, avg, peak = vals[1 + i], vals[1 + k + i], vals[1 + 2 * k + i], vals[1 + 3 * k + i]
+                if metrics[mid] not in METRICS:
+                    continue  # kept in the history but not a report figure (a pool's allocation)
                 s = fig.acc.setdefault(metrics[mid], [0.0, 0, -math.inf])
                 s[0] += avg * n
                 s[1] += n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,12 +30,15 @@ class Clock:
 def stable_data_dir() -> Path:
     """The fleet XML files at a path that is the same in every checkout (the host detail screen shows
     the URI, and snapshots must not depend on where the repository was cloned)."""
-    import shutil
-
     stable = Path("/tmp/vimtui-test-fleet")
     stable.mkdir(exist_ok=True)
     for f in DATA.glob("fleet-*.xml"):
-        shutil.copyfile(f, stable / f.name)
+        data, target = f.read_bytes(), stable / f.name
+        if not target.is_file() or target.read_bytes() != data:
+            # whole or not at all: test workers and other checkouts read these files while one writes
+            part = target.with_name(f".{f.name}.{os.getpid()}")
+            part.write_bytes(data)
+            part.replace(target)
     return stable
 
 

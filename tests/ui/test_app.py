@@ -21,7 +21,9 @@ from vimtui.ui.screens.tasks import TasksScreen
 from vimtui.ui.screens.vm_detail import VmDetailScreen
 from vimtui.ui.screens.wall import WallScreen
 from vimtui.ui.widgets.graphs import GraphPanel
+from vimtui.ui.widgets.host_networks import NetworkTable
 from vimtui.ui.widgets.host_tree import HostTree, Scope
+from vimtui.ui.widgets.storage_panel import PoolTable
 from vimtui.ui.widgets.task_log import TaskLog
 from vimtui.ui.widgets.vm_table import VmTable
 
@@ -193,26 +195,35 @@ async def test_host_detail_shows_capacity_pools_and_networks() -> None:
         conn = libvirt.open(app.fleet.state.host("kvm-a").uri)  # type: ignore[union-attr]
         try:
             cpus = conn.getInfo()[2]
-            running = [d.info() for d in conn.listAllDomains() if d.state()[0] == libvirt.VIR_DOMAIN_RUNNING]
+            holding = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED)  # a paused VM keeps its share
+            running = [d.info() for d in conn.listAllDomains() if d.state()[0] in holding]
         finally:
             conn.close()
         vcpus, mem_kib = sum(i[3] for i in running), sum(i[2] for i in running)
-        assert len(running) == 3 and vcpus > 0 and mem_kib > 0
+        assert len(running) == 4 and vcpus > 0 and mem_kib > 0
         assert f"{cpus} x " in capacity
         assert f"{vcpus} vCPUs on {cpus} CPUs: overcommit {vcpus / cpus:.2f}x" in capacity
         assert f"{size(mem_kib * 1024)} to running VMs" in capacity
-        assert f"{len(running)} running of 5" in capacity
+        assert f"{len(running)} running or paused of 5" in capacity
+        table = app.screen.query_one(PoolTable)
         for _ in range(100):
-            pools = plain(app.screen.query_one("#pools"))
-            if "loading" not in pools:
+            if table.row_count:
                 break
             await pilot.pause(0.02)
+        pools = " ".join(str(c) for c in table.get_row_at(0))
         assert "default" in pools and "/var/lib/libvirt/images" in pools
-        assert "virbr0" in plain(app.screen.query_one("#networks"))
+        nets = app.screen.query_one(NetworkTable)
+        for _ in range(100):
+            if nets.views:
+                break
+            await pilot.pause(0.02)
+        assert [(n.name, n.bridge, n.mode) for n in nets.views] == [("default", "virbr0", "nat")]
+        assert "default" in plain(app.screen.query_one("#net-leases"))
 
 
 async def test_help_lists_binding_ids_and_tasks_view_opens() -> None:
     from vimtui.core.actions import REGISTRY
+    from vimtui.core.actions.targets import GROUP
     from vimtui.ui.command_line import COMMANDS
     from vimtui.ui.keys import known_bindings
 
@@ -229,7 +240,8 @@ async def test_help_lists_binding_ids_and_tasks_view_opens() -> None:
         shown = {line.split()[0] for line in commands.splitlines()[2:] if line.strip()}
         assert {f":{c.name}" for c in COMMANDS} <= shown
         listed = {line.split()[0] for line in actions.splitlines()[2:] if line.strip().startswith(":")}
-        assert {f":{act.name}" for act in REGISTRY.values()} <= listed
+        assert {f":{GROUP.get(act.target, act.name)}" for act in REGISTRY.values()} <= listed
+        assert any(line.strip().startswith(":net delete HOST/NET force=yes") for line in actions.splitlines())
         await typed(pilot, "escape", "colon", *"tasks", "enter")
         assert isinstance(app.screen, TasksScreen)
         log = app.screen.query_one(TaskLog)

@@ -77,5 +77,7 @@ async def test_a_confirmation_takes_enter_on_its_button() -> None:
         await to_vm(pilot, "web01")
         await typed(pilot, "X")
         await until(pilot, "the confirmation", lambda s: isinstance(app.screen, PromptScreen))
+        # its keys say how to say yes, not only how to back out
+        assert plain(app.screen.query_one("#keys")).strip() == "enter Force off · esc cancel"
         await typed(pilot, "enter")
         await until(pilot, "web01 off", lambda s: state_of(app, "web01") == "shutoff")

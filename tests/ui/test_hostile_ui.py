@@ -35,6 +35,8 @@ from vimtui.ui.screens.task_detail import TaskDetailScreen
 from vimtui.ui.screens.tasks import TasksScreen
 from vimtui.ui.screens.vm_detail import VmDetailScreen
 from vimtui.ui.screens.wall import WallScreen
+from vimtui.ui.widgets.host_networks import NetworkTable
+from vimtui.ui.widgets.storage_panel import PoolTable
 from vimtui.ui.widgets.task_log import TaskLog
 from vimtui.ui.widgets.vm_table import VmTable
 
@@ -182,9 +184,15 @@ async def test_host_detail_pools_networks_and_a_host_down(tmp_path: Path) -> Non
         await until(pilot, "the host screen", lambda: isinstance(app.screen, HostDetailScreen))
         await app.workers.wait_for_complete()
         await pilot.pause()
-        pools = shows(app.screen.query_one("#pools"))
+        table = app.screen.query_one(PoolTable)
+        await until(pilot, "the pools", lambda: table.row_count > 0)
+        pools = " ".join(str(c) for key in table.rows for c in table.get_row(key))
         assert neutral(hostile.POOL) in pools and neutral(hostile.POOL_PATH) in pools
-        assert hostile.NETWORK in shows(app.screen.query_one("#networks"))
+        nets = app.screen.query_one(NetworkTable)
+        await until(pilot, "the networks", lambda: bool(nets.views))
+        await pilot.pause()
+        assert nets.get_row_at(0)[0].plain == hostile.NETWORK  # a Text cell: its brackets not markup
+        assert shows(app.screen.query_one("#net-leases")).startswith(hostile.NETWORK)
         assert neutral(hostile.LONG)[:40] in shows(app.screen.query_one("#vms"))
         assert_no_markup_obeyed(app.screen)
         visible(app)

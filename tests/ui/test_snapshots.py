@@ -23,7 +23,9 @@ from vimtui.core.config.settings import parse_config
 from vimtui.core.fleet import activity
 from vimtui.ui.app import VimApp
 from vimtui.ui.screens.prompt import PromptScreen
+from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import HostTree, Scope
+from vimtui.ui.widgets.metric_graph import MetricGraph
 
 SnapCompare = Callable[..., bool]
 
@@ -91,12 +93,58 @@ async def _host_kvm_a(pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
+async def _storage_listed(pilot: Pilot[None]) -> None:
+    """Wait (on a condition, with a deadline) until the storage lists are filled and the pool list has the
+    focus (its keys in the key bar): they are asked of the host by workers that start after the screen
+    mounts."""
+    from vimtui.ui.widgets.host_networks import NetworkTable
+    from vimtui.ui.widgets.storage_panel import PoolTable, VolumeTable
+
+    for _ in range(600):
+        screen = pilot.app.screen
+        pools, volumes, nets = screen.query(PoolTable), screen.query(VolumeTable), screen.query(NetworkTable)
+        tables = [t.first() for t in (pools, volumes, nets) if t]
+        if len(tables) == 3 and all(t.row_count for t in tables) and screen.focused is tables[0]:
+            break
+        await pilot.pause(0.05)
+    else:
+        pytest.fail("the pools, volumes and networks of the host were not listed")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def test_host_detail(snap_compare: SnapCompare) -> None:
-    assert snap_compare(fleet_app(), terminal_size=(120, 40), run_before=ready("d", before=_host_kvm_a))
+    run = ready("d", before=_host_kvm_a, after=_storage_listed)
+    assert snap_compare(fleet_app(), terminal_size=(120, 40), run_before=run)
+
+
+async def graphs_laid_out(pilot: Pilot[None]) -> None:
+    """Wait (on a condition, with a deadline) until every graph panel's layout is on the screen: the
+    graphs it picked for its size are the ones drawn, each as wide as its column. Fails on a panel still
+    painting its default layout (two columns, four empty graphs)."""
+
+    def settled(panel: GraphPanel) -> bool:
+        width = panel.size.width
+        column = width if panel.has_class("-one-column") else (width - 1) // 2
+        drawn = [g for g in panel.query(MetricGraph) if g.display and g.region.width]
+        return (
+            bool(panel.shown)
+            and width > 0
+            and [g.id for g in drawn] == [f"graph-{i}" for i in panel.shown]
+            and all(g.region.width in (column, column + 1) for g in drawn)
+        )
+
+    for _ in range(500):
+        if all(settled(p) for p in pilot.app.screen.query(GraphPanel)):
+            return
+        await pilot.pause(0.02)
+    pytest.fail("the graph panels did not lay out")
 
 
 def test_wall_mode(snap_compare: SnapCompare) -> None:
-    assert snap_compare(fleet_app(wall=True), terminal_size=(120, 40), run_before=ready())
+    """The host panel (about 57 columns at 120x40) shows its two graphs one above the other."""
+    app = fleet_app(wall=True, defaults="wall_cycle = 3600.0\n")  # a slow run does not turn the page
+    assert snap_compare(app, terminal_size=(120, 40), run_before=ready(after=graphs_laid_out))
 
 
 @pytest.mark.parametrize("tab", ["devices", "snapshots", "graphs-tab", "xml"])

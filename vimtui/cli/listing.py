@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vimtui.cli.exits import Exit, UsageError
@@ -14,6 +14,7 @@ from vimtui.cli.reach import connected
 from vimtui.core.config.settings import Config
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.quotas import fraction, tenants_table
 from vimtui.core.fleet.startup import make_fleet
 from vimtui.core.model import FleetState, HostState, VmState
 from vimtui.core.text import cells, pad
@@ -40,7 +41,10 @@ async def run(args: argparse.Namespace, config: Config, specs: Sequence[HostSpec
             state = await fleet.tick(deadline=d.call_timeout)
             await settle(fleet, d.call_timeout)
             state = fleet.publish()
-            out = _hosts(state, args.json) if args.command == "hosts" else _vms(state, args.json)
+            if args.command == "tenants":
+                out = tenants_text(state, args.json)
+            else:
+                out = _hosts(state, args.json) if args.command == "hosts" else _vms(state, args.json)
             sys.stdout.write(out)
         failed = [h for h in fleet.state.hosts if not h.status.healthy]
         for h in failed:
@@ -88,6 +92,7 @@ def host_json(h: HostState, state: FleetState) -> dict[str, Any]:
         "uri": h.uri,
         "transport": h.transport,
         "read_only": h.read_only,
+        "profile": h.profile,
         "status": str(h.status),
         "message": h.message,
         "hostname": info.hostname if info else None,
@@ -122,6 +127,7 @@ def vm_json(v: VmState) -> dict[str, Any]:
         "ip_source": v.ip_source or None,
         "tags": list(d.tags) if d else [],
         "tenant": d.tenant if d else None,
+        "template": d.template if d else None,
         "autostart": d.autostart if d else None,
         "persistent": d.persistent if d else None,
         "disks": [
@@ -184,6 +190,29 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tenants_text(state: FleetState, as_json: bool) -> str:
+    """`vimtui tenants`: each tenant's use against its quota (the scoped tenant only, in a scoped config);
+    the numbers a refusal gives."""
+    rows = tenants_table(state)
+    if as_json:
+        return json.dumps([r.as_dict() for r in rows], indent=2) + "\n"
+    if not rows:
+        return "no tenant has VMs or a quota ([tenants.NAME] in the config; vimtui vm tenant NAME T)\n"
+    out = []
+    for r in rows:
+        q, u = r.quota, r.use
+        out.append(
+            [
+                r.tenant,
+                fraction(u.vcpus, q.vcpus if q else None),
+                fraction(u.memory_mib, q.memory_mib if q else None),
+                fraction(u.vms, q.vms if q else None),
+                fraction(u.disk_gib, q.disk_gib if q else None),
+            ]
+        )
+    return _table(["TENANT", "VCPUS", "MEMORY MIB", "VMS", "DISK GIB"], out)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}%"
 
@@ -220,10 +249,23 @@ def _hosts(state: FleetState, as_json: bool) -> str:
 
 
 def _vms(state: FleetState, as_json: bool) -> str:
+    """The VMs, then the templates in a section of their own (JSON: each with `template`)."""
     vms = list(state.vms.values())
     if as_json:
         return json.dumps([vm_json(v) for v in vms], indent=2) + "\n"
-    rows = [
+    templates = [v for v in vms if v.details is not None and v.details.template]
+    out = _table(
+        ["NAME", "HOST", "STATE", "VCPUS", "MEMORY", "IP", "TAGS"],
+        _vm_rows(v for v in vms if v not in templates),
+    )
+    if templates:
+        out += "\nTEMPLATES (vimtui vm untemplate NAME to run one)\n"
+        out += _table(["NAME", "HOST", "STATE", "VCPUS", "MEMORY", "IP", "TAGS"], _vm_rows(templates))
+    return out
+
+
+def _vm_rows(vms: Iterable[VmState]) -> list[list[str]]:
+    return [
         [
             v.name,
             v.host,
@@ -235,7 +277,6 @@ def _vms(state: FleetState, as_json: bool) -> str:
         ]
         for v in vms
     ]
-    return _table(["NAME", "HOST", "STATE", "VCPUS", "MEMORY", "IP", "TAGS"], rows)
 
 
 def _stats_text(state: FleetState) -> str:

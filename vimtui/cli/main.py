@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from vimtui.cli.exits import Exit, UsageError
 from vimtui.cli.reach import Unreachable
 from vimtui.core.config.settings import ConfigError
 from vimtui.core.fleet.inventory import InventoryError
+from vimtui.core.profiles import PROFILES, Profile, as_profile
 
 
 class _Gather(argparse.Action):
@@ -53,7 +55,39 @@ def _common(given: dict[str, list[str]]) -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="add a host: ssh://user@host[:port] or any libvirt URI (repeatable)",
     )
+    p.add_argument(
+        "--profile",
+        action=_Gather,
+        const=given["profile"],
+        dest="given_profile",
+        choices=PROFILES,
+        default=argparse.SUPPRESS,
+        help="what may be done, on every host for this run: viewer (look only, libvirt's read-only "
+        "socket), operator (lifecycle, console, snapshots, migrate) or admin (everything); default: "
+        "the config's `profile` keys, else admin",
+    )
+    p.add_argument(
+        "--tenant",
+        action=_Gather,
+        const=given["tenant"],
+        dest="given_tenant",
+        metavar="T",
+        default=argparse.SUPPRESS,
+        help="see and act on only tenant T's VMs (default: the config's `tenant`, else all)",
+    )
     return p
+
+
+def given_profile(args: argparse.Namespace) -> Profile | None:
+    """--profile from wherever it was given (given more than once, the values must agree); for --wall
+    without it, viewer: a wall display only looks, connected read-only whatever the config says."""
+    given: dict[str, list[str]] = getattr(args, "given", {})
+    values = list(dict.fromkeys(given.get("profile", [])))
+    if len(values) > 1:
+        raise UsageError(f"--profile given more than once: {', '.join(values)}; give one")
+    if values:
+        return as_profile(values[0])
+    return "viewer" if getattr(args, "wall", False) and getattr(args, "command", None) is None else None
 
 
 def merge_common(args: argparse.Namespace) -> tuple[str | None, list[str]]:
@@ -66,8 +100,20 @@ def merge_common(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return (configs[0] if configs else None), list(given.get("connect", []))
 
 
+def given_tenant(args: argparse.Namespace) -> str | None:
+    """--tenant from wherever it was given (given more than once, the values must agree)."""
+    from vimtui.core.config.loading import valid_tenant
+
+    tenants = list(dict.fromkeys(getattr(args, "given", {}).get("tenant", [])))
+    if len(tenants) > 1:
+        raise UsageError(f"--tenant given more than once: {', '.join(map(repr, tenants))}; give one")
+    if tenants and (why := valid_tenant(tenants[0])) is not None:
+        raise UsageError(f"--tenant {tenants[0]!r}: {why}")
+    return tenants[0] if tenants else None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    given: dict[str, list[str]] = {"config": [], "connect": []}
+    given: dict[str, list[str]] = {"config": [], "connect": [], "profile": [], "tenant": []}
     common = _common(given)
     parser = argparse.ArgumentParser(
         prog="vimtui",
@@ -77,13 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(given=given)
     parser.add_argument("--version", action="version", version=f"vimtui {__version__}")
     parser.add_argument(
-        "--wall", action="store_true", help="read-only NOC display: large graphs per group, no action keys"
+        "--wall",
+        action="store_true",
+        help="read-only NOC display: large graphs per group, no action keys, the viewer profile on every "
+        "host (libvirt's read-only socket) unless --profile says otherwise",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("hosts", parents=[common], help="list hosts with their state and capacity")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("vms", parents=[common], help="list VMs")
     p.add_argument("--host", metavar="H", action="append", help="only VMs on host H (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("tenants", parents=[common], help="each tenant's use against its quota")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("stats", parents=[common], help="per-VM and per-host rates (two polls or more)")
     p.add_argument("--host", metavar="H", action="append", help="only host H (repeatable)")
@@ -101,18 +152,44 @@ def build_parser() -> argparse.ArgumentParser:
     from vimtui.cli.vm import add_vm_parser
 
     add_vm_parser(sub, common)
+    from vimtui.cli.host import add_host_parser
+
+    add_host_parser(sub, common)
+    from vimtui.cli.storage import add_storage_parsers
+
+    add_storage_parsers(sub, common)
+    from vimtui.cli.net import add_net_parser
+
+    add_net_parser(sub, common)
+    from vimtui.cli.capacity import add_capacity_parsers
+
+    add_capacity_parsers(sub, common)
     from vimtui.cli.export import add_export_parser
 
     add_export_parser(sub, common)
     from vimtui.cli.report import add_report_parser
 
     add_report_parser(sub, common)
+    from vimtui.cli.trust import add_trust_parser
+
+    add_trust_parser(sub, common)
+    from vimtui.cli.access import add_access_parser
+
+    add_access_parser(sub, common)
+    from vimtui.cli.lint import add_lint_parser
+
+    add_lint_parser(sub, common)
+    from vimtui.cli.audit import add_audit_parser
+
+    add_audit_parser(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vimtui.cli.vm import tag_words
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(tag_words(sys.argv[1:] if argv is None else argv))
     if args.command is None or (args.command == "vm" and args.verb == "console"):
         return _main(args)  # the screen, or the guest's console: the terminal is theirs
     from vimtui.cli.safe_output import neutralised_output
@@ -126,7 +203,9 @@ def _main(args: argparse.Namespace) -> int:
 
     try:
         config_path, connect = merge_common(args)
-        config, specs = load_inventory(config_path, connect)
+        config, specs = load_inventory(config_path, connect, profile=given_profile(args))
+        if (tenant := given_tenant(args)) is not None:
+            config = dataclasses.replace(config, tenant=tenant)
     except (ConfigError, InventoryError, UsageError) as exc:
         print(f"vimtui: error: {exc}", file=sys.stderr)
         return Exit.USAGE
@@ -149,6 +228,42 @@ def _main(args: argparse.Namespace) -> int:
             from vimtui.cli.vm import run_vm
 
             return asyncio.run(run_vm(args, config, specs))
+        if args.command == "net":
+            from vimtui.cli.net import run_net
+
+            return asyncio.run(run_net(args, config, specs))
+        if args.command == "host":
+            from vimtui.cli.host import run_host
+
+            return asyncio.run(run_host(args, config, specs))
+        if args.command == "pool":
+            from vimtui.cli.storage import run_pool
+
+            return asyncio.run(run_pool(args, config, specs))
+        if args.command == "vol":
+            from vimtui.cli.storage import run_vol
+
+            return asyncio.run(run_vol(args, config, specs))
+        if args.command == "trust":
+            from vimtui.cli.trust import run_trust
+
+            return asyncio.run(run_trust(args, config, specs))
+        if args.command == "access":
+            from vimtui.cli.access import run_access
+
+            return asyncio.run(run_access(args, config, specs))
+        if args.command == "lint":
+            from vimtui.cli.lint import run_lint
+
+            return asyncio.run(run_lint(args, config, specs))
+        if args.command == "audit":
+            from vimtui.cli.audit import run_audit
+
+            return asyncio.run(run_audit(args, config, specs))
+        if args.command in ("capacity", "place"):
+            from vimtui.cli.capacity import run_capacity
+
+            return asyncio.run(run_capacity(args, config, specs))
         if args.command == "export":
             from vimtui.cli.export import run_export
 

@@ -95,7 +95,6 @@ def add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", metavar="H", help="only host H and its VMs")
     p.add_argument("--group", metavar="G", help="only hosts in group G or below it (dc1 matches dc1/rack3)")
-    p.add_argument("--tenant", metavar="T", help="only VMs of tenant T (no hosts)")
     p.add_argument(
         "--format",
         choices=FORMATS,
@@ -178,7 +177,7 @@ def run_report(
     logging.getLogger("vimtui.core.monitor.archive").addHandler(logging.NullHandler())
     archive = open_archive(config, env, problems.append, read_only=True)
     try:
-        filters = Filters(host=args.host, group=args.group, tenant=args.tenant)
+        filters = Filters(host=args.host, group=args.group, tenant=config.tenant)
         report = (
             build_report(archive, since, until, filters, top=args.top, clock=clock) if not problems else None
         )

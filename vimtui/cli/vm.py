@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from vimtui.cli.argtypes import whole
+from vimtui.cli.consoles import add_display_parser, run_console, run_display
 from vimtui.cli.exits import Exit, UsageError
+from vimtui.cli.listing import settle
 from vimtui.cli.reach import connected
+from vimtui.cli.screenshot import add_screenshot_verb, screenshot
 from vimtui.core.actions import ACTIONS, Action, of_kind, operations
 from vimtui.core.actions.params import BadArgument, Param, check_args
 from vimtui.core.actions.xmledit import EditorError
@@ -25,8 +28,9 @@ from vimtui.core.config.settings import Config
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.fleet.startup import make_fleet
-from vimtui.core.fleet.tasks import ActionError, Task
+from vimtui.core.fleet.tasks import Task
 from vimtui.core.poll.host_queries import snapshots
+from vimtui.core.text import shown
 
 # -- parser -----------------------------------------------------------------------------------------
 
@@ -47,6 +51,27 @@ CLI_VERBS = {"snapshot": "snapshot create", "revert": "snapshot revert", "snapsh
 
 HAND_MADE = ("create", "edit")
 """Actions whose verb is written below: creating from an image takes no VM, editing opens $EDITOR."""
+
+
+TAG_CHANGES = {"+": "--add=", "-": "--remove="}
+
+
+def tag_words(argv: Sequence[str]) -> list[str]:
+    """`vm tag NAME +web -db` as `vm tag NAME --add=web --remove=db`: argparse would take `-db` for an
+    option it does not know. Options of the verb (`--host`, `-y`) and words after `--` are left alone."""
+    out = list(argv)
+    try:
+        at = next(i for i in range(len(out) - 1) if out[i] == "vm" and out[i + 1] == "tag") + 2
+    except StopIteration:
+        return out
+    verb_options = ("-y", "-h")
+    for i in range(at, len(out)):
+        word = out[i]
+        if word == "--":
+            break
+        if len(word) > 1 and word[0] in TAG_CHANGES and word[:2] != "--" and word not in verb_options:
+            out[i] = TAG_CHANGES[word[0]] + word[1:]
+    return out
 
 
 def _dest(p: Param) -> str:
@@ -70,11 +95,27 @@ def add_param(parser: argparse.ArgumentParser, p: Param) -> None:
 
 def _verb_parser(sub: Any, common: argparse.ArgumentParser, verb: str, act: Action) -> None:
     """`verb` ("start", or "snapshot create" in its group) with an option per parameter."""
+    common = _common_but(common, {p.option for p in act.params})
     p = sub.add_parser(verb.rpartition(" ")[2], parents=[common], help=act.help, description=act.help)
     _flags(p, many=act.bulk)
     for param in act.params:
         add_param(p, param)
+        if param.positional:  # after one VM's name; after several VMs' names, the last word and needed
+            metavar = param.metavar or param.name.upper()
+            p.add_argument(f"pos_{param.name}", metavar=metavar, nargs=None if act.bulk else "?")
     VERBS[verb] = act.name
+
+
+def _common_but(common: argparse.ArgumentParser, options: set[str]) -> argparse.ArgumentParser:
+    """The common options but those a verb's own parameters take: `vm set --config` is the config side, as
+    in virsh, so there the config file is given before the verb (`vimtui --config F vm set ...`)."""
+    if not any(set(a.option_strings) & options for a in common._actions):
+        return common
+    p = argparse.ArgumentParser(add_help=False)
+    for a in common._actions:
+        if not set(a.option_strings) & options:
+            p._add_action(a)
+    return p
 
 
 def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -104,7 +145,9 @@ def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def _hand_made_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     p = verbs.add_parser("create", parents=[common], help="a new VM from a template VM or a cloud image")
     p.add_argument("name", metavar="NAME", help="the new VM's name")
-    p.add_argument("--host", required=True, metavar="H", help="where to create it")
+    p.add_argument(
+        "--host", required=True, metavar="H", help="where to create it; auto: the best host by placement"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--template", metavar="VM", help="a shut-off VM on that host to copy")
     src.add_argument("--image", metavar="POOL/VOLUME", help="a qcow2 cloud image in a pool of that host")
@@ -118,6 +161,9 @@ def _hand_made_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--user", help="(image) cloud-init user to create")
     p.add_argument("--ssh-key", action="append", metavar="FILE", help="(image) public key file; repeatable")
     p.add_argument("--user-data", metavar="FILE", help="(image) your own cloud-init user-data instead")
+    p.add_argument(
+        "--package", action="append", metavar="PKG", help="(image) install at first boot; repeatable"
+    )
     p.add_argument("--no-start", action="store_true", help="define it, do not start it")
     p.add_argument("--yes", "-y", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dry-run", action="store_true", help="only check and say what would be done")
@@ -129,6 +175,14 @@ def _hand_made_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
     p = verbs.add_parser("console", parents=[common], help="attach to the serial console (escape: ctrl+])")
     _flags(p, many=False)
     VERBS["console"] = ""
+    add_display_parser(verbs, common)
+    add_screenshot_verb(verbs, common)
+    VERBS["display"] = VERBS["screenshot"] = ""
+    p = verbs.add_parser(
+        "resources", parents=[common], help="vCPUs, memory, disks, pinning, tuning: live and config"
+    )
+    _flags(p)
+    VERBS["resources"] = ""
 
 
 def given_args(args: argparse.Namespace, act: Action) -> dict[str, Any]:
@@ -136,6 +190,8 @@ def given_args(args: argparse.Namespace, act: Action) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in act.params:
         value = getattr(args, _dest(p), None)
+        if value is None and p.positional:
+            value = getattr(args, f"pos_{p.name}", None)
         if value is not None:
             out[p.name] = value
     return out
@@ -164,7 +220,7 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
         except BadArgument as exc:
             raise UsageError(f"vm {verb}: {exc}") from exc
     if verb == "create":
-        if args.host not in {s.name for s in specs}:
+        if args.host != "auto" and args.host not in {s.name for s in specs}:
             raise UsageError(f"no host {args.host!r} in the inventory")
         if args.image:
             image_args = _image_args(args)  # reads the key and user-data files: a usage error if missing
@@ -185,15 +241,35 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
         d = config.defaults
         await connected(fleet, config)
         state = await fleet.tick(deadline=d.call_timeout)
+        if config.tenant is not None or config.tenants:  # tenants are in the XML, read after the poll
+            await settle(fleet, d.call_timeout)
+            state = fleet.publish()
         unreachable = [h for h in state.hosts if not h.status.healthy]
+        if verb == "create" and args.host == "auto":
+            from vimtui.cli.capacity import choose_host
+
+            args.host = await choose_host(fleet, args)
+            if args.host is None:
+                return Exit.FAILED
+            state = fleet.state
         vms, errors = operations.resolve(state, args.names, args.host)
         if errors and unreachable:
             for h in unreachable:
                 print(f"vimtui: {h.name}: {h.status}: {h.message}", file=sys.stderr)
+        if refused := _profile_refusals(fleet, verb, act, vms, args, given):
+            for why in refused:
+                print(f"vimtui: error: {why}", file=sys.stderr)
+            return Exit.USAGE
         if verb == "snapshot list":
             return await _list_snapshots(fleet, vms, errors, args.json)
+        if verb == "resources":
+            return await _resources(fleet, vms, errors, args.json)
         if verb == "console":
-            return await _console(fleet, vms, errors)
+            return await run_console(fleet, vms, errors)
+        if verb == "display":
+            return await run_display(fleet, vms, errors, args)
+        if verb == "screenshot":
+            return await screenshot(fleet, vms, errors, args)
         if verb == "create" and args.image:
             return await _create_from_image(fleet, args, image_args)
         extra: dict[str, Any] = {}
@@ -234,6 +310,42 @@ async def run_vm(args: argparse.Namespace, config: Config, specs: Sequence[HostS
         return Exit.OK if all(t.ok for t in tasks) else Exit.FAILED
     finally:
         await fleet.stop()
+        sending = fleet.tasks.host_audit
+        for problem in sending.problems if sending is not None else ():
+            print(f"vimtui: warning: audit: {problem}", file=sys.stderr)
+
+
+def _profile_refusals(
+    fleet: Fleet,
+    verb: str,
+    act: Action | None,
+    vms: Sequence[Any],
+    args: argparse.Namespace,
+    given: dict[str, Any],
+) -> list[str]:
+    """What the profile forbids of this command, host by host (each recorded as a refused task, so the
+    audit shows it): nothing is done then, and the command exits 2, as for any request it may not make."""
+    from vimtui.core.actions.console import CONSOLE_NEEDS
+    from vimtui.core.actions.display import DISPLAY_NEEDS
+    from vimtui.core.profiles import refusal
+
+    if act is None and verb not in ("console", "display", "screenshot"):  # the others only look
+        return []
+    needs, title = (act.needs, act.title) if act is not None else (CONSOLE_NEEDS, f"The {verb}")
+    needs = DISPLAY_NEEDS if verb == "display" else needs
+    hosts = [(vm.host, vm.name) for vm in vms]
+    if verb == "create":
+        hosts = [(args.host, args.name)]
+    if act is not None and act.name == "migrate" and isinstance(given.get("dest"), str):
+        hosts += [(given["dest"], "")]
+    out = []
+    for name, vm in dict.fromkeys(hosts):
+        host = fleet.state.host(name)
+        why = refusal(host.profile, needs, name, title) if host is not None else None
+        if why is not None:
+            fleet.tasks.refuse(name, act.name if act is not None else verb, why, vm=vm)
+            out.append(f"{name}/{vm}: {why}" if vm else f"{name}: {why}")
+    return out
 
 
 def _image_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -263,6 +375,8 @@ def _image_args(args: argparse.Namespace) -> dict[str, Any]:
         out["ssh_keys"] = tuple(read(f) for f in args.ssh_key)
     if args.user_data:
         out["user_data"] = read(args.user_data)
+    if args.package:
+        out["packages"] = tuple(args.package)
     return out
 
 
@@ -287,20 +401,6 @@ async def _edit(fleet: Fleet, vm: Any) -> str | None:
     before = await fleet.ask(vm.host, xmledit.definition_of, vm.uuid)
     after = await asyncio.to_thread(xmledit.edit_text, before)
     return None if after is None or after == before else after
-
-
-async def _console(fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str, str]]) -> int:
-    from vimtui.core.actions import console
-
-    if errors:
-        raise UsageError("; ".join(f"{n}: {why}" for n, why in errors))
-    try:
-        message = await asyncio.to_thread(console.attach_vm, fleet, vms[0])
-    except ActionError as exc:  # refused, no connection, it would not open, or could not be recorded
-        print(f"vimtui: {exc}", file=sys.stderr)
-        return Exit.FAILED
-    print(f"\r\n{message or 'detached'}", file=sys.stderr)
-    return Exit.OK
 
 
 def _dry_run(
@@ -364,6 +464,35 @@ async def _list_snapshots(
                 mark = " (current)" if s.current else ""
                 kind = "external" if s.external else "internal"
                 print(f"  {'  ' * level}{s.name}{mark}  [{s.state}, {kind}]  {s.description}")
+    for name, why in errors:
+        print(f"vimtui: {name}: {why}", file=sys.stderr)
+    return Exit.FAILED if errors else Exit.OK
+
+
+async def _resources(
+    fleet: Fleet, vms: Sequence[Any], errors: Sequence[tuple[str, str]], as_json: bool
+) -> int:
+    """What each VM has, live beside config (the screen's resources tab)."""
+    from vimtui.core.actions import resource_view
+
+    doc: dict[str, Any] = {}
+    for vm in vms:
+        res = await fleet.ask(vm.host, resource_view.read, vm.uuid)
+        doc[f"{vm.host}/{vm.name}"] = {
+            title: [{"what": r.what, "live": r.live or None, "config": r.config or None} for r in rows]
+            for title, rows in res.sections.items()
+        }
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        for key, sections in doc.items():
+            print(f"{key}:{'':<30}live                    config")
+            for title, rows in sections.items():
+                print(f"  {title}")
+                for r in rows:
+                    print(
+                        f"    {shown(r['what']):<32}{shown(r['live'] or '-'):<24}{shown(r['config'] or '-')}"
+                    )
     for name, why in errors:
         print(f"vimtui: {name}: {why}", file=sys.stderr)
     return Exit.FAILED if errors else Exit.OK

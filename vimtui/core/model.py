@@ -12,6 +12,8 @@ from typing import Any
 
 from vimtui.core.poll.domxml import DomainDetails
 from vimtui.core.poll.stats import DomainSample, HostRates, NodeSample, VmRates
+from vimtui.core.profiles import DEFAULT as DEFAULT_PROFILE
+from vimtui.core.profiles import Profile
 
 
 class HostStatus(StrEnum):
@@ -114,16 +116,52 @@ class VmState:
 
 
 @dataclass(frozen=True, slots=True)
+class HostLoad:
+    """What a host's VMs are given: vCPUs and memory of those running and of all defined (running or
+    not), summed from their last poll (balloon size, else maximum, else the domain XML)."""
+
+    vms: int = 0
+    running: int = 0
+    vcpus_running: int = 0
+    vcpus_defined: int = 0
+    mem_running_kib: int = 0
+    mem_defined_kib: int = 0
+    unknown: int = 0
+    """VMs whose vCPUs or memory are not known (left out of the sums)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFill:
+    """A storage pool of a host as libvirt's pool info says (bytes); an inactive pool says nothing."""
+
+    name: str
+    active: bool
+    capacity: int
+    allocation: int
+    available: int
+    full_in: float | None = None
+    """Seconds until its allocation reaches its capacity at the rate seen over `basis` (None: not
+    filling, or too little history to say)."""
+    basis: float = 0.0
+    """Seconds of history the rate was measured over."""
+
+    @property
+    def fill_pct(self) -> float | None:
+        return self.allocation * 100.0 / self.capacity if self.active and self.capacity else None
+
+
+@dataclass(frozen=True, slots=True)
 class HostState:
     name: str
     group: str
     address: str
     uri: str
     transport: str
-    read_only: bool
     status: HostStatus
     message: str
     status_since: float
+    profile: Profile = DEFAULT_PROFILE
+    """What may be done on it (a viewer is connected through libvirt's read-only socket)."""
     info: HostInfo | None = None
     node: NodeSample | None = None
     rates: HostRates | None = None
@@ -134,6 +172,17 @@ class HostState:
     """How long the last poll took."""
     late_ticks: int = 0
     vm_keys: tuple[str, ...] = ()
+    maintenance: float | None = None
+    """Wall time it was put in maintenance (core/fleet/maintenance.py keeps the marks); None: in service."""
+    load: HostLoad | None = None
+    """Its VMs' vCPUs and memory, summed at publish (None before the fleet published it)."""
+    pools: tuple[PoolFill, ...] | None = None
+    """Its storage pools as last read (every few minutes, not every poll); None: not read yet."""
+
+    @property
+    def read_only(self) -> bool:
+        """Connected read-only: libvirt refuses every change (the viewer profile)."""
+        return self.profile == "viewer"
 
 
 class Severity(StrEnum):
@@ -197,6 +246,22 @@ class Alert:
         return json.dumps(self.as_dict(), sort_keys=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What one tenant may hold in all (a `[tenants.NAME]` table); None: no limit on that resource."""
+
+    vcpus: int | None = None
+    memory_mib: int | None = None
+    vms: int | None = None
+    disk_gib: int | None = None
+
+
+def tenant_of(vm: VmState) -> str | None:
+    """The tenant in the VM's vimtui metadata; None when it has none or its XML has not been read yet."""
+    d = vm.details
+    return d.tenant if d is not None else None
+
+
 @dataclass(frozen=True)
 class FleetState:
     """One consistent picture of all hosts and VMs. A new one (version + 1) per tick or event."""
@@ -208,6 +273,10 @@ class FleetState:
     """VMs by key (host/uuid), in host then name order."""
     alerts: tuple[Alert, ...] = ()
     """The alerts firing now, most severe first."""
+    tenant: str | None = None
+    """The tenant the state is scoped to (config `tenant`, `--tenant`): `vms` holds only its VMs."""
+    quotas: Mapping[str, Quota] = field(default_factory=lambda: MappingProxyType({}))
+    """Per tenant, what it may hold (`[tenants.NAME]`): checked before an action that adds runs."""
 
     def host(self, name: str) -> HostState | None:
         return next((h for h in self.hosts if h.name == name), None)

@@ -4,10 +4,13 @@ and hands each one, coalesced, to the screens."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from textual.actions import ActionParseResult
+from textual.actions import parse as parse_action
 from textual.app import App
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 
 from vimtui.core.config.settings import Config, ConfigError, default_config_path
@@ -52,6 +55,10 @@ class VimApp(App[None]):
         super().__init__()
         self._pending: FleetState | None = None
         self._setup_themes()
+        from vimtui.ui.screens.display import make_forwards
+
+        self.displays = make_forwards(self)
+        """The display forwards open (screens/display.py): closed, and audited so, when vimtui ends."""
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -87,6 +94,7 @@ class VimApp(App[None]):
         self.post_message(FleetUpdated(self.fleet.state))
 
     async def on_unmount(self) -> None:
+        await self.displays.close_all("vimtui quit")
         if self._start_fleet:
             await self.fleet.stop()
 
@@ -125,9 +133,35 @@ class VimApp(App[None]):
 
     # -- actions ----------------------------------------------------------------------------------
 
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Textual's, except that a key (or a key bar hint) whose action its node refuses (check_action:
+        greyed out or hidden) says why in a notification instead of doing nothing, when that node tells
+        the reason through `action_refusal(action, parameters)` (the actions' mixins: the core's refusal
+        text, as the palette shows it). The key is then handled: it falls through to no other binding."""
+        if await super().run_action(action, default_namespace, namespaces):
+            return True
+        explain = getattr(default_namespace, "action_refusal", None)
+        if explain is None:
+            return False
+        destination, name, parameters = parse_action(action) if isinstance(action, str) else action
+        if destination:  # "app.x", "screen.x": another node's action, not the refusing node's
+            return False
+        why = explain(name, parameters)
+        if not why:
+            return False
+        self.notify(why, severity="warning", timeout=4, markup=False)
+        return True
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.wall and action in ("command_line", "command_palette", "help"):
             return False  # the wall is a display: nothing to operate
+        if action in ("command_palette", "quit") and getattr(self.screen, "takes_every_key", False):
+            return False  # typing into a guest's screen: ctrl+p and ctrl+q are the guest's
         return True
 
     def action_help(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -28,7 +28,7 @@ def _vm_action_commands(screen: ActionsMixin) -> list[tuple[str, str, Callable[[
     say why. Each says its `:` command and its key as remapped."""
     from vimtui.core.actions import of_kind
     from vimtui.ui.command_line import run_action
-    from vimtui.ui.vm_actions import why_not
+    from vimtui.ui.vm_actions import console_why_not, display_why_not, screen_why_not, why_not
 
     vms = screen.action_targets()
     what = vms[0].name if len(vms) == 1 else f"{len(vms)} marked VMs"
@@ -50,6 +50,53 @@ def _vm_action_commands(screen: ActionsMixin) -> list[tuple[str, str, Callable[[
             out.append(
                 (f"VM: {act.title} {what}", f"{hint}: {act.help}", partial(run_action, screen, act.name, []))
             )
+    key = keymap.get("vm.console", "c")
+    reason = console_why_not(screen.vimapp, vms)
+    if reason:
+        note = partial(screen.vimapp.notify, reason, markup=False)
+        out.append((f"VM: Console {what}{NOT_AVAILABLE}", f"({key}): {reason}", note))
+    else:
+        out.append((f"VM: Console {what}", f"({key}): the serial console", screen.action_vm_console))
+    key = keymap.get("vm.display", "V")
+    reason = display_why_not(screen.vimapp, vms)
+    if reason:
+        note = partial(screen.vimapp.notify, reason, markup=False)
+        out.append((f"VM: Display {what}{NOT_AVAILABLE}", f":display  ({key}): {reason}", note))
+    else:
+        help_text = f":display  ({key}): its VNC/SPICE display forwarded here over SSH, for a viewer"
+        out.append((f"VM: Display {what}", help_text, screen.action_vm_display))
+    key = keymap.get("vm.screen", "v")
+    reason = screen_why_not(screen.vimapp, vms)
+    if reason:
+        note = partial(screen.vimapp.notify, reason, markup=False)
+        out.append((f"VM: Screen {what}{NOT_AVAILABLE}", f":screen ({key}): {reason}", note))
+    else:
+        help_ = f":screen ({key}): its display in the terminal, keys sent to it"
+        out.append((f"VM: Screen {what}", help_, screen.action_vm_screen))
+    return out
+
+
+def _host_action_commands(app: Any, host: str) -> list[tuple[str, str, Callable[[], object]]]:
+    """Every host action on the selected host (the tree's cursor, or the host detail's); those that do not
+    apply are listed as such, and say why."""
+    from vimtui.core.actions import of_kind
+    from vimtui.ui.host_actions import host_why_not, run_host_action
+
+    keymap = app._keymap
+    out: list[tuple[str, str, Callable[[], object]]] = []
+    for act in of_kind("host"):
+        key = keymap.get(act.id, act.key)
+        hint = f"host {act.name} {host}" + (f"  ({key} in the host tree)" if key else "")
+        reason = host_why_not(app, act.name, host)
+        if reason:
+            title = f"Host: {act.title} {host}{NOT_AVAILABLE}"
+            out.append((title, f"{hint}: {reason}", partial(app.notify, reason, markup=False)))
+        else:
+
+            def run(name: str = act.name) -> object:
+                return app.run_worker(run_host_action(app, name, host), group="host-actions")
+
+            out.append((f"Host: {act.title} {host}", f"{hint}: {act.help}", run))
     return out
 
 
@@ -90,6 +137,7 @@ class VimCommands(Provider):
                 ("Go: host tree", ":hosts", cmd("hosts")),
                 ("Go: task and event log", ":tasks", cmd("tasks")),
                 ("Go: alerts", ":alerts", cmd("alerts")),
+                ("Go: fleet lint", ":lint", cmd("lint")),
                 ("Filter VMs", "/", partial(screen.action_filter)),
                 ("Clear filter", "esc", partial(screen.action_clear)),
                 ("Graphs: next time window", "w", partial(screen.action_graph_window)),
@@ -100,6 +148,18 @@ class VimCommands(Provider):
                 out += [
                     (f"Host: {h.name}", f":host {h.name}", cmd(f"host {h.name}")) for h in screen.state.hosts
                 ]
+                out += [  # its pools and volumes, in the host detail
+                    (f"Storage: {h.name}", f":pool {h.name}", cmd(f"pool {h.name}"))
+                    for h in screen.state.hosts
+                ]
+        host = _selected_host(stack)
+        if host is not None:
+            out += _host_action_commands(app, host)
+        out += _storage_commands(stack)
+        if (table := _networks_table(stack)) is not None:
+            from vimtui.ui.net_actions import network_commands
+
+            out += network_commands(table.vimapp, table.host, table.selected(), table.act_on, NOT_AVAILABLE)
         if acting is not None:  # the actions of the screen in front: the detail screen's VM, or the table's
             out += _vm_action_commands(acting)
         if screen is not None:
@@ -125,6 +185,45 @@ class VimCommands(Provider):
             if score > 0:
                 hit = _greyed(as_text(title, matcher), title)
                 yield Hit(score, hit, callback, text=title, help=help_markup(help_text))
+
+
+def _selected_host(stack: list[Any]) -> str | None:
+    """The host the screen in front is about: the host detail's, or the host tree's cursor."""
+    from vimtui.ui.screens.host_detail import HostDetailScreen
+    from vimtui.ui.screens.main import MainScreen
+    from vimtui.ui.widgets.host_tree import HostTree
+
+    for screen in stack:
+        if isinstance(screen, HostDetailScreen):
+            return screen.host_name
+        if isinstance(screen, MainScreen):
+            return screen.query_one(HostTree).host_target()
+    return None
+
+
+def _storage_commands(stack: list[Any]) -> list[tuple[str, str, Callable[[], object]]]:
+    """The pool and volume actions of the host detail screen in front (its storage's rows)."""
+    from vimtui.ui.screens.host_detail import HostDetailScreen
+    from vimtui.ui.screens.main import MainScreen
+    from vimtui.ui.widgets.storage_panel import StoragePanel
+
+    for screen in stack:  # (the palette itself is on top)
+        if isinstance(screen, HostDetailScreen):
+            return screen.query_one(StoragePanel).commands()
+        if isinstance(screen, MainScreen):
+            break
+    return []
+
+
+def _networks_table(stack: list[Any]) -> Any:
+    """The networks table of the host detail in front, if that is the screen in front."""
+    from vimtui.ui.screens.host_detail import HostDetailScreen
+    from vimtui.ui.widgets.host_networks import NetworkTable
+
+    if stack and isinstance(stack[0], HostDetailScreen):
+        found = stack[0].query(NetworkTable)
+        return found.first() if found else None
+    return None
 
 
 def _greyed(content: Content, title: str) -> Content:

@@ -50,12 +50,14 @@ def binding_owners() -> tuple[type[DOMNode], ...]:
 def known_bindings(app: type) -> dict[str, Binding]:
     """Every binding id the app (a class: keys is imported by the app) knows, with its binding: the
     actions' (from the registry) and every screen's and widget's (for `?` help and checking [keys])."""
+    from vimtui.ui.host_actions import host_action_bindings
     from vimtui.ui.vm_actions import action_bindings
+    from vimtui.ui.widgets.storage_panel import storage_bindings
 
     out: dict[str, Binding] = {}
     app_bindings = [_as_binding(b) for b in getattr(app, "BINDINGS", [])]
     others = [_as_binding(b) for owner in binding_owners() if owner is not app for b in owner.BINDINGS]
-    for binding in (*app_bindings, *action_bindings(), *others):
+    for binding in (*app_bindings, *action_bindings(), *host_action_bindings(), *storage_bindings(), *others):
         if binding is not None and binding.id:
             out.setdefault(binding.id, binding)
     return out

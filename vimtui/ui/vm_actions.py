@@ -28,6 +28,10 @@ ACTIONS_GROUP = Binding.Group("actions")
 """The group of the action bindings: the key bar shows the ones that apply, first."""
 CONSOLE = Binding("c", "vm_console", "Console", id="vm.console", group=ACTIONS_GROUP)
 """The serial console: not a task (the terminal is handed over), but bound like an action."""
+DISPLAY = Binding("V", "vm_display", "Display", id="vm.display", group=ACTIONS_GROUP)
+"""The graphical console forwarded to a local port: not a task either (screens/display.py)."""
+SCREEN = Binding("v", "vm_screen", "Screen", id="vm.screen", group=ACTIONS_GROUP)
+"""The guest's screen (its display, in the terminal): a view, not a task."""
 
 
 def action_bindings() -> list[Binding]:
@@ -37,7 +41,7 @@ def action_bindings() -> list[Binding]:
         for a in of_kind("vm")
         if a.key
     ]
-    out.append(CONSOLE)
+    out += [CONSOLE, DISPLAY, SCREEN]
     return out
 
 
@@ -60,6 +64,37 @@ def why_not(app: VimApp, name: str, vms: Sequence[VmState]) -> str | None:
     return first
 
 
+def console_why_not(app: VimApp, vms: Sequence[VmState]) -> str | None:
+    """None when the console key may open the selection's console, else why not (one VM, and a profile
+    that allows it: the VM's state is said when it is tried)."""
+    from vimtui.core.actions.console import CONSOLE_NEEDS
+    from vimtui.core.profiles import refusal
+
+    if len(vms) != 1:
+        return "the console takes one VM" if vms else "no VM selected"
+    host = app.fleet.state.host(vms[0].host)
+    return refusal(host.profile, CONSOLE_NEEDS, host.name, "The console") if host is not None else None
+
+
+def display_why_not(app: VimApp, vms: Sequence[VmState]) -> str | None:
+    """None when the display key may forward the selection's display, else why not (one VM, running, a
+    profile that allows it, a host reached over SSH or on this machine)."""
+    from vimtui.core.actions.display import display_refusal
+
+    if len(vms) != 1:
+        return "the display takes one VM" if vms else "no VM selected"
+    return display_refusal(vms[0], app.fleet.state.host(vms[0].host))
+
+
+def screen_why_not(app: VimApp, vms: Sequence[VmState]) -> str | None:
+    """None when the screen key may show the selection's screen, else why not."""
+    from vimtui.core.actions.guest_screen import screen_refusal
+
+    if len(vms) != 1:
+        return "the screen shows one VM" if vms else "no VM selected"
+    return screen_refusal(vms[0], app.fleet.state.host(vms[0].host))
+
+
 def state_choices(act: Action, vm: VmState, state: FleetState) -> dict[str, list[Choice]]:
     """The choices computed from the fleet state (no host asked): enough to check a `:` line at once."""
     return {p.name: list(p.from_state(vm, state)) for p in act.params if p.from_state is not None}
@@ -67,8 +102,10 @@ def state_choices(act: Action, vm: VmState, state: FleetState) -> dict[str, list
 
 def field_for(p: Param, value: Any, choices: Sequence[Choice]) -> Field:
     kind = {"int": "number", "float": "number", "size": "text", "path": "text"}.get(p.kind, p.kind)
-    if p.kind == "choice" and not choices and not p.choices:
-        kind = "text"
+    if p.kind in ("choice", "list") and not choices and not p.choices:
+        kind = "text"  # a list without choices is typed: words or commas
+        if p.kind == "list" and isinstance(value, list | tuple):
+            value = " ".join(value)
     return Field(p.name, p.title, kind, value, tuple(choices or p.choices), p.required, p.describe())
 
 
@@ -94,8 +131,25 @@ class ActionsMixin:
         if action == "vm_action":
             return None if why_not(self.vimapp, str(parameters[0]), vms) else True
         if action == "vm_console":
-            return True if len(vms) == 1 else None
+            return None if console_why_not(self.vimapp, vms) else True
+        if action == "vm_display":
+            return None if display_why_not(self.vimapp, vms) else True
+        if action == "vm_screen":
+            return None if screen_why_not(self.vimapp, vms) else True
         return True
+
+    def action_refusal(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        """Why a key's action is greyed out for the selection (the app flashes it when the key is pressed)."""
+        vms = self.action_targets()
+        if action == "vm_action":
+            return why_not(self.vimapp, str(parameters[0]), vms)
+        if action == "vm_console":
+            return console_why_not(self.vimapp, vms)
+        if action == "vm_display":
+            return display_why_not(self.vimapp, vms)
+        if action == "vm_screen":
+            return screen_why_not(self.vimapp, vms)
+        return None
 
     def action_vm_action(self, name: str) -> None:
         vms = self.action_targets()
@@ -213,13 +267,36 @@ class ActionsMixin:
 
     def action_vm_console(self) -> None:
         vms = self.action_targets()
-        if len(vms) == 1:
-            self.vimapp.run_worker(self._open_console(vms[0]), group="vm-console")
+        reason = console_why_not(self.vimapp, vms)
+        if reason:
+            self.vimapp.notify(reason, severity="warning", timeout=4, markup=False)
+            return
+        self.vimapp.run_worker(self._open_console(vms[0]), group="vm-console")
+
+    def action_vm_screen(self) -> None:
+        vms = self.action_targets()
+        reason = screen_why_not(self.vimapp, vms)
+        if reason:
+            self.vimapp.notify(reason, severity="warning", timeout=4, markup=False)
+            return
+        from vimtui.ui.screens.guest_screen import GuestScreen
+
+        self.vimapp.push_screen(GuestScreen(vms[0]))
 
     async def _open_console(self, vm: VmState) -> None:
         from vimtui.ui.terminal import console
 
         await console(self.vimapp, vm)
+
+    def action_vm_display(self) -> None:
+        vms = self.action_targets()
+        reason = display_why_not(self.vimapp, vms)
+        if reason:
+            self.vimapp.notify(reason, severity="warning", timeout=4, markup=False)
+            return
+        from vimtui.ui.screens.display import open_display
+
+        self.vimapp.run_worker(open_display(self.vimapp, vms[0]), group="vm-display")
 
     async def _open_editor(self, vm: VmState) -> None:
         from vimtui.ui.terminal import edit_xml

@@ -7,7 +7,7 @@ all made from the declaration."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,13 +15,16 @@ from typing import Any, Literal
 import libvirt
 
 from vimtui.core.actions.params import Param
+from vimtui.core.fleet import quotas
 from vimtui.core.fleet.tasks import ActionError, TaskContext
-from vimtui.core.model import FleetState, VmState
+from vimtui.core.model import FleetState, HostState, VmState
+from vimtui.core.profiles import Profile, refusal
 
 ActionFn = Callable[..., str]
 Check = Callable[[Any, dict[str, Any], FleetState], str | None]
 Preview = Callable[[Any, str, dict[str, Any]], Sequence[str]]
-"""fn(conn, uuid, args): the lines of what it would do, asked of the host on its lane (a delete's volumes)."""
+"""fn(conn, uuid, args): the lines of what it would do, asked of the host on its lane (a delete's volumes);
+for a pool, volume or network, fn(conn, name, args) with its name in its host (`POOL/VOL`)."""
 TargetKind = Literal["vm", "host", "pool", "volume", "network"]
 
 RUNNING = frozenset({"running"})
@@ -42,13 +45,21 @@ class Action:
     """The states it applies to (None: any)."""
     not_applicable: str = ""
     """Why not, in other states: '{vm} is {state}: ...' is prefixed."""
+    templates: Literal["any", "not", "only"] = "any"
+    """Whether it applies to a VM marked as a template (templates.py): start and delete do "not", unmarking
+    does "only"."""
     check: Check | None = None
     """Further checks before anything is touched (arguments, names, other hosts); returns why not."""
     mutates: bool = True
     """Refused on read-only hosts."""
+    needs: Profile = "operator"
+    """The least profile allowed to run it (an action that only reads may say 'viewer')."""
     destructive: bool = False
     """Asks first (with what goes), and is audited like every task."""
     preview: Preview | None = None
+    plan: Callable[[Any, str, dict[str, Any]], Awaitable[Sequence[str]]] | None = None
+    """fn(fleet, host, args): what a host action would do, worked out from the fleet's state and its hosts'
+    answers (an evacuation's moves), in place of `preview`."""
     abort: Callable[[Any, str], None] | None = None
     """Given the domain's connection and uuid, stops the running job (abortJob): cancellable while running."""
     timeout: float = 300.0
@@ -64,6 +75,20 @@ class Action:
     """The form's button (default: the title)."""
     opens: str = ""
     """Not a form but an interactive step first ('editor': the domain XML in $EDITOR)."""
+    creates: bool = False
+    """Makes the pool, volume or network it names (define, create): a form asks the new one's name, within
+    the selected host (a pool) or pool (a volume)."""
+    connects: bool = True
+    """Runs on the target host's libvirt connection (False: on vimtui's own records, such as a host's
+    maintenance mark, so it runs while the host does not answer)."""
+    own_lane: bool = False
+    """Runs on a task lane of its own (one per target) rather than its host's: a volume transfer, which goes
+    chunk by chunk through the host's connection for minutes, while other actions on the host go on."""
+    new_vm: str = ""
+    """A host action that makes a VM: the parameter naming it (the task log's and the audit's VM)."""
+    adds: quotas.Adds | None = None
+    """What it adds to the tenant of its VM (vCPUs, memory, a VM, disk), so the tenant's quota is checked
+    before it runs: fn(vm, args, state) -> quotas.Use (a change: the difference, new minus old)."""
 
     @property
     def id(self) -> str:
@@ -73,12 +98,25 @@ class Action:
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
+    def profile_refusal(self, host: HostState) -> str | None:
+        """Why the profile on `host` may not run it (None: it may): the CLI's exit 2, the screen's grey."""
+        return refusal(host.profile, self.needs, host.name, self.title)
+
     def state_refusal(self, vm: VmState, state: FleetState) -> str | None:
         """Why it cannot run on `vm` whatever the arguments (greys the key and the palette entry)."""
+        host = state.host(vm.host)
+        if host is not None and (why := self.profile_refusal(host)) is not None:
+            return why
         if self.states is not None and vm.state not in self.states:
             why = self.not_applicable or f"{self.name} needs it {' or '.join(sorted(self.states))}"
             return f"{vm.name} is {vm.state}: {why}"
-        host = state.host(vm.host)
+        if self.templates != "any" and vm.details is not None:
+            if self.templates == "not" and vm.details.template:
+                return (
+                    f"{vm.name} is a template: {self.title.lower()} refused; unmark it first (vm untemplate)"
+                )
+            if self.templates == "only" and not vm.details.template:
+                return f"{vm.name} is not a template"
         if host is None or not host.status.healthy:
             status = host.status if host else "not in the inventory"
             return f"host {vm.host} is {status}"
@@ -89,16 +127,45 @@ class Action:
                 return f"{vm.name}: no {p.title} to choose from"
         return None
 
-    def refusal(self, vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
-        """Why this action cannot run on `vm` now with `args` (None: it can). Touches nothing."""
+    def refusal(
+        self,
+        vm: VmState,
+        args: dict[str, Any],
+        state: FleetState,
+        pending: Mapping[str, quotas.Use] | None = None,
+    ) -> str | None:
+        """Why this action cannot run on `vm` now with `args` (None: it can). Touches nothing. `pending`:
+        what earlier steps of the same request add to each tenant (their quota is checked with it)."""
         why = self.state_refusal(vm, state)
         if why is not None:
             return why
         if vm.stale:
             return f"{vm.name}: its host's last poll failed; its state is not known"
-        if self.check is not None:
-            return self.check(vm, args, state)
+        if self.check is not None and (why := self.check(vm, args, state)) is not None:
+            return why
+        if self.adds is not None and state.quotas:
+            return quotas.refusal(vm, self.adds(vm, args, state), state, pending)
         return None
+
+    def host_state_refusal(self, host: HostState, state: FleetState) -> str | None:
+        """Why a host action (or one on a pool, volume or network of `host`) cannot run on `host` whatever
+        the arguments (greys its key and palette entry)."""
+        if self.target == "vm":
+            return f"{self.title} applies to a VM, not to a host"
+        if (why := self.profile_refusal(host)) is not None:
+            return why
+        if self.connects and not host.status.healthy:
+            return f"host {host.name} is {host.status}" + (f": {host.message}" if host.message else "")
+        if self.connects and self.mutates and host.read_only:
+            return f"host {host.name} is connected read-only"
+        return None
+
+    def host_refusal(self, host: HostState, args: dict[str, Any], state: FleetState) -> str | None:
+        """Why this host action cannot run on `host` now with `args` (None: it can). Touches nothing."""
+        why = self.host_state_refusal(host, state)
+        if why is None and self.check is not None:
+            why = self.check(host, args, state)
+        return why
 
 
 VmAction = Action
@@ -174,6 +241,7 @@ __all__ = [
     "Action",
     "ActionError",
     "Param",
+    "Profile",
     "VmAction",
     "domain",
     "dom_state",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from vimtui.core.actions.base import INACTIVE, VmAction
-from vimtui.core.actions.create import create_from_template, template_check
+from vimtui.core.actions.create import create_from_template, template_adds, template_check
 from vimtui.core.actions.params import Param
 from vimtui.core.fleet.tasks import TaskContext
 
@@ -23,6 +23,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Clone",
         "Copy a shut-off VM: its disks through the pool (--linked: qcow2 overlays), new name, UUID, MACs",
         clone,
+        needs="admin",
         params=(
             Param(
                 "name",
@@ -38,6 +39,7 @@ ACTIONS: tuple[VmAction, ...] = (
         states=INACTIVE,
         not_applicable="shut it down first: its disks are copied",
         check=template_check,
+        adds=template_adds,
         timeout=6 * 3600.0,
         bulk=False,
         key="C",

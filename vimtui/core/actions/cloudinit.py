@@ -25,6 +25,18 @@ _FILES = (("meta-data", "/METADATA.;1"), ("user-data", "/USERDATA.;1"))
 _HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _KEY_TYPES = ("ssh-", "ecdsa-", "sk-ssh-", "sk-ecdsa-")
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_:~=-]{0,127}$")
+
+
+def check_packages(packages: Iterable[str]) -> list[str]:
+    """Package names for the guest's package manager (a version pinned as `name=1.2` allowed); anything
+    else (spaces, shell characters) is a ValueError."""
+    out = []
+    for name in packages:
+        if not isinstance(name, str) or not _PACKAGE.match(name):
+            raise ValueError(f"{name!r} is not a package name (letters, digits and . + _ : ~ = -)")
+        out.append(name)
+    return out
 
 
 def check_hostname(hostname: str) -> str:
@@ -88,9 +100,12 @@ def meta_data(hostname: str, instance_id: str) -> str:
     return f"instance-id: {_q(instance_id)}\nlocal-hostname: {_q(hostname)}\n"
 
 
-def cloud_config(hostname: str, user: str | None, ssh_keys: Sequence[str]) -> str:
+def cloud_config(
+    hostname: str, user: str | None, ssh_keys: Sequence[str], packages: Sequence[str] = ()
+) -> str:
     """A #cloud-config that sets the host name and adds `user` (sudo without password, no password login)
-    with the keys; without a user, the keys go to the image's default user."""
+    with the keys; without a user, the keys go to the image's default user. `packages` are installed at
+    first boot."""
     lines = [
         "#cloud-config",
         "# written by vimtui",
@@ -113,6 +128,8 @@ def cloud_config(hostname: str, user: str | None, ssh_keys: Sequence[str]) -> st
     elif ssh_keys:
         lines.append("ssh_authorized_keys:")
         lines += [f"  - {_q(k)}" for k in ssh_keys]
+    if packages:
+        lines += ["package_update: true", "packages:"] + [f"  - {_q(p)}" for p in packages]
     return "\n".join(lines) + "\n"
 
 
@@ -123,22 +140,25 @@ def build_seed(
     user: str | None = None,
     ssh_keys: Sequence[str] = (),
     user_data: str | None = None,
+    packages: Sequence[str] = (),
 ) -> bytes:
     """The seed ISO's bytes. `user_data`, when given, is used as is (and then `user` and `ssh_keys` must not
     be: they would be silently lost); else a #cloud-config is made from them. Bad input: ValueError."""
     check_hostname(hostname)
     keys = ssh_key_lines(ssh_keys)
+    wanted = check_packages(packages)
     if user is not None:
         check_user(user)
     if user_data is not None:
         check_user_data(user_data)
-        if user is not None or keys:
+        if user is not None or keys or wanted:
             raise ValueError(
-                "user-data given: put the user and SSH keys in it (they are not merged into a user-data file)"
+                "user-data given: put the user, SSH keys and packages in it (they are not merged into a "
+                "user-data file)"
             )
         body = user_data
     else:
-        body = cloud_config(hostname, user, keys)
+        body = cloud_config(hostname, user, keys, wanted)
     iid = instance_id if instance_id is not None else str(uuid.uuid4())
     if not iid.strip() or "\n" in iid:
         raise ValueError(f"{iid!r} is not a valid instance id")

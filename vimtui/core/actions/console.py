@@ -31,7 +31,8 @@ import libvirt
 
 from vimtui.core.actions.base import ActionError, VmAction
 from vimtui.core.fleet.audit import AuditError, AuditLog
-from vimtui.core.model import VmState
+from vimtui.core.model import HostState, VmState
+from vimtui.core.profiles import Profile, refusal
 
 if TYPE_CHECKING:
     from vimtui.core.fleet.fleet import Fleet
@@ -45,6 +46,8 @@ CHUNK = 4096
 CONSOLE_STATES = frozenset({"running", "blocked", "paused"})
 """A paused guest's console attaches too: it shows nothing until the guest is resumed."""
 
+CONSOLE_NEEDS: Profile = "operator"
+"""A guest's console is a keyboard on it: as much as lifecycle (libvirt refuses it read-only anyway)."""
 ACTIONS: tuple[VmAction, ...] = ()
 """The console is not a task: `vimtui vm console NAME` and the screen call attach_terminal themselves."""
 
@@ -67,9 +70,12 @@ def console_devices(xml: str) -> list[str]:
     return found
 
 
-def console_refusal(vm: VmState, xml: str | None = None) -> str | None:
-    """Why the console of `vm` cannot be attached to now (None: it can). With the domain's XML, also
-    whether it has a serial console at all; without it that shows when attaching."""
+def console_refusal(vm: VmState, xml: str | None = None, *, host: HostState | None = None) -> str | None:
+    """Why the console of `vm` cannot be attached to now (None: it can). With its host's state, also
+    whether the profile there allows it; with the domain's XML, whether it has a serial console at all
+    (without it that shows when attaching)."""
+    if host is not None and (why := refusal(host.profile, CONSOLE_NEEDS, host.name, "The console")):
+        return why
     if vm.stale:
         return f"{vm.name}: its host {vm.host} is not answering; its console cannot be reached"
     if vm.state not in CONSOLE_STATES:
@@ -290,9 +296,9 @@ def attach_vm(fleet: Fleet, vm: VmState) -> str:
     connection, the console would not open, or the session could not be recorded (then it is not opened)."""
     from vimtui.core.poll.session import NotConnected
 
-    refusal = console_refusal(vm)
-    if refusal:
-        raise ActionError(refusal)
+    why = console_refusal(vm, host=fleet.state.host(vm.host))
+    if why:
+        raise ActionError(why)
     session = fleet.sessions.get(vm.host)
     if session is None:
         raise ActionError(f"{vm.host}: no such host")

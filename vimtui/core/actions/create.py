@@ -7,7 +7,7 @@ creating from a cloud image is create_image.py."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import libvirt
@@ -24,6 +24,7 @@ from vimtui.core.actions.vm_spec import (
     refuse_clash,
     size_refusal,
 )
+from vimtui.core.fleet import quotas
 from vimtui.core.fleet.tasks import TaskContext
 from vimtui.core.model import FleetState, VmState, state_name
 from vimtui.core.poll.domxml import VIMTUI_NS
@@ -92,6 +93,10 @@ def clone_xml(
     name_el.text = new_name
     for el in root.findall("uuid"):
         root.remove(el)
+    # made from a template, it is a VM: the mark stays with the template (tenant and tags go with it)
+    for meta in root.iterfind(f"metadata/{{{VIMTUI_NS}}}vm"):
+        for el in meta.findall(f"{{{VIMTUI_NS}}}template"):
+            meta.remove(el)
     # SMBIOS may repeat the UUID: libvirt refuses a mismatch
     for system in root.iterfind("sysinfo/system"):
         for entry in list(system):
@@ -218,6 +223,14 @@ def create_from_template(
     return f"created {name} from {tpl} ({vols} {how} its disks){'; started' if start else ''}"
 
 
+def template_adds(vm: VmState, args: Mapping[str, Any], _state: FleetState) -> quotas.Use:
+    """A new VM like the template (the clone keeps its metadata: its tenant's quota), with the vCPUs and
+    memory asked for instead of the template's."""
+    like = quotas.vm_use(vm)
+    vcpus, memory = args.get("vcpus"), args.get("memory_mib")
+    return quotas.Use(vcpus or like.vcpus, memory or like.memory_mib, 1, like.disk_gib)
+
+
 def template_check(vm: VmState, args: dict[str, Any], state: FleetState) -> str | None:
     name = args.get("name")
     why = name_refusal(name) or size_refusal(args.get("vcpus"), args.get("memory_mib"))
@@ -228,33 +241,36 @@ def template_check(vm: VmState, args: dict[str, Any], state: FleetState) -> str 
     return None
 
 
-ACTIONS: tuple[VmAction, ...] = (
-    VmAction(
-        "create",
-        "Create from template",
-        "A new VM from this shut-off one: its disks copied (--linked: qcow2 overlays on them), "
-        "new name, UUID and MACs; --vcpus, --memory-mib, --start",
-        create_from_template,
-        params=(
-            Param("name", "text", "the new VM's name", required=True, metavar="NEW"),
-            Param("vcpus", "int", "virtual CPUs (default: the template's)", low=1, high=4096),
-            Param(
-                "memory_mib",
-                "size",
-                "memory (default: the template's)",
-                low=16,
-                high=16 * 2**20,
-                flag="memory",
-                metavar="MIB",
-            ),
-            Param("linked", "bool", "qcow2 overlays on the template's disks, not full copies"),
-            Param("start", "bool", "start it once made"),
+CREATE = VmAction(
+    "create",
+    "Create from template",
+    "A new VM from this shut-off one: its disks copied (--linked: qcow2 overlays on them), "
+    "new name, UUID and MACs; --vcpus, --memory-mib, --start",
+    create_from_template,
+    needs="admin",
+    params=(
+        Param("name", "text", "the new VM's name", required=True, metavar="NEW"),
+        Param("vcpus", "int", "virtual CPUs (default: the template's)", low=1, high=4096),
+        Param(
+            "memory_mib",
+            "size",
+            "memory (default: the template's)",
+            low=16,
+            high=16 * 2**20,
+            flag="memory",
+            metavar="MIB",
         ),
-        states=frozenset({"shutoff"}),
-        not_applicable="only a shut off VM is a template (its disks are copied)",
-        check=template_check,
-        abort=no_abort,
-        timeout=CREATE_TIMEOUT,
-        bulk=False,
+        Param("linked", "bool", "qcow2 overlays on the template's disks, not full copies"),
+        Param("start", "bool", "start it once made"),
     ),
+    states=frozenset({"shutoff"}),
+    not_applicable="only a shut off VM is a template (its disks are copied)",
+    check=template_check,
+    adds=template_adds,
+    abort=no_abort,
+    timeout=CREATE_TIMEOUT,
+    bulk=False,
 )
+"""A new VM from a shut-off one (creating from a cloud image: create_image.py, with the same profile)."""
+
+ACTIONS: tuple[VmAction, ...] = (CREATE,)

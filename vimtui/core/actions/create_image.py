@@ -14,6 +14,7 @@ import libvirt
 
 from vimtui.core.actions import cloudinit
 from vimtui.core.actions.base import ActionError
+from vimtui.core.actions.create import CREATE
 from vimtui.core.actions.disk_copy import (
     DiskCopy,
     copy_disks,
@@ -38,7 +39,10 @@ from vimtui.core.actions.vm_spec import (
     refuse_clash,
     size_refusal,
 )
+from vimtui.core.fleet import quotas
 from vimtui.core.fleet.tasks import TaskContext
+from vimtui.core.poll.domxml import VIMTUI_NS
+from vimtui.core.profiles import refusal
 
 if TYPE_CHECKING:
     from vimtui.core.fleet.fleet import Fleet
@@ -81,6 +85,7 @@ def image_domain_xml(
     disk_volume: str,
     seed_volume: str,
     network: str,
+    tenant: str | None = None,
 ) -> str:
     """A new cloud VM: virtio disk, the seed as a read-only CD-ROM, a virtio NIC on `network` (or a bridge,
     as 'bridge:NAME'), a serial console, the guest agent channel, a balloon and an RNG."""
@@ -89,6 +94,9 @@ def image_domain_xml(
     ET.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
     ET.SubElement(dom, "currentMemory", unit="MiB").text = str(memory_mib)
     ET.SubElement(dom, "vcpu", placement="static").text = str(vcpus)
+    if tenant:  # the tenant it is made for (vimtui's metadata, as the tag action writes it)
+        meta = ET.SubElement(ET.SubElement(dom, "metadata"), f"{{{VIMTUI_NS}}}vm")
+        ET.SubElement(meta, f"{{{VIMTUI_NS}}}tenant").text = tenant
     os_el = ET.SubElement(dom, "os")
     if limits.arch == "aarch64":
         os_el.set("firmware", "efi")
@@ -169,6 +177,7 @@ def image_refusal(
     user_data: object = None,
     start: object = True,
     domain_type: object = None,
+    packages: object = (),
 ) -> str | None:
     """Why these arguments cannot make a VM, read without the host (None: they may). Touches nothing."""
     why = name_refusal(name) or size_refusal(vcpus, memory_mib)
@@ -189,13 +198,15 @@ def image_refusal(
     if isinstance(ssh_keys, str):
         return "ssh_keys is a list of public keys"
     try:
-        _seed(str(name), hostname, user, ssh_keys, user_data)
+        _seed(str(name), hostname, user, ssh_keys, user_data, packages)
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
 
 
-def _seed(name: str, hostname: object, user: object, ssh_keys: object, user_data: object) -> bytes:
+def _seed(
+    name: str, hostname: object, user: object, ssh_keys: object, user_data: object, packages: object = ()
+) -> bytes:
     if hostname is None:
         try:
             cloudinit.check_hostname(name)
@@ -213,7 +224,12 @@ def _seed(name: str, hostname: object, user: object, ssh_keys: object, user_data
     keys = list(ssh_keys) if isinstance(ssh_keys, (list, tuple)) else None
     if keys is None or not all(isinstance(k, str) for k in keys):
         raise ValueError("ssh_keys is a list of public keys")
-    return cloudinit.build_seed(hostname=hostname, user=user, ssh_keys=keys, user_data=user_data)
+    wanted = list(packages) if isinstance(packages, (list, tuple)) else None
+    if wanted is None:
+        raise ValueError("packages is a list of package names")
+    return cloudinit.build_seed(
+        hostname=hostname, user=user, ssh_keys=keys, user_data=user_data, packages=wanted
+    )
 
 
 def create_from_image(
@@ -232,6 +248,8 @@ def create_from_image(
     user_data: str | None = None,
     start: bool = True,
     domain_type: str | None = None,
+    tenant: str | None = None,
+    packages: Sequence[str] = (),
 ) -> str:
     """A new VM from a cloud image: the image ("POOL/VOLUME", or a volume of `pool`) copied to a qcow2 volume
     `<name>.qcow2` in `pool` (grown to `disk_gib` when bigger), a cloud-init NoCloud seed `<name>-seed.iso`
@@ -253,10 +271,11 @@ def create_from_image(
         user_data=user_data,
         start=start,
         domain_type=domain_type,
+        packages=packages,
     )
     if why is not None:
         raise ActionError(why)
-    seed = _seed(name, hostname, user, list(ssh_keys), user_data)
+    seed = _seed(name, hostname, user, list(ssh_keys), user_data, list(packages))
     refuse_clash(conn, name, host)
     target_pool = find_pool(conn, pool, host)
     image_pool_name, image_name = _split_image(image, pool)
@@ -322,6 +341,7 @@ def create_from_image(
                 disk_volume=disk_name,
                 seed_volume=seed_name,
                 network=network,
+                tenant=tenant,
             )
         )
         ctx.check_cancelled()
@@ -377,12 +397,18 @@ def submit_create_from_image(fleet: Fleet, host: str, **kwargs: Any) -> Task:
         why = f"no host {host!r} in the inventory"
     elif not hs.status.healthy:
         why = f"host {host} is {hs.status}"
-    elif hs.read_only:
-        why = f"host {host} is connected read-only"
+    elif (refused := refusal(hs.profile, CREATE.needs, host, CREATE.title)) is not None:
+        why = refused
     else:
         why = image_refusal(**kwargs)
         if why is None and fleet.state.find_vm(name, host):
             why = f"a VM named {name!r} already exists on {host}"
+        if fleet.state.tenant is not None:  # made for the tenant in scope, or it would not be seen
+            kwargs["tenant"] = args["tenant"] = fleet.state.tenant
+        if why is None and (tenant := kwargs.get("tenant")):
+            vcpus, memory = int(kwargs.get("vcpus") or 1), int(kwargs.get("memory_mib") or 512)
+            asked = quotas.Use(vcpus, memory, 1, kwargs.get("disk_gib") or 0)
+            why = quotas.tenant_refusal(str(tenant), asked, fleet.state)
     if why is not None:
         return fleet.tasks.refuse(host, "create", why, vm=name, args=args)
 

@@ -426,6 +426,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Attach disk",
         "Attach a storage volume (POOL/VOLUME or its path) as the next free vdX, live and in the config",
         attach_disk,
+        needs="admin",
         params=(
             Param("source", "path", "POOL/VOLUME, or a path of a volume on the host", required=True),
             Param("target", "text", "device name in the guest (default: the next free one)"),
@@ -441,6 +442,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Detach disk",
         "Detach a disk by its target (vdb): from the running guest and the config (the volume stays)",
         detach_disk,
+        needs="admin",
         params=(
             Param("target", "choice", "disk (vdb)", required=True, from_state=_disk_targets, label="disk"),
         ),
@@ -453,6 +455,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Attach NIC",
         "Attach a NIC on a network (default: default) or a bridge, live and in the config",
         attach_nic,
+        needs="admin",
         params=(
             Param("network", "text", "libvirt network (default: default)"),
             Param("bridge", "text", "host bridge instead of a network"),
@@ -467,6 +470,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Detach NIC",
         "Detach a NIC by its MAC: from the running guest and the config",
         detach_nic,
+        needs="admin",
         params=(
             Param("mac", "choice", "the NIC's MAC address", required=True, from_state=_nic_macs, label="NIC"),
         ),

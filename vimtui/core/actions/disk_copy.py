@@ -115,7 +115,7 @@ def _new_volume_name(old: str, old_vm: str, new_vm: str, target: str) -> str:
     return f"{new_vm}-{target}{ext}"
 
 
-def _disk_volume(conn: Any, disk: ET.Element, host: str) -> Any:
+def disk_volume(conn: Any, disk: ET.Element, host: str) -> Any:
     kind = disk.get("type", "file")
     src = disk.find("source")
     target = disk.find("target")
@@ -144,7 +144,7 @@ def _disk_volume(conn: Any, disk: ET.Element, host: str) -> Any:
     raise ActionError(f"disk {dev} is a {kind} disk: only disks in storage pools can be copied")
 
 
-def _copied(disk: ET.Element) -> bool:
+def copied(disk: ET.Element) -> bool:
     """The disks a new VM gets its own copy of: writable hard disks (a CD-ROM, a read-only or a shareable
     disk stays shared)."""
     return (
@@ -163,11 +163,11 @@ def plan_disks(conn: Any, xml: str, new_name: str, *, host: str, linked: bool = 
     plan: list[DiskCopy] = []
     taken: set[tuple[str, str]] = set()
     for disk in root.iterfind("devices/disk"):
-        if not _copied(disk):
+        if not copied(disk):
             continue
         target_el = disk.find("target")
         target = target_el.get("dev", "") if target_el is not None else ""
-        vol = _disk_volume(conn, disk, host)
+        vol = disk_volume(conn, disk, host)
         pool = vol.storagePoolLookupByVolume()
         _kind, capacity, allocation = vol.info()
         fmt = volume_format(vol)

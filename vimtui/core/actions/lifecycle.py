@@ -7,6 +7,7 @@ from typing import Any
 import libvirt
 
 from vimtui.core.actions.base import ActionError, dom_state, job_progress
+from vimtui.core.actions.templates import refuse_if_template
 from vimtui.core.fleet.tasks import TaskContext
 
 SHUTOFF = libvirt.VIR_DOMAIN_SHUTOFF
@@ -15,6 +16,7 @@ SHUTDOWN_TIMEOUT = 120.0
 
 
 def start(ctx: TaskContext, dom: Any) -> str:
+    refuse_if_template(dom, "start")
     restored = bool(dom.hasManagedSaveImage(0))
     ctx.progress(None, "restoring its saved memory" if restored else "starting")
     dom.create()

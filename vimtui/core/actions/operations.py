@@ -10,13 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vimtui.core.actions import ACTIONS, VmAction
+from vimtui.core.actions import ACTIONS, Action, VmAction, of_kind, targets
 from vimtui.core.actions.base import domain
 from vimtui.core.actions.params import BadArgument, Choice, check_args
+from vimtui.core.fleet import quotas
 from vimtui.core.fleet.audit import redact
 from vimtui.core.fleet.fleet import Fleet, QueryFailed
 from vimtui.core.fleet.tasks import Task, TaskContext
-from vimtui.core.model import FleetState, VmState
+from vimtui.core.model import FleetState, HostState, VmState, tenant_of
 
 CANNOT = "cannot: "
 """How a preview line starts when the host says the step cannot be done."""
@@ -37,9 +38,14 @@ class Step:
     args: Mapping[str, Any] = field(default_factory=dict)
     refusal: str | None = None
 
+    @property
+    def where(self) -> str:
+        """host/vm, or the host for a host action."""
+        return f"{self.host}/{self.vm}" if self.vm else self.host
+
     def describe(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in redact(self.args).items() if v not in (None, False, (), ""))
-        what = f"{self.action.name} {self.host}/{self.vm}" + (f" ({extra})" if extra else "")
+        what = f"{self.action.name} {self.where}" + (f" ({extra})" if extra else "")
         return f"{what}: REFUSED: {self.refusal}" if self.refusal else what
 
 
@@ -48,6 +54,55 @@ def action(name: str) -> VmAction:
         return ACTIONS[name]
     except KeyError:
         raise UnknownAction(f"unknown action {name!r}; known: {', '.join(sorted(ACTIONS))}") from None
+
+
+def host_action(name: str) -> Action:
+    found = next((a for a in of_kind("host") if a.name == name), None)
+    if found is None:
+        known = ", ".join(sorted(a.name for a in of_kind("host")))
+        raise UnknownAction(f"unknown host action {name!r}; known: {known}")
+    return found
+
+
+def resolve_hosts(state: FleetState, names: Sequence[str]) -> tuple[list[HostState], list[tuple[str, str]]]:
+    """Hosts by name, and (name, why) for each name the inventory does not have."""
+    found: list[HostState] = []
+    errors: list[tuple[str, str]] = []
+    for name in names:
+        h = state.host(name)
+        if h is None:
+            known = ", ".join(x.name for x in state.hosts) or "none"
+            errors.append((name, f"no host {name!r} in the inventory (hosts: {known})"))
+        elif h not in found:
+            found.append(h)
+    return found, errors
+
+
+def plan_hosts(
+    state: FleetState, name: str, hosts: Sequence[HostState], args: Mapping[str, Any] | None = None
+) -> list[Step]:
+    """One checked step per host for the host action `name` (a VM's fields left empty)."""
+    act = host_action(name)
+    args = dict(args or {})
+    vm = str(args.get(act.new_vm) or "") if act.new_vm else ""
+    return [Step(act, h.name, vm, "", args, act.host_refusal(h, args, state)) for h in hosts]
+
+
+def target_action(kind: str, name: str) -> Action:
+    """The action `name` on targets of `kind` (pool, volume, network)."""
+    found = next((a for a in of_kind(kind) if a.name == name), None)
+    if found is None:
+        known = ", ".join(sorted(a.name for a in of_kind(kind)))
+        raise UnknownAction(f"unknown {targets.GROUP[kind]} action {name!r}; known: {known}")
+    return found
+
+
+def plan_targets(
+    state: FleetState, act: Action, refs: Sequence[targets.Ref], args: Mapping[str, Any] | None = None
+) -> list[Step]:
+    """One checked step per pool, volume or network (the step's VM field holds its name in its host)."""
+    given = dict(args or {})
+    return [Step(act, r.host, r.name, "", given, targets.refusal(act, r, given, state)) for r in refs]
 
 
 def resolve(
@@ -87,7 +142,16 @@ def plan(
 ) -> list[Step]:
     act = action(name)
     args = dict(args or {})
-    return [Step(act, vm.host, vm.name, vm.uuid, args, act.refusal(vm, args, state)) for vm in vms]
+    if act.adds is None or not state.quotas:
+        return [Step(act, vm.host, vm.name, vm.uuid, args, act.refusal(vm, args, state)) for vm in vms]
+    steps = []
+    pending: dict[str, quotas.Use] = {}  # several VMs in one request share their tenant's quota
+    for vm in vms:
+        why = act.refusal(vm, args, state, pending)
+        steps.append(Step(act, vm.host, vm.name, vm.uuid, args, why))
+        if why is None and (tenant := tenant_of(vm)):
+            pending[tenant] = pending.get(tenant, quotas.Use()) + act.adds(vm, args, state)
+    return steps
 
 
 async def choices_for(fleet: Fleet, act: VmAction, vm: VmState) -> dict[str, list[Choice]]:
@@ -119,10 +183,18 @@ async def arguments(
 async def step_preview(fleet: Fleet, step: Step) -> list[str]:
     """What one step would do beyond its name, asked of its host (a delete's volumes); nothing for a
     refused step or an action without a preview. A preview that fails says why (the task will refuse)."""
-    if step.refusal or step.action.preview is None:
+    if step.refusal:
+        return []
+    if step.action.plan is not None:  # from the fleet's state and answers (an evacuation's moves)
+        try:
+            return list(await step.action.plan(fleet, step.host, dict(step.args)))
+        except Exception as exc:
+            return [f"{CANNOT}{exc}"]
+    if step.action.preview is None:
         return []
     try:
-        return list(await fleet.ask(step.host, step.action.preview, step.uuid, dict(step.args)))
+        key = step.vm if step.action.target in targets.PARTS else step.uuid  # a pool's name, a VM's uuid
+        return list(await fleet.ask(step.host, step.action.preview, key, dict(step.args)))
     except Exception as exc:  # the task refuses with the same reason
         return [f"{CANNOT}{exc}"]
 
@@ -133,9 +205,9 @@ async def preview(fleet: Fleet, steps: Sequence[Step]) -> list[str]:
     lines = []
     for s in steps:
         if s.refusal:
-            lines.append(f"✗ {s.host}/{s.vm}: {s.refusal}")
+            lines.append(f"✗ {s.where}: {s.refusal}")
             continue
-        lines.append(f"• {s.host}/{s.vm}")
+        lines.append(f"• {s.where}")
         lines += [f"    {line}" for line in await step_preview(fleet, s)]
     return lines
 
@@ -147,11 +219,19 @@ def submit(fleet: Fleet, steps: Sequence[Step]) -> list[Task]:
     for step in steps:
         if step.refusal is not None:
             tasks.append(
-                fleet.tasks.refuse(step.host, step.action.name, step.refusal, vm=step.vm, args=step.args)
+                fleet.tasks.refuse(
+                    step.host, task_name(step.action), step.refusal, vm=step.vm, args=step.args
+                )
             )
         else:
             tasks.append(_submit_one(fleet, step))
     return tasks
+
+
+def task_name(act: Action) -> str:
+    """What the task log and the audit call it: `start` for a VM or a host, `volume.delete` for a pool,
+    volume or network (whose names alone would read like a VM's action)."""
+    return act.id if act.target in targets.PARTS else act.name
 
 
 def refuse_unresolved(
@@ -163,6 +243,31 @@ def refuse_unresolved(
 
 def _submit_one(fleet: Fleet, step: Step) -> Task:
     act, uuid, args = step.action, step.uuid, dict(step.args)
+    if act.target in targets.PARTS:
+        return _submit_target(fleet, step)
+    if act.target == "host":
+        host = step.host
+
+        def run_on_host(ctx: TaskContext) -> str | None:
+            return act.run(ctx, host, **args)
+
+        host_abort = None
+        if act.abort is not None:
+            stop = act.abort
+
+            def host_abort(conn: Any) -> None:
+                stop(conn, "")
+
+        return fleet.tasks.submit(
+            host,
+            act.name,
+            run_on_host,
+            vm=step.vm,
+            args=args,
+            abort=host_abort,
+            timeout=act.timeout,
+            connect=act.connects,
+        )
 
     def run(ctx: TaskContext) -> str | None:
         return act.run(ctx, domain(ctx, uuid), **args)
@@ -176,4 +281,32 @@ def _submit_one(fleet: Fleet, step: Step) -> Task:
 
     return fleet.tasks.submit(
         step.host, act.name, run, vm=step.vm, uuid=uuid, args=args, abort=abort, timeout=act.timeout
+    )
+
+
+def _submit_target(fleet: Fleet, step: Step) -> Task:
+    """A task on a pool, volume or network: recorded as `volume.delete` on `POOL/VOL` of its host."""
+    act, args = step.action, dict(step.args)
+    ref = targets.Ref(act.target, step.host, step.vm)
+
+    def run(ctx: TaskContext) -> str | None:
+        return act.run(ctx, ref, **args)
+
+    abort = None
+    if act.abort is not None:
+        stop = act.abort
+
+        def abort(conn: Any) -> None:
+            stop(conn, ref.name)
+
+    return fleet.tasks.submit(
+        step.host,
+        task_name(act),
+        run,
+        vm=step.vm,
+        args=args,
+        abort=abort,
+        timeout=act.timeout,
+        connect=act.connects,
+        lane=f"{step.host}/{step.vm}" if act.own_lane else "",
     )

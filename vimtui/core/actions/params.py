@@ -65,6 +65,9 @@ class Param:
     flag: str = ""
     """The CLI option when not --name-with-dashes (migrate's `dest` is --to)."""
     metavar: str = ""
+    positional: bool = False
+    """Also taken in order after the VM's name on the CLI (`vm resize-disk NAME vda +10G`); one VM only,
+    or, for an action on several VMs, as the last word after their names (`vm tenant NAME... TENANT`)."""
 
     @property
     def title(self) -> str:

@@ -14,6 +14,7 @@ import libvirt
 
 from vimtui.core.actions.base import VmAction
 from vimtui.core.actions.params import Choice, Param
+from vimtui.core.actions.templates import refuse_if_template
 from vimtui.core.fleet.tasks import ActionError, TaskContext
 from vimtui.core.model import FleetState, VmState
 
@@ -183,6 +184,7 @@ def _sources(xml: str) -> set[str]:
 
 def delete(ctx: TaskContext, dom: Any, force: bool = False, remove_storage: Sequence[str] = ()) -> str:
     conn = ctx.conn
+    refuse_if_template(dom, "delete")
     plan = preview(conn, dom.UUIDString(), remove_storage)
     if plan.running and not force:
         raise ActionError(f"{plan.vm} is running: shut it down first, or delete with force")
@@ -235,6 +237,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Delete",
         "Undefine (NVRAM, managed save, snapshot metadata go too); disks are kept unless listed to remove",
         delete,
+        needs="admin",
         params=(
             Param("force", "bool", "force off a running VM first", label="force off first if running"),
             Param(
@@ -251,6 +254,7 @@ ACTIONS: tuple[VmAction, ...] = (
         note="Disks are kept unless ticked below.",
         ok="Next",
         destructive=True,
+        templates="not",
         timeout=600.0,
         key="ctrl+d",
     ),

@@ -64,6 +64,8 @@ def undo_domain(uuid: str) -> Undo:
 
 
 def _alive(conn: Any) -> bool:
+    if conn is None:
+        return False
     try:
         return bool(conn.isAlive())
     except libvirt.libvirtError:
@@ -75,8 +77,10 @@ class Rollback:
     why creation failed), it waits for the session to reconnect and undoes the rest over the new one; what
     could still not be undone is reported."""
 
-    def __init__(self, ctx: TaskContext, reconnect_wait: float = RECONNECT_WAIT) -> None:
+    def __init__(self, ctx: TaskContext, reconnect_wait: float = RECONNECT_WAIT, host: str = "") -> None:
         self._ctx = ctx
+        self._host = host or ctx.host
+        """The host whose steps these are (a cold migration's destination is not the task's host)."""
         self._reconnect_wait = reconnect_wait
         self._steps: list[tuple[str, Undo]] = []
 
@@ -85,13 +89,19 @@ class Rollback:
 
     def run(self) -> list[str]:
         steps, self._steps = list(reversed(self._steps)), []
-        conn = self._ctx.conn
+        conn = self._ctx.conn if self._host == self._ctx.host else self._connection()
         left = self._attempt(conn, steps)
         if left and not _alive(conn):
             fresh = self._reconnected(conn)
             if fresh is not None:
                 left = self._attempt(fresh, left)
         return [what for what, _undo in left]
+
+    def _connection(self) -> Any:
+        try:
+            return self._ctx.peer(self._host)
+        except Exception:  # NotConnected: _reconnected waits for it
+            return None
 
     @staticmethod
     def _attempt(conn: Any, steps: list[tuple[str, Undo]]) -> list[tuple[str, Undo]]:
@@ -110,7 +120,7 @@ class Rollback:
         pause = threading.Event()
         while time.monotonic() < deadline:
             try:
-                conn = self._ctx.peer(self._ctx.host)
+                conn = self._ctx.peer(self._host)
             except Exception:  # NotConnected while the session reconnects
                 conn = None
             if conn is not None and conn is not old and _alive(conn):

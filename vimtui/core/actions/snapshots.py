@@ -235,6 +235,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Snapshot",
         "Take a snapshot (internal, with memory when running; or disk-only external)",
         create,
+        needs="operator",
         params=(
             Param("name", "text", "the new snapshot's name", required=True, suggest=_stamped, metavar="SNAP"),
             Param("description", "text", "what it is for", metavar="TEXT"),
@@ -258,6 +259,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Revert to snapshot",
         "Go back to a snapshot: what happened since is lost",
         revert,
+        needs="operator",
         params=(WHICH,),
         check=_needs_name,
         destructive=True,
@@ -269,6 +271,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Delete snapshot",
         "Delete a snapshot (with children: its whole subtree)",
         delete,
+        needs="operator",
         params=(WHICH, Param("children", "bool", "and every snapshot under it", label="with its children")),
         check=_needs_name,
         destructive=True,

@@ -154,6 +154,7 @@ ACTIONS: tuple[VmAction, ...] = (
         "Edit XML",
         "Edit the domain XML in $EDITOR; libvirt validates it and redefines the domain (next boot)",
         redefine,
+        needs="admin",
         params=(Param("xml", "text", "the new domain XML", required=True, asked=False),),
         check=_check,
         bulk=False,

@@ -16,7 +16,16 @@ import msgspec
 import msgspec.inspect
 
 from vimtui.core.config.locate import KeyPath, format_key, line_for
-from vimtui.core.config.model import ConfigError, Defaults, HistoryConfig, HostConfig
+from vimtui.core.config.model import (
+    ConfigError,
+    Defaults,
+    GroupConfig,
+    HistoryConfig,
+    HostConfig,
+    LintConfig,
+    TenantConfig,
+)
+from vimtui.core.profiles import PROFILES
 from vimtui.core.text import CONTROL_CHARS
 
 _TOML_TYPE_NAMES: tuple[tuple[type, str], ...] = (
@@ -71,6 +80,10 @@ def _migration_address(value: Any) -> str | None:
     return None
 
 
+def profile_problem(value: Any) -> str | None:
+    return None if value in PROFILES else f"must be one of {', '.join(map(repr, PROFILES))}"
+
+
 def group_problem(value: Any) -> str | None:
     if not value:
         return None
@@ -92,12 +105,14 @@ _CHECKS: dict[type, dict[str, Callable[[Any], str | None]]] = {
         "uri": _uri,
         "group": group_problem,
         "migration_address": _migration_address,
+        "profile": profile_problem,
     },
+    GroupConfig: {"profile": profile_problem},
 }
 """What msgspec cannot say of a string field: checked once its type is right."""
 
 
-_Section = TypeVar("_Section", Defaults, HostConfig, HistoryConfig)
+_Section = TypeVar("_Section", Defaults, HostConfig, HistoryConfig, GroupConfig, LintConfig, TenantConfig)
 
 
 class Checker:
@@ -235,11 +250,17 @@ def _field_types(cls: type) -> dict[str, _FieldType]:
             t = t.type
         if isinstance(t, msgspec.inspect.UnionType):  # str | None
             t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+        if isinstance(t, msgspec.inspect.Metadata):  # Annotated[int, Meta(...)] | None
+            extra = t.extra or {}
+            t = t.type
         out[f.name] = _FieldType(t, extra)
     return out
 
 
-_FIELD_TYPES = {cls: _field_types(cls) for cls in (Defaults, HistoryConfig, HostConfig)}
+_FIELD_TYPES = {
+    cls: _field_types(cls)
+    for cls in (Defaults, HistoryConfig, HostConfig, GroupConfig, LintConfig, TenantConfig)
+}
 
 
 def _n(x: float) -> str:

@@ -20,11 +20,24 @@ from typing import Any
 import msgspec
 import tomli_w
 
+from vimtui.core.config import profiles_table
 from vimtui.core.config.alerts_table import alerts_from_table, alerts_to_document
 from vimtui.core.config.checks import Checker, check_history, toml_type
+from vimtui.core.config.lint_table import lint_from_table, lint_to_document
 from vimtui.core.config.locate import KeyPath, line_for, locate_keys
-from vimtui.core.config.model import AlertsConfig, Config, ConfigError, Defaults, HistoryConfig, HostConfig
+from vimtui.core.config.model import (
+    AlertsConfig,
+    Config,
+    ConfigError,
+    Defaults,
+    GroupConfig,
+    HistoryConfig,
+    HostConfig,
+    LintConfig,
+    TenantConfig,
+)
 from vimtui.core.config.paths import default_config_path
+from vimtui.core.profiles import Profile
 
 
 def from_document(
@@ -37,6 +50,11 @@ def from_document(
     seen: dict[str, int] = {}
     alerts: AlertsConfig | None = AlertsConfig()
     history: HistoryConfig | None = HistoryConfig()
+    profile: Profile | None = None
+    groups: dict[str, GroupConfig] = {}
+    lint: LintConfig | None = LintConfig()
+    tenant: str | None = None
+    tenants: list[tuple[str, TenantConfig]] = []
     for key, value in doc.items():
         if key == "defaults":
             if isinstance(value, dict):
@@ -64,6 +82,7 @@ def from_document(
                 elif isinstance(name, str):
                     seen[name] = index
                 if host is not None:
+                    profiles_table.check_host(check, host, index)
                     hosts.append(host)
         elif key == "keys":
             if not isinstance(value, dict):
@@ -83,11 +102,37 @@ def from_document(
                     check_history(check, history)
             else:
                 check.error(("history",), f"expected a table, got {toml_type(value)}")
+        elif key == "profile":
+            profile = profiles_table.top_profile(check, value)
+        elif key == "groups":
+            host_tables = doc.get("hosts")
+            entries = [h for h in host_tables if isinstance(h, dict)] if isinstance(host_tables, list) else []
+            groups = profiles_table.groups_from(check, value, entries)
+        elif key == "lint":
+            lint = lint_from_table(check, value)
+        elif key == "tenant":
+            tenant = _tenant_name(check, value, ("tenant",))
+        elif key == "tenants":
+            tenants = _tenants(check, value)
         else:
-            check.unknown((key,), ["defaults", "hosts", "keys", "alerts", "history"])
+            check.unknown(
+                (key,),
+                [
+                    "defaults",
+                    "hosts",
+                    "keys",
+                    "alerts",
+                    "history",
+                    "lint",
+                    *profiles_table.KEYS,
+                    "tenant",
+                    "tenants",
+                ],
+            )
     if (error := check.first()) is not None:
         raise error
     assert defaults is not None and alerts is not None and history is not None  # no error: all built
+    assert lint is not None
     key_lines = tuple(line_for(lines, ("keys", binding)) for binding, _ in keys)
     return Config(
         defaults=defaults,
@@ -97,7 +142,49 @@ def from_document(
         key_lines=key_lines,
         alerts=alerts,
         history=history,
+        profile=profile,
+        groups=groups,
+        lint=lint,
+        tenant=tenant,
+        tenants=tuple(tenants),
     )
+
+
+def valid_tenant(name: str) -> str | None:
+    """Why `name` cannot be a tenant's name (None: it can): what the metadata, the filter and the
+    exporter's labels carry."""
+    if not name.strip() or name != name.strip():
+        return "a tenant name: not empty, no spaces around it"
+    if any(not c.isprintable() or c in ",/" for c in name):
+        return "a tenant name has no control characters, commas or slashes"
+    return None
+
+
+def _tenant_name(check: Checker, value: Any, where: KeyPath) -> str | None:
+    if not isinstance(value, str):
+        check.error(where, f"expected a tenant's name (a string), got {toml_type(value)}")
+        return None
+    if (why := valid_tenant(value)) is not None:
+        check.error(where, why)
+        return None
+    return value
+
+
+def _tenants(check: Checker, value: Any) -> list[tuple[str, TenantConfig]]:
+    if not isinstance(value, dict):
+        check.error(("tenants",), f"expected a table of tenants ([tenants.NAME]), got {toml_type(value)}")
+        return []
+    out = []
+    for name, table in value.items():
+        if _tenant_name(check, name, ("tenants", name)) is None:
+            continue
+        if not isinstance(table, dict):
+            check.error(("tenants", name), f"expected a table, got {toml_type(table)}")
+            continue
+        built = check.build(TenantConfig, table, ("tenants", name))
+        if built is not None:
+            out.append((name, built))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -159,7 +246,7 @@ def load_config(
 # ----------------------------------------------------------------------------------------------- saving
 
 
-def _non_default(obj: Defaults | HostConfig | HistoryConfig) -> dict[str, Any]:
+def _non_default(obj: Defaults | HostConfig | HistoryConfig | TenantConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in msgspec.structs.fields(obj):
         value = getattr(obj, f.name)
@@ -172,7 +259,7 @@ def _non_default(obj: Defaults | HostConfig | HistoryConfig) -> dict[str, Any]:
 
 
 def _to_document(config: Config) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
+    doc: dict[str, Any] = profiles_table.to_document(config.profile, config.groups)
     if defaults := _non_default(config.defaults):
         doc["defaults"] = defaults
     if config.hosts:
@@ -183,6 +270,12 @@ def _to_document(config: Config) -> dict[str, Any]:
         doc["alerts"] = alerts
     if history := _non_default(config.history):
         doc["history"] = history
+    if lint := lint_to_document(config.lint):
+        doc["lint"] = lint
+    if config.tenant is not None:
+        doc["tenant"] = config.tenant
+    if config.tenants:
+        doc["tenants"] = {name: _non_default(t) for name, t in config.tenants}
     return doc
 
 
@@ -190,6 +283,10 @@ def _dumps(doc: Mapping[str, Any]) -> str:
     # tomli_w would write short arrays of tables inline (hosts = [{ ... }]); people edit this file, so
     # write one [[hosts]] table per host. Every section is flat, so tomli_w writes it as key = value lines.
     sections = []
+    if "profile" in doc:  # a top-level key comes before every table
+        sections.append(tomli_w.dumps({"profile": doc["profile"]}))
+    if "tenant" in doc:
+        sections.append(tomli_w.dumps({"tenant": doc["tenant"]}))
     if "defaults" in doc:
         sections.append("[defaults]\n" + tomli_w.dumps(doc["defaults"]))
     sections.extend("[[hosts]]\n" + tomli_w.dumps(host) for host in doc.get("hosts", ()))
@@ -203,7 +300,23 @@ def _dumps(doc: Mapping[str, Any]) -> str:
         sections.extend("[[alerts.rules]]\n" + tomli_w.dumps(rule) for rule in rules)
     if "history" in doc:
         sections.append("[history]\n" + tomli_w.dumps(doc["history"]))
+    groups = doc.get("groups", {})
+    sections.extend(f"[groups.{_key(path)}]\n" + tomli_w.dumps(g) for path, g in groups.items())
+    if "lint" in doc:
+        lint = dict(doc["lint"])
+        severity = lint.pop("severity", None)
+        if lint:
+            sections.append("[lint]\n" + tomli_w.dumps(lint))
+        if severity:
+            sections.append("[lint.severity]\n" + tomli_w.dumps(severity))
+    for name, table in doc.get("tenants", {}).items():
+        sections.append(tomli_w.dumps({"tenants": {name: table}}).strip() + "\n")
     return "\n".join(sections)
+
+
+def _key(text: str) -> str:
+    """A TOML key: bare when it can be, else quoted as tomli_w quotes a string."""
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else tomli_w.dumps({"k": text})[4:].strip()
 
 
 def save_config(config: Config, path: Path) -> None:

@@ -4,6 +4,7 @@ the file, the line and the dotted key."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from vimtui.core.monitor.alerts import Rule, effective_rules
+from vimtui.core.profiles import Profile
 
 APP = "vimtui"
 HOUR = 3600
@@ -47,6 +49,9 @@ class Defaults(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     """Frame cap of the screen; lower it on slow links (e.g. 5)."""
     wall_cycle: Annotated[float, Meta(gt=0, le=DAY)] = 10.0
     """Seconds each group stays on screen in wall mode."""
+    evacuate_parallel: Annotated[int, Meta(ge=1, le=64, extra=BETWEEN)] = 2
+    """Moves a host evacuation runs at once (each a migration: memory, and disks where not shared, over
+    the network; more at once shares the same links)."""
 
 
 class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -88,10 +93,60 @@ class HostConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     group: str = ""
     """Slash-separated place in the host tree, e.g. "dc1/rack3"; empty for the top level."""
     read_only: bool = False
-    """Open libvirt read-only: nothing that changes the host is offered."""
+    """Open libvirt read-only: nothing that changes the host is offered (the same as profile = "viewer")."""
+    profile: str | None = None
+    """What may be done on this host: "viewer", "operator" or "admin" (None: its group's, else the top
+    level's). A viewer is connected through libvirt's read-only socket."""
     migration_address: str = ""
     """Address other hosts send a live migration's memory and disks to (e.g. an address on a storage or
     migration network); empty: libvirt's choice (the host's `migration_host`, else its host name)."""
+
+
+class GroupConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One group of the host tree (a `[groups."dc1/rack3"]` table): it applies to its subgroups too."""
+
+    profile: str | None = None
+    """The profile on the group's hosts (one that names its own keeps it; a deeper group's wins)."""
+
+
+class LintConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The `[lint]` table: fleet lint's rules switched off or tuned (rule ids: vimtui.core.lint.catalog)."""
+
+    off: tuple[str, ...] = ()
+    """Rule ids not checked at all, e.g. ["raw-disk", "local-disk"]."""
+    severity: tuple[tuple[str, str], ...] = ()
+    """`[lint.severity]`: rule id -> "info", "warning" or "error", in place of the rule's own."""
+    snapshot_max_age_days: Annotated[int, Meta(ge=1, le=36500)] = 30
+    """A snapshot older than this many days is a finding (old-snapshot)."""
+    snapshot_max_chain: Annotated[int, Meta(ge=1, le=10_000)] = 5
+    """A chain of more snapshots than this, each on the one before, is a finding (snapshot-chain)."""
+    cpu_overcommit: Annotated[float, Meta(gt=0, le=1000)] = 4.0
+    """vCPUs of the running VMs per host CPU above which a host is a finding (cpu-overcommit)."""
+    memory_overcommit: Annotated[float, Meta(gt=0, le=1000)] = 1.0
+    """Memory of the running VMs per byte of the host's above which it is a finding (memory-overcommit)."""
+    min_libvirt: str = "8.0.0"
+    """A host whose libvirt is older is a finding (old-libvirt)."""
+    critical_tag: str = "critical"
+    """VMs with this tag must start with their host (critical-autostart)."""
+    shared_paths: tuple[str, ...] = ()
+    """Directories every host of a group sees as the same storage though libvirt cannot tell (a cluster
+    file system in a dir pool); network pools (netfs, rbd, gluster, iscsi ...) are shared anyway."""
+    memory_stats_period: Annotated[int, Meta(ge=1, le=3600)] = 10
+    """Seconds between the balloon's memory statistics that the no-memory-stats fix sets."""
+
+
+class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One tenant's quota (a `[tenants.NAME]` table): what all its VMs together may hold. A key left out
+    is no limit. Checked before create, clone and resource changes run."""
+
+    vcpus: Annotated[int, Meta(ge=0, le=10**7)] | None = None
+    """Virtual CPUs, summed over the tenant's VMs."""
+    memory: Annotated[int, Meta(ge=0, le=2**40)] | None = None
+    """Memory in MiB (each VM's maximum), summed."""
+    vms: Annotated[int, Meta(ge=0, le=10**7)] | None = None
+    """How many VMs, running or not."""
+    disk: Annotated[int, Meta(ge=0, le=2**40)] | None = None
+    """Disk in GiB (the virtual size of each VM's disks), summed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +184,22 @@ class Config:
     key_lines: tuple[int | None, ...] = field(default=(), compare=False)
     """The line of each entry of `keys`, so the screen can name it when it does not know a binding id."""
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
-    history: HistoryConfig = field(default_factory=HistoryConfig)
     """The `[alerts]` table."""
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    """The `[history]` table."""
+    # -- profiles
+    profile: Profile | None = None
+    """The top-level `profile`: what may be done on hosts that neither they nor their group say (None:
+    admin)."""
+    groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+    """The `[groups."PATH"]` tables by group path, in file order."""
+    lint: LintConfig = field(default_factory=LintConfig)
+    """The `[lint]` table."""
+    # -- tenancy
+    tenant: str | None = None
+    """The top-level `tenant` key (or `--tenant`): see and act on only this tenant's VMs, everywhere."""
+    tenants: tuple[tuple[str, TenantConfig], ...] = ()
+    """The `[tenants.NAME]` tables: each tenant's quota, in file order."""
 
 
 class ConfigError(Exception):

@@ -4,7 +4,15 @@
 from __future__ import annotations
 
 from vimtui.core.config.loading import load_config, parse_config, save_config
-from vimtui.core.config.model import AlertsConfig, Config, ConfigError, Defaults, HistoryConfig, HostConfig
+from vimtui.core.config.model import (
+    AlertsConfig,
+    Config,
+    ConfigError,
+    Defaults,
+    GroupConfig,
+    HistoryConfig,
+    HostConfig,
+)
 from vimtui.core.config.paths import data_dir, default_config_path, runtime_dir
 
 __all__ = [
@@ -12,6 +20,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Defaults",
+    "GroupConfig",
     "HistoryConfig",
     "HostConfig",
     "data_dir",

@@ -256,8 +256,10 @@ class Exporter:
             await self._send(writer, response, head)
             if unread:
                 await _linger(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-            pass  # the client went away, or did not read its response in time
+        except (asyncio.IncompleteReadError, OSError):
+            # the client went away (a reset, or a socket no longer connected: ENOTCONN is no
+            # ConnectionError), or did not read its response in time (TimeoutError is an OSError)
+            pass
         except Exception:
             log.exception("exporter: connection failed")
         finally:
@@ -336,8 +338,11 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     can destroy the answer before the client has read it."""
     if not writer.can_write_eof():
         return
-    writer.write_eof()
-    with contextlib.suppress(TimeoutError, ConnectionError):
+    try:
+        writer.write_eof()
+    except OSError:
+        return  # the client is gone already: nothing to linger for
+    with contextlib.suppress(OSError):
         async with asyncio.timeout(LINGER_SECONDS):
             dropped = 0
             while dropped < MAX_LINGER_BYTES and (chunk := await reader.read(1 << 16)):

@@ -7,10 +7,16 @@ vimtui processes never interleave and nothing already written is rewritten. Each
 (fsync) before `record` returns: an action runs only once its "started" record is on disk, and when that
 cannot be written the action is refused (fail closed). A "started" record with no outcome after it is an
 action whose vimtui ended first (quit or killed); the next vimtui records it as abandoned (`settle`).
+
+Tamper-evident (audit_chain.py): each record holds the hash of the one before it and its seq; appends take
+an exclusive lock on the file (flock) so that concurrent vimtuis chain their records one after another,
+and the head file beside it is replaced after each one. `vimtui audit verify` checks it (audit_verify.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import hashlib
 import json
@@ -19,13 +25,14 @@ import os
 import socket
 import stat
 import time as _time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from vimtui.core.fleet.audit_chain import Link, canonical, head_path, last_link, record_hash, write_head
 from vimtui.core.private import private_dir, private_files
 
 AUDIT_FILE = "audit.log"
@@ -58,18 +65,32 @@ class AuditRecord:
     run: str = ""
     """The vimtui process that wrote it (client:pid:its start time): pairs a "started" record with its
     outcome, and tells whether that process still lives."""
+    prev: str = ""
+    """SHA-256 of the record before it in its file (audit_chain.py); "" in records from before chains."""
+    seq: int = 0
+    """Its place in its file's chain, from 1; 0 in records from before chains."""
+
+    @property
+    def operator(self) -> str:
+        """Who did it: user@machine."""
+        return f"{self.user}@{self.client}"
 
 
 LONG_ARG = 200
+TYPED_ARGS = frozenset({"text"})
+"""Arguments that are text typed into a guest (send-keys): a password at a login prompt, maybe; logs show
+their length only."""
 
 
 def redact(args: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments as logs show them: a long text (a whole domain XML, which may hold secrets) becomes its
-    size and digest, enough to tell two edits apart without keeping their content; a number that is not
-    finite becomes its text (JSON has no NaN)."""
+    size and digest, enough to tell two edits apart without keeping their content; text typed into a guest
+    its length; a number that is not finite becomes its text (JSON has no NaN)."""
     out: dict[str, Any] = {}
     for k, v in args.items():
-        if isinstance(v, str) and len(v) > LONG_ARG:
+        if k in TYPED_ARGS and isinstance(v, str):
+            out[k] = f"<{len(v)} characters typed>"
+        elif isinstance(v, str) and len(v) > LONG_ARG:
             digest = hashlib.sha256(v.encode()).hexdigest()[:12]
             out[k] = f"<{len(v)} characters, sha256 {digest}>"
         elif isinstance(v, float) and not math.isfinite(v):
@@ -110,6 +131,13 @@ def _run_alive(run: str, client: str) -> bool:
         return False
 
 
+def _size(fd: int) -> int:
+    try:
+        return os.fstat(fd).st_size
+    except OSError:
+        return -1
+
+
 def _torn(fd: int) -> bool:
     """Whether the file ends inside a line (a record cut short): appended to, the next record would be
     lost with it."""
@@ -127,6 +155,10 @@ class AuditLog:
         self._client = socket.gethostname()
         self.run = _run_id(self._client, os.getpid())
         self._private = False
+        self._end: tuple[int, Link] | None = None
+        """The file's size after our last append and the chain's end then (read again when it changed)."""
+        self.written: Callable[[AuditRecord], None] | None = None
+        """Told of each record once it is on disk (on the writing thread): the hosts' copies."""
 
     def record(
         self,
@@ -156,24 +188,41 @@ class AuditLog:
             task,
             run or self.run,
         )
-        line = (json.dumps(asdict(rec), sort_keys=True, default=str) + "\n").encode()
+        body = json.loads(canonical(asdict(rec)))  # as it reads back (tuples as lists ...)
         try:
             if not self._private:
                 private_dir(self.path.parent)
-                private_files(self.path)
+                private_files(self.path, head_path(self.path))
                 self._private = True
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # other vimtuis append between our reading and writing
+                end = self._chain_end(fd)
+                body = end.next(body)
+                line = canonical(body) + b"\n"
                 if _torn(fd):  # a write cut short by a crash: this record starts a line of its own
                     line = b"\n" + line
                 if os.write(fd, line) != len(line):
                     raise OSError("short write (disk full?)")
                 os.fsync(fd)
+                link = Link(body["seq"], record_hash(body))
+                self._end = (_size(fd), link)
+                with contextlib.suppress(OSError):  # the record stands; verify names a stale head
+                    write_head(self.path, link)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise AuditError(f"the audit log {self.path} cannot be written: {exc.strerror or exc}") from exc
+        rec = AuditRecord(**body)
+        if self.written is not None:
+            self.written(rec)
         return rec
+
+    def _chain_end(self, fd: int) -> Link:
+        """The chain's end, from the file unless it is as our last append left it."""
+        if self._end is not None and self._end[0] == _size(fd):
+            return self._end[1]
+        return last_link(fd)
 
     def records(self, tail: int | None = None) -> Iterator[AuditRecord]:
         """Oldest first (only those of the last `tail` bytes, when given); a line that is not a record (a

@@ -10,7 +10,7 @@ A query is whitespace-separated terms that must all match::
     ip:10.0.               IP prefix
     tenant:acme            exact tenant
     group:dc1              the host's group or a group above it (dc1 matches dc1 and dc1/rack3)
-    is:running is:stale is:marked  (and is:<state>)
+    is:running is:stale is:marked is:template  (and is:<state>; !is:template hides the templates)
     cpu>50 mem>=80 vcpus=4 memory>=4G disk>10M net<1K uptime>2h30m  (also <, <=, =, !=)
                            the metrics declared as filter fields (vimtui.core.metrics), by unit:
                            % a percentage, B/s with K M G, B in MiB or with K M G, s with s m h d w
@@ -171,7 +171,7 @@ def fields() -> tuple[str, ...]:
 
 _ALIASES = {"n": "name", "h": "host", "s": "state", "t": "tag"}
 _STATES = (*DOMAIN_STATES, "unknown")
-_IS_VALUES = ("running", "stale", "marked", *(s for s in _STATES if s != "running"))
+_IS_VALUES = ("running", "stale", "marked", "template", *(s for s in _STATES if s != "running"))
 _GLOB_CHARS = frozenset("*?[")
 _SPECIAL = frozenset(':<>=!"')
 _FIELD_RE = re.compile(r"([A-Za-z]+)(>=|<=|!=|:|>|<|=)")
@@ -387,6 +387,8 @@ def _is(value: str, fail: _Fail) -> _Predicate:
         return lambda vm, _ctx: vm.stale
     if what == "marked":
         return lambda vm, ctx: vm.key in ctx.marked
+    if what == "template":
+        return lambda vm, _ctx: vm.details is not None and vm.details.template
     if what in _IS_VALUES:
         return lambda vm, _ctx: vm.state.lower() == what
     raise fail(f"is: takes {', '.join(_IS_VALUES)}")

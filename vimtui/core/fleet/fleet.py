@@ -23,15 +23,21 @@ import libvirt
 from vimtui.core import metrics
 from vimtui.core.fleet.activity import ActivityLog
 from vimtui.core.fleet.audit import AuditLog
+from vimtui.core.fleet.host_figures import HostFigures
 from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.fleet.maintenance import Maintenance
+from vimtui.core.fleet.pool_watch import PoolWatch
+from vimtui.core.fleet.scope import TenantScope
 from vimtui.core.fleet.tasks import TaskManager
 from vimtui.core.model import FleetState, HostState, VmState
 from vimtui.core.monitor.alerts import DEFAULT_RULES, Alert, AlertEngine, Rule, record_alert
 from vimtui.core.monitor.hook import HookRunner
 from vimtui.core.monitor.rings import History
 from vimtui.core.poll.eventloop import ensure_event_impl, silence_libvirt_errors
+from vimtui.core.poll.host_keys import HostKeyCheck, Listed, check_host_key, trust_recorded
 from vimtui.core.poll.lane import CallTimeout
 from vimtui.core.poll.session import HostEvent, HostSession, NotConnected, SessionSettings
+from vimtui.core.poll.transport import known_hosts_files
 
 if TYPE_CHECKING:
     from vimtui.core.monitor.archive import Archive
@@ -124,12 +130,24 @@ class Fleet:
             hook.on_problem = self._hook_failed
         self.archive = archive
         """The lasting history (SQLite, its own writer thread): every poll's values, events and alerts."""
+        self.evacuate_parallel = 2
+        """Moves a host evacuation runs at once unless it says ([defaults] evacuate_parallel)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early_problems: list[Callable[[], None]] = []
         self._described: dict[str, tuple[str, str]] = {}
         """What the archive was last told of each key (see _describe)."""
-        self._sorted_vms: dict[str, tuple[dict[str, VmState], dict[str, VmState]]] = {}
-        """Per host: its VMs as last published, and the same sorted by name."""
+        self._described_roster: dict[str, tuple[object, str | None]] = {}
+        """Per host: its roster and the scope's tenant when its VMs were last described."""
+        self._name_order: dict[str, tuple[object, tuple[str, ...]]] = {}
+        """Per host: its roster (HostSession.roster) and its VMs' keys in name order then."""
+        self.figures = HostFigures()
+        """What a publish adds to each host's state: its VMs' load, maintenance mark and pools."""
+        self.maintenance = Maintenance(None, self.figures)
+        """Which hosts are in maintenance (make_fleet gives it its file in the data dir)."""
+        self.scope: TenantScope | None = None
+        """The tenant scope (tenant, quotas) applied to each published state; None: the state as is."""
+        self.pools = PoolWatch(self)
+        """Reads the hosts' storage pools every few minutes (while ticking), into `figures`."""
         self.ticks = 0
         self.tasks = TaskManager(self, audit)
         """Every action runs as a task here (one task lane per host, beside its poll lane)."""
@@ -140,12 +158,15 @@ class Fleet:
         silence_libvirt_errors()
         ensure_event_impl()
         loop = self._loop = asyncio.get_running_loop()
+        if self.tasks.host_audit is not None:
+            self.tasks.host_audit.bind(loop)
         while self._early_problems:
             self._early_problems.pop(0)()
         for s in self.sessions.values():
             self._tasks.append(loop.create_task(s.run(), name=f"host-{s.spec.name}"))
         if tick:
             self._tasks.append(loop.create_task(self._tick_loop(), name="fleet-tick"))
+            self._tasks.append(loop.create_task(self.pools.run(), name="fleet-pools"))
 
     async def stop(self) -> None:
         await self.tasks.close()
@@ -228,6 +249,8 @@ class Fleet:
             for key, vm in s.vms.items()
             if vm.rates is not None and not vm.stale and (row := values(vm, t)) != nothing
         ]
+        if self.scope is not None and self.scope.tenant is not None:  # other tenants' VMs are not kept
+            rows = self.scope.own_rows(rows, s.vms)
         self.vm_history.record_many(t, rows)
         if archive is not None:
             archive.add_many(t, self.vm_history.metrics, rows)
@@ -243,8 +266,15 @@ class Fleet:
         if described.get(host) != ("host", group):
             described[host] = ("host", group)
             self.archive.describe(host, {"kind": "host", "host": host, "group": group})
+        # who the VMs are changes only with the roster (VMs, names, details): not at every poll
+        seen = (s.roster, None if self.scope is None else self.scope.tenant)
+        if self._described_roster.get(host) == seen:
+            return
+        self._described_roster[host] = seen
         for key, vm in s.vms.items():
             tenant = (vm.details.tenant or "") if vm.details is not None else ""
+            if self.scope is not None and self.scope.tenant not in (None, tenant):
+                continue
             if described.get(key) != (vm.name, tenant):
                 described[key] = (vm.name, tenant)
                 info = {"kind": "vm", "name": vm.name, "host": host, "group": group, "uuid": vm.uuid}
@@ -285,6 +315,30 @@ class Fleet:
         except (NotConnected, CallTimeout, libvirt.libvirtError) as exc:
             raise QueryFailed(str(exc)) from exc
 
+    async def host_key(self, host: str) -> HostKeyCheck:
+        """The key `host` offers over SSH and what its known_hosts files hold for it (the trust prompt's
+        facts). Raises HostKeyError when it cannot be read or judged, QueryFailed for a host not over SSH."""
+        spec = self._ssh_spec(host)
+        return await check_host_key(spec, known_hosts_files(spec), self.settings.connect_timeout)
+
+    async def trust_host_key(self, check: HostKeyCheck) -> Listed:
+        """Add the key of `check` (unknown, and accepted by the operator) to the host's trust file, with an
+        audit record, then have the host connect now rather than at its next retry. Raises HostKeyError
+        when refused (a changed or revoked key: recorded as refused)."""
+        entry = await asyncio.to_thread(trust_recorded, check, self.tasks.audit, self.clock())
+        session = self.sessions.get(check.spec.name)
+        if session is not None:
+            session.retry_now()
+        return entry
+
+    def _ssh_spec(self, host: str) -> HostSpec:
+        session = self.sessions.get(host)
+        if session is None:
+            raise QueryFailed(f"{host}: no such host")
+        if session.spec.transport != "ssh":
+            raise QueryFailed(f"{host}: opened directly ({session.spec.uri}), not over SSH: no host key")
+        return session.spec
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn)
@@ -318,6 +372,8 @@ class Fleet:
         return polled
 
     def _event(self, event: HostEvent) -> None:
+        if self.scope is not None and not self.scope.sees(self.state, event.host, event.uuid):
+            return
         self.events.append(event)
         self.activity.add(event.host, event.vm, event.kind, time=event.time, message=event.detail)
         if self.archive is not None and event.uuid:
@@ -343,14 +399,23 @@ class Fleet:
             self._published_at = asyncio.get_running_loop().time()
         hosts: list[HostState] = []
         vms: dict[str, VmState] = {}
-        sorted_vms = self._sorted_vms
+        name_order = self._name_order
+        figures = self.figures
         for name, s in self.sessions.items():
-            hosts.append(s.state)
-            host_vms = s.vms  # replaced, never changed in place: the sorted copy stands while it does
-            kept = sorted_vms.get(name)
-            if kept is None or kept[0] is not host_vms:
-                kept = sorted_vms[name] = (host_vms, dict(sorted(host_vms.items(), key=_by_name)))
-            vms.update(kept[1])  # a session's keys are its VMs' `key`s
+            host_vms = s.vms  # replaced, never changed in place
+            hosts.append(figures.compose(s.state, host_vms))
+            # the name order stands while the roster does (every poll makes new VmStates, not new names)
+            roster = s.roster
+            kept = name_order.get(name)
+            if kept is not None and kept[0] is roster and len(kept[1]) == len(host_vms):
+                try:  # a session's keys are its VMs' `key`s
+                    vms.update(zip(kept[1], map(host_vms.__getitem__, kept[1]), strict=True))
+                    continue
+                except KeyError:  # the roster missed a change: work the order out again
+                    pass
+            order = tuple(key for key, _vm in sorted(host_vms.items(), key=_by_name))
+            name_order[name] = (roster, order)
+            vms.update(zip(order, map(host_vms.__getitem__, order), strict=True))
         now = self.clock()
         before = {h.name: h.status for h in self.state.hosts}
         for h in hosts:
@@ -370,6 +435,8 @@ class Fleet:
         state = FleetState(
             version=self.state.version + 1, time=now, hosts=tuple(hosts), vms=MappingProxyType(vms)
         )
+        if self.scope is not None:
+            state = self.scope.apply(state)
         transitions = self.alerts.evaluate(state, state.time)
         self.state = replace(state, alerts=tuple(self.alerts.active))
         self._alerted(transitions)

@@ -13,7 +13,9 @@ from pathlib import PurePosixPath
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from vimtui.core import profiles
 from vimtui.core.config.settings import Config, HostConfig
+from vimtui.core.profiles import Profile
 
 __all__ = ["ADHOC_GROUP", "HostSpec", "InventoryError", "Transport", "build_inventory", "parse_connect"]
 
@@ -57,10 +59,15 @@ class HostSpec:
     """known_hosts file to check the host key against, instead of the usual ones."""
     group: str = ""
     """Slash-separated place in the host tree; "" for the top level."""
-    read_only: bool = False
-    """Open libvirt read-only."""
+    profile: Profile = profiles.DEFAULT
+    """What may be done on this host (profiles.resolve: --profile, the host's, its group's, the top's)."""
     migration_address: str = ""
     """Where other hosts send a live migration to this host (tcp://ADDRESS); "" lets libvirt choose."""
+
+    @property
+    def read_only(self) -> bool:
+        """Connected through libvirt's read-only socket: a viewer, whom libvirt itself refuses a change."""
+        return self.profile == "viewer"
 
 
 def _parse_ssh(text: str) -> HostSpec:
@@ -175,7 +182,7 @@ def parse_connect(text: str) -> HostSpec:
     return HostSpec(name=name, transport="direct", uri=text, group=ADHOC_GROUP)
 
 
-def _from_config(host: HostConfig) -> HostSpec:
+def _from_config(host: HostConfig, profile: Profile) -> HostSpec:
     return HostSpec(
         name=host.name,
         transport="ssh" if host.address else "direct",
@@ -186,18 +193,29 @@ def _from_config(host: HostConfig) -> HostSpec:
         identity=host.identity,
         known_hosts=host.known_hosts,
         group=host.group,
-        read_only=host.read_only,
+        profile=profile,
         migration_address=host.migration_address,
     )
 
 
-def build_inventory(config: Config, connect: Sequence[str] = ()) -> tuple[HostSpec, ...]:
-    """Config hosts first, then the --connect ones in order.
+def build_inventory(
+    config: Config, connect: Sequence[str] = (), profile: Profile | None = None
+) -> tuple[HostSpec, ...]:
+    """Config hosts first, then the --connect ones in order, each with the profile that applies to it
+    (`profile`: --profile, which applies to every host).
 
     A --connect host whose name is already taken gets the first free suffix `-2`, `-3`, ... so every
     name is unique (config names are unique already: the loader checks).
     """
-    specs = [_from_config(host) for host in config.hosts]
+
+    def profile_of(group: str, own: str | None = None, read_only: bool = False) -> Profile:
+        groups = {path: profiles.as_profile(g.profile) for path, g in config.groups.items() if g.profile}
+        mine = profiles.as_profile(own) if own else None
+        return profiles.resolve(
+            given=profile, host=mine, read_only=read_only, group=group, groups=groups, top=config.profile
+        )
+
+    specs = [_from_config(h, profile_of(h.group, h.profile, h.read_only)) for h in config.hosts]
     taken = {spec.name for spec in specs}
     for text in connect:
         spec = parse_connect(text)
@@ -206,5 +224,5 @@ def build_inventory(config: Config, connect: Sequence[str] = ()) -> tuple[HostSp
             n += 1
             name = f"{spec.name}-{n}"
         taken.add(name)
-        specs.append(replace(spec, name=name))
+        specs.append(replace(spec, name=name, profile=profile_of(spec.group)))
     return tuple(specs)

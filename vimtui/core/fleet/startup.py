@@ -13,8 +13,12 @@ from vimtui.core.config.settings import Config, Defaults, data_dir, load_config,
 from vimtui.core.fleet.audit import AUDIT_FILE, AuditLog
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import HostSpec, build_inventory
+from vimtui.core.fleet.maintenance import MAINTENANCE_FILE, Maintenance
+from vimtui.core.fleet.scope import TenantScope
+from vimtui.core.model import Quota
 from vimtui.core.monitor.hook import HookRunner
 from vimtui.core.poll.session import SessionSettings
+from vimtui.core.profiles import Profile
 
 if TYPE_CHECKING:
     from vimtui.core.monitor.archive import Archive
@@ -32,11 +36,15 @@ def settings_from(defaults: Defaults) -> SessionSettings:
 
 
 def load_inventory(
-    config_path: str | None, connect: Sequence[str], env: Mapping[str, str] = os.environ
+    config_path: str | None,
+    connect: Sequence[str],
+    env: Mapping[str, str] = os.environ,
+    profile: Profile | None = None,
 ) -> tuple[Config, tuple[HostSpec, ...]]:
-    """Config and hosts; raises ConfigError (config) or InventoryError (a bad --connect)."""
+    """Config and hosts (`profile`: --profile, for every host); raises ConfigError (config) or
+    InventoryError (a bad --connect)."""
     config = load_config(Path(config_path) if config_path else None, env=env)
-    return config, build_inventory(config, connect)
+    return config, build_inventory(config, connect, profile)
 
 
 def make_fleet(
@@ -62,9 +70,21 @@ def make_fleet(
         alert_rules=alerts.effective_rules(),
         hook=hook,
     )
+    fleet.maintenance = Maintenance(data_dir(env) / MAINTENANCE_FILE, fleet.figures)
+    fleet.maintenance.load()
+    fleet.evacuate_parallel = config.defaults.evacuate_parallel
     if archive and config.history.enabled:
         fleet.archive = open_archive(config, env, fleet.archive_problem)
+    fleet.scope = tenant_scope(config)
     return fleet
+
+
+def tenant_scope(config: Config) -> TenantScope | None:
+    """The tenant and the quotas of the config; None when it has neither (the state is published as is)."""
+    quotas = {name: Quota(t.vcpus, t.memory, t.vms, t.disk) for name, t in config.tenants}
+    if config.tenant is None and not quotas:
+        return None
+    return TenantScope(config.tenant, quotas)
 
 
 HISTORY_FILE = "history.sqlite"

@@ -12,20 +12,23 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import libvirt
 
 from vimtui.core.fleet.activity import Entry, next_id
 from vimtui.core.fleet.audit import ABANDONED, AuditError, AuditLog, redact
+from vimtui.core.fleet.audit_hosts import CLOSE_WAIT, HostAudit
 from vimtui.core.fleet.task_audit import AUDIT_WAIT, TaskAudit
 from vimtui.core.poll.lane import CallTimeout, Lane
 
 if TYPE_CHECKING:
     from vimtui.core.fleet.fleet import Fleet
+
+T = TypeVar("T")
 
 
 class TaskState(StrEnum):
@@ -91,6 +94,24 @@ class TaskContext:
         """The connection of another host of the inventory (a migration's destination)."""
         return self._manager.connection(host)
 
+    @property
+    def fleet(self) -> Fleet:
+        """The fleet the task runs in: its published state (immutable, safe to read here) and its own
+        records (maintenance marks), for actions that reach beyond one connection."""
+        return self._manager.fleet
+
+    def on_loop(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a coroutine on the event loop and wait here for its result: an action that runs other
+        tasks (an evacuation's moves) submits and awaits them there, where the task manager lives."""
+        return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+
+    def on_lane(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` as one short call on the host's own lane (the one its polls use, with its call
+        deadline), waited for here. A long job made of many such calls (a volume transfer, chunk by chunk)
+        never holds that lane or the host's task lane for its whole length: polls and other actions on the
+        host go on between its calls."""
+        return self.on_loop(lambda: self._manager.lane_call(self.host, fn, *args))
+
 
 Runner = Callable[[TaskContext], str | None]
 Aborter = Callable[[Any], None]
@@ -128,6 +149,11 @@ class Task:
     abandoned: bool = False
     """vimtui was closed while it ran or waited: recorded as abandoned then (see TaskManager.close)."""
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    connect: bool = True
+    """Runs on the host's connection (False: the action touches only vimtui's records; ctx.conn is None)."""
+    lane: str = ""
+    """The task lane it runs on ('': its host's, one task after another; an evacuation runs its moves
+    from one host on lanes of their own, several at a time)."""
 
     @property
     def cancellable(self) -> bool:
@@ -185,6 +211,8 @@ class TaskManager:
         self._runners: set[asyncio.Task[None]] = set()
         self._subscribers: list[Callable[[Task], None]] = []
         self._audit = TaskAudit(audit, fleet.clock) if audit is not None else None
+        self.host_audit = HostAudit(fleet, audit) if audit is not None else None
+        """Each record also appended to its host's audit file (after the local one, never in the way)."""
         self._closed = False
 
     # -- asking -----------------------------------------------------------------------------------
@@ -200,9 +228,13 @@ class TaskManager:
         args: Mapping[str, Any] | None = None,
         abort: Aborter | None = None,
         timeout: float = 300.0,
+        connect: bool = True,
+        lane: str = "",
     ) -> Task:
         now = self.fleet.clock()
         task = Task(next_id(), host, vm, uuid, action, dict(args or {}), run, abort, timeout, created=now)
+        task.connect = connect
+        task.lane = lane
         self.tasks[task.id] = task
         self._changed(task)
         runner = asyncio.get_running_loop().create_task(self._run(task))
@@ -277,6 +309,21 @@ class TaskManager:
             raise ActionError(f"no host {host!r} in the inventory")
         return session.connection()
 
+    async def lane_call(self, host: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` on `host`'s own lane (see TaskContext.on_lane)."""
+        session = self.fleet.sessions.get(host)
+        if session is None:
+            raise ActionError(f"no host {host!r} in the inventory")
+        try:
+            return await session.call(fn, *args)
+        except asyncio.CancelledError:
+            # the lane was closed under the call (its connection dropped and is being made again): an
+            # error for the task, not a cancellation of it (which would end its runner without a word)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            raise ActionError(f"the connection to {host} was lost during the call") from None
+
     async def close(self) -> None:
         """Stop: tasks still queued or running are recorded as abandoned with what is known of them (a
         running call is left to end on its own thread, which then records how it ended)."""
@@ -302,6 +349,9 @@ class TaskManager:
         pending = [r for r in self._runners if not r.done()]
         if pending:
             await asyncio.wait(pending, timeout=AUDIT_WAIT)
+        if self.host_audit is not None:
+            await asyncio.sleep(0)  # copies of the last records, queued from the audit thread
+            await self.host_audit.close(CLOSE_WAIT)
         if self._audit is not None:
             self._audit.close()
 
@@ -319,7 +369,7 @@ class TaskManager:
         def body() -> str | None:
             if task.cancel_event.is_set():
                 raise TaskCancelled("cancelled before it started")
-            conn = self.connection(task.host)
+            conn = self.connection(task.host) if task.connect else None
             self._record_started(task)
             loop.call_soon_threadsafe(self._started, task)
             try:
@@ -334,7 +384,8 @@ class TaskManager:
 
         try:
             try:
-                call = asyncio.ensure_future(self._lane(task.host).call(TASK_LANE_CALL_LIMIT, body))
+                lane = self._lane(task.lane or task.host)
+                call = asyncio.ensure_future(lane.call(TASK_LANE_CALL_LIMIT, body))
                 done, _ = await asyncio.wait({call}, timeout=task.timeout or None)
                 if not done:
                     self._overdue(task)
@@ -346,7 +397,8 @@ class TaskManager:
         except TaskCancelled as exc:
             self._finish(task, TaskState.CANCELLED, error=str(exc))
         except CallTimeout as exc:
-            self._lanes.pop(task.host, None)  # its thread may stay stuck in the call: a fresh lane
+            # its thread may stay stuck in the call: a fresh lane
+            self._lanes.pop(task.lane or task.host, None)
             self._finish(task, TaskState.FAILED, error=str(exc))
         except libvirt.libvirtError as exc:
             if task.cancel_event.is_set():

@@ -3,6 +3,7 @@ exporter, the history and the reports read them from (registry.py)."""
 
 from __future__ import annotations
 
+from vimtui.core.metrics import capacity as _capacity  # noqa: F401  (declares the capacity metrics)
 from vimtui.core.metrics import host as _host  # noqa: F401  (declares the hosts' metrics)
 from vimtui.core.metrics import vm as _vm  # noqa: F401  (declares the VMs' metrics)
 from vimtui.core.metrics.registry import (

@@ -76,6 +76,12 @@ _SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 _alert_ids = itertools.count(1)
 
 
+def _quiet_running(hot: Hot) -> bool:
+    """A rule for which a running VM is quiet (value 0, not a breach) whatever its name and tags."""
+    _c, names, tags, _i, _fn, run_quiet, trigger, gt, _trackers = hot
+    return run_quiet and names is None and not tags and not (0.0 > trigger if gt else 0.0 < trigger)
+
+
 def record_alert(activity: ActivityLog, alert: Alert) -> Entry:
     """Write a transition to the task/event log: a firing warning or critical as a failure (it stands
     out), everything else as an event."""
@@ -228,6 +234,14 @@ class AlertEngine:
                         c.hot for c in self._vm_rules if c.host_in_scope(h.name, h.group)
                     ]
                 per_host[h.name] = scoped
+            # a running VM is quiet (value 0) for every rule of the shipped kind (crashed, io_error): where
+            # each rule of its host is one, for every VM, a running VM none of them tracks needs no pass
+            quiet_running = {
+                host for host, rules in per_host.items() if rules and all(map(_quiet_running, rules))
+            }
+            tracked: set[str] = set()
+            for c in self._vm_rules:
+                tracked.update(c.trackers)  # (evaluating a VM changes only its own trackers)
             advance = self._advance
             v: float | None
             # the hot loop: every VM, every rule in scope of its host; a quiet VM without an alert costs
@@ -236,9 +250,11 @@ class AlertEngine:
                 rules = per_host.get(vm.host)
                 if not rules or vm.stale:  # stale: last known values of a host not answering: hold
                     continue
+                running = vm.state == "running"
+                if running and vm.host in quiet_running and key not in tracked:
+                    continue  # what the loop below would find for it: nothing
                 rates: Any = vm.rates
                 name = vm.name
-                running = vm.state == "running"
                 for c, names, tags, i, fn, run_quiet, trigger, gt, trackers in rules:
                     if names is not None:
                         ok = names.get(name)

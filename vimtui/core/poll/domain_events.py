@@ -73,6 +73,9 @@ def register_events(conn: Any, sink: EventSink) -> None:
 
         return cb
 
+    def metadata(_c: Any, dom: Any, _kind: int, _uri: Any, _o: Any) -> None:
+        sink.device_changed(dom.UUIDString())  # tenant, tags, title, description: read the XML again
+
     def agent(_c: Any, dom: Any, state: int, _reason: int, _o: Any) -> None:
         up = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
         sink.note(dom.UUIDString(), dom.name(), "agent-connected" if up else "agent-disconnected")
@@ -84,6 +87,7 @@ def register_events(conn: Any, sink: EventSink) -> None:
         (libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, job_completed),
         (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, device("device-added")),
         (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, device("device-removed")),
+        (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, metadata),
     ):
         with contextlib.suppress(libvirt.libvirtError):  # a driver without this event
             conn.domainEventRegisterAny(None, event_id, cb, None)

@@ -55,6 +55,9 @@ class DomainDetails:
     has_agent: bool
     persistent: bool = True
     autostart: bool = False
+    template: bool = False
+    """Marked as a template in vimtui's metadata (`<vimtui:template/>`): a source to create from, not a
+    VM to run."""
 
 
 def _text(el: ET.Element | None) -> str:
@@ -120,7 +123,9 @@ def parse_domain_xml(xml: str, *, persistent: bool = True, autostart: bool = Fal
     meta = root.find(f"metadata/{{{VIMTUI_NS}}}vm")
     tags: tuple[str, ...] = ()
     tenant = None
+    template = False
     if meta is not None:
+        template = meta.find(f"{{{VIMTUI_NS}}}template") is not None
         tags = tuple(t.strip() for t in _text(meta.find(f"{{{VIMTUI_NS}}}tags")).split(",") if t.strip())
         tenant = _text(meta.find(f"{{{VIMTUI_NS}}}tenant")) or None
     cpu = root.find("cpu")
@@ -148,4 +153,5 @@ def parse_domain_xml(xml: str, *, persistent: bool = True, autostart: bool = Fal
         has_agent=has_agent,
         persistent=persistent,
         autostart=autostart,
+        template=template,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import libvirt
@@ -25,10 +25,28 @@ STATS = (
     | libvirt.VIR_DOMAIN_STATS_BLOCK
 )
 NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+ACTIVE = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+INACTIVE_STATES = frozenset(
+    (libvirt.VIR_DOMAIN_NOSTATE, libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
+)
+"""The states of a domain that libvirt's ACTIVE filter leaves out (no QEMU process: no counters move)."""
 
-PollResult = tuple[NodeSample | None, list[Any], float, LocalMetrics | None]
-"""A poll as the lane returns it: the node's figures (when due), the bulk call's records as libvirt gave
-them, the poll's monotonic time, and this machine's figures (when the host is this machine)."""
+
+class PollResult(NamedTuple):
+    """A poll as the lane returns it."""
+
+    node: NodeSample | None
+    """The node's figures, when due."""
+    records: list[Any]
+    """The bulk call's records as libvirt gave them."""
+    t: float
+    """The poll's monotonic time."""
+    local: LocalMetrics | None
+    """This machine's figures, when the host is this machine."""
+    every_vm: bool
+    """The records are of every VM; else of the active ones only (see poll_domains)."""
+    filter_refused: bool = False
+    """The driver refused the ACTIVE filter (every VM was read): ask for every VM from now on."""
 
 
 def open_host(
@@ -87,15 +105,18 @@ class Unchanged:
     def __init__(self) -> None:
         self._last: dict[str, tuple[dict[str, Any], DomainSample]] = {}
 
-    def samples(self, records: list[Any], uuids: UuidTexts, vms: int, t: float) -> list[DomainSample]:
-        """The samples of a poll's records (`t`: the poll's time). Runs on the event loop, not on the
-        lane: the per-domain calls here (UUID, name, and freeing the domain objects when the records go)
-        read memory the bulk call filled and never reach the host, but each lets go of the interpreter
-        lock and takes it back. Made on 50 lane threads at once, those hand-overs cost several times the
-        work itself (bench/fleet.py); on the loop, with the hosts' polls started one after another
-        (Fleet.tick), another thread seldom waits for the lock meanwhile."""
+    def samples(
+        self, records: list[Any], uuids: UuidTexts, vms: int, t: float, every_vm: bool = True
+    ) -> list[DomainSample]:
+        """The samples of a poll's records (`t`: the poll's time; `every_vm`: the records are of every
+        VM, else of the active ones, and the records kept of the others stay). Runs on the event loop,
+        not on the lane: the per-domain calls here (UUID, name, and freeing the domain objects when the
+        records go) read memory the bulk call filled and never reach the host, but each lets go of the
+        interpreter lock and takes it back. Made on 50 lane threads at once, those hand-overs cost several
+        times the work itself (bench/fleet.py); on the loop, with the hosts' polls started one after
+        another (Fleet.tick), another thread seldom waits for the lock meanwhile."""
         last = self._last
-        kept: dict[str, tuple[dict[str, Any], DomainSample]] = {}
+        kept: dict[str, tuple[dict[str, Any], DomainSample]] = {} if every_vm else dict(last)
         uuid_of = uuids.of
         out = []
         for dom, stats in records:
@@ -113,22 +134,45 @@ class Unchanged:
         return out
 
 
-def poll_domains(conn: Any, node_info: list[Any], node_due: bool, local: bool) -> PollResult:
-    """One tick: the node's CPU and memory when due, and ONE bulk stats call for every domain; this
-    machine's own figures when the host is this machine (`local`). The records are parsed on the loop
-    (Unchanged.samples)."""
+def poll_domains(
+    conn: Any, node_info: list[Any], node_due: bool, local: bool, active: int | None = None
+) -> PollResult:
+    """One tick: the node's CPU and memory when due, ONE bulk stats call, and this machine's own figures
+    when the host is this machine (`local`). The records are parsed on the loop (Unchanged.samples).
+
+    `active`: None to read every VM; else the number of VMs that were active at the last poll, and only
+    the active ones are read (a shut-off VM's record changes only with an event or a definition, and the
+    session reads every VM then, and every few polls). Fewer records than `active` means one stopped or
+    went since: every VM is read at once, in the same call to the lane."""
     t = time.monotonic()
     if node_due:
         cpu = _or_empty(conn.getCPUStats, -1)
         mem = _or_empty(conn.getMemoryStats, -1)
+    records = None
+    refused = False
+    if active is not None:
+        try:
+            records = _bulk(conn, ACTIVE)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                raise
+            refused = True
+        if records is not None and len(records) < active:
+            records = None
+    every_vm = records is None
+    if records is None:
+        records = _bulk(conn, 0)
+    node = parse_node(node_info, cpu, mem, t) if node_due else None
+    return PollResult(node, records, t, local_metrics() if local else None, every_vm, refused)
+
+
+def _bulk(conn: Any, flags: int) -> list[Any]:
     try:
-        records = conn.getAllDomainStats(STATS, NOWAIT)
+        return conn.getAllDomainStats(STATS, flags | NOWAIT)  # type: ignore[no-any-return]
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
-        records = conn.getAllDomainStats(STATS, 0)  # a driver without NOWAIT
-    node = parse_node(node_info, cpu, mem, t) if node_due else None
-    return node, records, t, local_metrics() if local else None
+        return conn.getAllDomainStats(STATS, flags)  # type: ignore[no-any-return]  # no NOWAIT here
 
 
 def read_details(conn: Any, uuids: list[str]) -> dict[str, DomainDetails]:

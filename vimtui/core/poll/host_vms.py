@@ -23,6 +23,7 @@ import libvirt
 
 from vimtui.core.model import DOMAIN_STATES, VmState, state_name
 from vimtui.core.poll.domxml import DomainDetails
+from vimtui.core.poll.host_calls import INACTIVE_STATES
 from vimtui.core.poll.stats import DomainSample, VmRates, vm_rates
 
 IP_REFRESH = 30.0
@@ -61,14 +62,22 @@ class HostVms:
         """uuid -> monotonic time of its last lifecycle event"""
         self.ip_time: dict[str, float] = {}
         """uuid -> monotonic time of its last address look-up"""
+        self.every_vm_due = False
+        """The next poll is to read every VM, not only the active ones (set here and by the session)."""
+        self.roster: object = object()
+        """Replaced by a new object whenever a VM comes or goes, or a VM's name or details object changes:
+        what is worked out from those alone (the VMs' name order, their labels in the archive) is kept by
+        its readers while this stays the same object, rather than worked out again at every poll."""
 
     def key(self, uuid: str) -> str:
         return f"{self.host}/{uuid}"
 
     # -- polls ------------------------------------------------------------------------------------
 
-    def apply(self, samples: list[DomainSample], cpus: int, started: float) -> None:
-        """A poll's samples (its call began at monotonic `started`) become the VMs."""
+    def apply(self, samples: list[DomainSample], cpus: int, started: float, every_vm: bool = True) -> None:
+        """A poll's samples (its call began at monotonic `started`) become the VMs. `every_vm` False: the
+        poll read the active VMs only; the others stay as they were, and a VM that was active and is not
+        among them (stopped or gone meanwhile, while another started) sets `every_vm_due`."""
         now = self.clock()
         host = self.host
         prefix = host + "/"
@@ -80,6 +89,7 @@ class HostVms:
         polled: dict[str, DomainSample] = {}
         get_key, get_old, get_details, get_prev = keys.get, old_vms.get, all_details.get, prev_samples.get
         fields_of, state_names, builder, vm_state = _APPLY_FIELDS, _STATE_NAMES, _VmStateBuilder, VmState
+        changed = False  # a VM came, or its name or details object is new (see `roster`)
         for s in samples:
             uuid, name, st, reason, vcpus, mem_max, mem_current = fields_of(s)
             polled[uuid] = s
@@ -100,7 +110,9 @@ class HostVms:
             ):
                 vms[key] = old  # what the lines below would build again
                 continue
+            details = get_details(uuid)
             if old is None:
+                changed = True
                 # first seen: when it entered this state is unknown (0), not "now" (a made-up uptime)
                 since = 0.0
                 first_seen = now
@@ -113,7 +125,8 @@ class HostVms:
                     since = old.state_since if old.state == state else now
                 ips, ip_source = old.ips, old.ip_source
                 first_seen = old.first_seen
-            details = get_details(uuid)
+                if old.name != name or old.details is not details:
+                    changed = True
             if details is None:
                 dirty.add(uuid)
             else:
@@ -142,6 +155,16 @@ class HostVms:
             new.first_seen = first_seen
             new.__class__ = vm_state  # type: ignore[assignment]
             vms[key] = new  # type: ignore[assignment]
+        if not every_vm and len(vms) < len(old_vms):
+            for key, vm in old_vms.items():  # not read by this poll: as it was
+                if key not in vms:
+                    vms[key] = vm
+                    uuid = vm.uuid
+                    prev = get_prev(uuid)
+                    if prev is not None:
+                        polled[uuid] = prev
+                    if vm.state not in _INACTIVE_NAMES:  # active at the last poll, not now: read them all
+                        self.every_vm_due = True
         if events_since:
             for key, vm in old_vms.items():  # appeared by event after this poll's call: keep it
                 if vm.uuid not in polled and event_time.get(vm.uuid, 0.0) > started:
@@ -153,6 +176,8 @@ class HostVms:
             self.forget((keys.keys() | all_details.keys() | event_time.keys() | self.ip_time.keys()) - live)
         self.samples = polled
         self.vms = vms
+        if changed or gone:
+            self.roster = object()
         if gone:
             self.on_gone(gone)
 
@@ -167,6 +192,7 @@ class HostVms:
         now = self.clock()
         key = self.key(uuid)
         vms = dict(self.vms)  # a new dict, never a change in place: readers (publish) keep the old one
+        self.roster = object()  # rare: whatever the event does
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             vms.pop(key, None)
             self.samples.pop(uuid, None)
@@ -182,7 +208,10 @@ class HostVms:
                 vms[key] = self._placeholder(uuid, name, new_state, detail, now)
             else:
                 rates = vm.rates if new_state == "running" else None
-                vms[key] = replace(vm, state=new_state, reason=detail, state_since=now, rates=rates)
+                # an event that leaves the state as it was (resumed while running) is no new state: its
+                # time stays, as a poll keeps it (uptime, and a display forward's "started again")
+                since = vm.state_since if vm.state == new_state else now
+                vms[key] = replace(vm, state=new_state, reason=detail, state_since=since, rates=rates)
         elif event == libvirt.VIR_DOMAIN_EVENT_DEFINED and key not in vms:
             self.event_time[uuid] = time.monotonic()
             vms[key] = self._placeholder(uuid, name, "shutoff", 0, now)
@@ -224,6 +253,8 @@ class HostVms:
                 changed[key] = replace(vm, **change)
         if changed:
             self.vms = vms | changed
+            if any("details" in c or "name" in c for c in changes.values()):
+                self.roster = object()
         return bool(changed)
 
     def ip_due(self) -> list[tuple[str, bool]]:
@@ -333,5 +364,7 @@ _APPLY_FIELDS = itemgetter(
     )
 )
 """The fields of a DomainSample that _apply reads, in one call."""
+_INACTIVE_NAMES = frozenset(state_name(st) for st in INACTIVE_STATES)
+"""The names of the states libvirt's ACTIVE filter leaves out (host_calls.poll_domains)."""
 _STATE_NAMES = dict(enumerate(DOMAIN_STATES))
 """state_name() as a dict: libvirt's state number -> its name (get with "unknown" for any other)."""

@@ -27,6 +27,7 @@ from vimtui.core.fleet.inventory import HostSpec
 from vimtui.core.model import HostInfo, HostState, HostStatus, LocalMetrics, VmState
 from vimtui.core.poll.domain_events import HostEvent, event_name, register_events
 from vimtui.core.poll.host_calls import (
+    INACTIVE_STATES,
     PollResult,
     Unchanged,
     UuidTexts,
@@ -47,6 +48,11 @@ __all__ = ["HostEvent", "HostSession", "NotConnected", "SessionSettings", "backo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+EVERY_VM_POLLS = 10
+"""Every so many polls read every VM; the others read only the active ones (with libvirt's events, a
+shut-off VM that starts, stops, is defined or undefined is read at once; this catches what no event said:
+a host whose events are lost, a VM changed by hand)."""
 
 
 class NotConnected(Exception):
@@ -125,10 +131,10 @@ class HostSession:
             address=spec.address,
             uri=spec.uri,
             transport=spec.transport,
-            read_only=spec.read_only,
             status=HostStatus.CONNECTING,
             message="",
             status_since=self.clock(),
+            profile=spec.profile,
         )
         self.book = HostVms(spec.name, clock, on_gone)
         """The host's VMs and what is kept of each between polls."""
@@ -136,12 +142,21 @@ class HostSession:
         self._idle = Unchanged()
         self._node: NodeSample | None = None
         self._polls = 0
+        self._active: int | None = None
+        """VMs active at the last poll (None: unknown, every VM is read next)."""
+        self._filter_works = True
+        """The driver takes libvirt's ACTIVE filter (host_calls.poll_domains)."""
         self.connected = asyncio.Event()
 
     @property
     def vms(self) -> dict[str, VmState]:
         """The host's VMs by key (a new dict at each change, never changed in place)."""
         return self.book.vms
+
+    @property
+    def roster(self) -> object:
+        """Replaced when the host's VMs, their names or details change (see HostVms.roster)."""
+        return self.book.roster
 
     def remembers(self, uuid: str) -> bool:
         """Whether anything of the VM `uuid` is kept (see HostVms.remembers)."""
@@ -211,6 +226,10 @@ class HostSession:
                 return
             attempt += 1
 
+    def retry_now(self) -> None:
+        """Connect again now, not at the end of the backoff (a host key was just trusted)."""
+        self._wake.set()
+
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
@@ -267,6 +286,7 @@ class HostSession:
             raise
         self.state = replace(self.state, info=info)
         self._polls = 0  # the first poll after connecting reads the host's counters too
+        self._active = None  # and every VM
 
     async def _watch_tunnel(self, tunnel: SshTunnel) -> None:
         await tunnel.wait_closed()
@@ -301,6 +321,12 @@ class HostSession:
         if tunnel is not None:
             await tunnel.close()
 
+    @property
+    def ssh(self) -> Any:
+        """The host's SSH connection while the host is up (None when it is not, or is reached without SSH)."""
+        tunnel = self._tunnel
+        return tunnel.ssh if tunnel is not None and self._conn is not None else None
+
     def connection(self) -> Any:
         """The open libvirt connection (for the task lane); NotConnected while there is none."""
         conn = self._conn
@@ -315,6 +341,7 @@ class HostSession:
             return
         if self.polling and self._poll_task is not None:
             await asyncio.wait([self._poll_task], timeout=within)
+        self.book.every_vm_due = True  # what the caller did may have stopped or defined a VM
         task = self.start_poll()
         if task is not None:
             await asyncio.wait([task], timeout=within)
@@ -334,6 +361,7 @@ class HostSession:
     # -- events (register_events calls these, on the loop) ------------------------------------------
 
     def lifecycle(self, uuid: str, name: str, event: int, detail: int) -> None:
+        self.book.every_vm_due = True  # a VM started, stopped, was defined or undefined: read them all
         if self.book.event(uuid, name, event, detail):
             self._kick_side_work()
         self.note(uuid, name, event_name(event), str(detail))
@@ -366,8 +394,19 @@ class HostSession:
 
     async def _poll(self) -> None:
         started = time.monotonic()
+        book = self.book
+        # every VM at the first poll, after a failed one, an event or a task, every EVERY_VM_POLLS, and
+        # where the driver has no ACTIVE filter; else the active ones (a shut-off VM's record does not
+        # move). _apply sets _active again: a poll that fails leaves it None, so the next reads them all.
+        active, self._active = self._active, None
+        every_vm = (
+            active is None or book.every_vm_due or not self._filter_works or self._polls % EVERY_VM_POLLS == 0
+        )
+        book.every_vm_due = False
         try:
-            result = await self.lane.call(self.settings.poll_timeout, self._poll_blocking)
+            result = await self.lane.call(
+                self.settings.poll_timeout, self._poll_blocking, None if every_vm else active
+            )
         except CallTimeout as exc:
             self._drop(str(exc))
             return
@@ -394,8 +433,8 @@ class HostSession:
         if self._conn is not None and (self._side_task is None or self._side_task.done()):
             self._side_task = asyncio.get_running_loop().create_task(self._side_work())
 
-    def _poll_blocking(self) -> PollResult:
-        """One tick on the lane (see host_calls.poll_domains)."""
+    def _poll_blocking(self, active: int | None = None) -> PollResult:
+        """One tick on the lane (see host_calls.poll_domains: `active`)."""
         conn = self._conn
         if conn is None:
             raise libvirt.libvirtError("not connected")
@@ -407,22 +446,31 @@ class HostSession:
         node_due = self._polls < 2 or self._polls % self.settings.host_stats_every == 0
         self._polls += 1
         local = info is not None and info.local
-        return poll_domains(conn, node_info, node_due, local)
+        return poll_domains(conn, node_info, node_due, local, active)
 
     def _apply(self, result: PollResult, started: float) -> None:
-        node, records, t, local = result
-        samples = self._idle.samples(records, self._uuid_texts, len(self.book.samples), t)
+        node, records, t, local, every_vm, refused = result
+        if refused:
+            self._filter_works = False
+        samples = self._idle.samples(records, self._uuid_texts, len(self.book.samples), t, every_vm)
         del records, result  # the domain objects go here, on the loop (see Unchanged.samples)
-        self._apply_samples(node, samples, local, started)
+        self._apply_samples(node, samples, local, started, every_vm)
+        inactive = INACTIVE_STATES
+        self._active = len(samples) if not every_vm else sum(s.state not in inactive for s in samples)
 
     def _apply_samples(
-        self, node: NodeSample | None, samples: list[DomainSample], local: LocalMetrics | None, started: float
+        self,
+        node: NodeSample | None,
+        samples: list[DomainSample],
+        local: LocalMetrics | None,
+        started: float,
+        every_vm: bool = True,
     ) -> None:
         if node is None:  # not this poll's turn: the host's figures stay as they were
             node, rates = self._node, self.state.rates
         else:
             rates, self._node = host_rates(self._node, node), node
-        self.book.apply(samples, (node.cpus if node else 0) or 1, started)
+        self.book.apply(samples, (node.cpus if node else 0) or 1, started, every_vm)
         self.state = replace(
             self.state,
             node=node,

@@ -2,8 +2,9 @@
 
 The connection honours ~/.ssh/config, the agent and an identity file, checks the host key strictly against
 known_hosts (the host's own file if the config names one, else the ssh config's UserKnownHostsFile and
-GlobalKnownHostsFile, else ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts, as OpenSSH does; an unknown or
-changed key is refused, with its fingerprint in the message; nothing is accepted silently), never forwards
+GlobalKnownHostsFile, else ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts, as OpenSSH does, and vimtui's
+own known_hosts, where `vimtui trust` writes; an unknown or changed key is refused, with its fingerprint in
+the message; nothing is accepted silently: see host_keys.py), never forwards
 the agent, and keeps itself alive (asyncssh sends no keepalives unless asked). libvirt then opens
 `qemu+unix:///system?socket=<local>` where <local> is a private (0600) socket in a per-user runtime dir
 forwarded to the host's `libvirt-sock` (or `libvirt-sock-ro` for a read-only host).
@@ -25,7 +26,9 @@ from urllib.parse import urlsplit
 
 import asyncssh
 
+from vimtui.core.config.paths import runtime_dir as runtime_dir_of
 from vimtui.core.fleet.inventory import HostSpec
+from vimtui.core.poll.host_keys import HostKeyError, check_host_key, own_known_hosts
 
 _SOCKETS = {
     "system": ("/run/libvirt/libvirt-sock", "/run/libvirt/libvirt-sock-ro"),
@@ -71,9 +74,9 @@ def _expand(path: str, user: str) -> str:
 
 
 def known_hosts_files(spec: HostSpec, configs: tuple[str, ...] = SSH_CONFIGS) -> list[str]:
-    """The known_hosts files a host's key is checked against, as OpenSSH picks them: the host's own
-    (`known_hosts` in vimtui's config), else the ssh config's UserKnownHostsFile and GlobalKnownHostsFile
-    for this host, each defaulting as OpenSSH's do."""
+    """The known_hosts files a host's key is checked against: the host's own (`known_hosts` in vimtui's
+    config) alone, else those OpenSSH picks (the ssh config's UserKnownHostsFile and GlobalKnownHostsFile
+    for this host, each defaulting as OpenSSH's do) and vimtui's own, where trusted keys are added."""
     local = _local_user()
     if spec.known_hosts:
         return [_expand(spec.known_hosts, local)]
@@ -92,7 +95,7 @@ def known_hosts_files(spec: HostSpec, configs: tuple[str, ...] = SSH_CONFIGS) ->
         except (OSError, asyncssh.Error, ValueError):
             pass  # an unreadable or broken ssh config: the defaults (ssh itself would refuse to run)
     files = [*(USER_KNOWN_HOSTS if user is None else user), *(GLOBAL_KNOWN_HOSTS if glob is None else glob)]
-    return [_expand(f, local) for f in files if f.lower() != "none"]
+    return [*(_expand(f, local) for f in files if f.lower() != "none"), own_known_hosts()]
 
 
 def _local_user() -> str:
@@ -104,13 +107,19 @@ def _local_user() -> str:
 
 def socket_name(runtime_dir: Path, host: str) -> str:
     """A fresh socket path for `host` in `runtime_dir`: its name when the path fits a unix socket's limit
-    and the name is plain, else a digest of it (a long or odd host name must not break the tunnel)."""
+    and the name is plain, else a digest of it (a long or odd host name must not break the tunnel); in
+    /tmp/vimtui-UID when even that does not fit (a runtime directory too deep must not break it either)."""
     tag = uuid.uuid4().hex[:8]
     path = str(runtime_dir / f"{host}-{tag}.sock")
     if len(path.encode()) <= SOCKET_PATH_MAX and re.fullmatch(r"[A-Za-z0-9._-]+", host):
         return path
     digest = hashlib.sha256(host.encode()).hexdigest()[:16]
-    return str(runtime_dir / f"h-{digest}-{tag}.sock")
+    path = str(runtime_dir / f"h-{digest}-{tag}.sock")
+    if len(path.encode()) <= SOCKET_PATH_MAX:
+        return path
+    # the runtime directory itself is too deep (a long $XDG_RUNTIME_DIR): the short one under /tmp, made
+    # and checked as the runtime directory is (ours, 0700, no symlink)
+    return str(runtime_dir_of({}) / f"h-{digest}-{tag}.sock")
 
 
 def remote_socket(uri: str, read_only: bool) -> str:
@@ -182,12 +191,6 @@ class SshTunnel:
                 "hostkey-mismatch", f"{self._where()}: cannot read known_hosts: {exc}"
             ) from exc
 
-    @property
-    def known_hosts(self) -> str:
-        """The files checked, as the messages name them."""
-        shown = [f if os.path.isfile(f) else f"{f} (missing)" for f in self.known_hosts_files]
-        return ", ".join(shown) or "no known_hosts file (UserKnownHostsFile none)"
-
     async def open(self) -> str:
         """Connect and forward the socket; return the local libvirt URI. Raises TransportError."""
         remote = remote_socket(self.spec.uri, self.spec.read_only)
@@ -195,7 +198,14 @@ class SshTunnel:
         try:
             self._conn = await asyncssh.connect(self.spec.address, **kwargs)  # type: ignore[arg-type]
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise TransportError("hostkey-mismatch", await self._host_key_message(str(exc))) from exc
+            raise TransportError("hostkey-mismatch", (await self._host_key_problem(str(exc)))[1]) from exc
+        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError) as exc:
+            # perhaps known_hosts holds keys only of types the host no longer has: asyncssh asks for those
+            # alone, and sshd drops a handshake it cannot serve (a changed key, shown as one)
+            changed, message = await self._host_key_problem(str(exc))
+            if changed:
+                raise TransportError("hostkey-mismatch", message) from exc
+            raise TransportError("unreachable", f"{self._where()}: {_describe(exc)}") from exc
         except asyncssh.PermissionDenied as exc:
             raise TransportError("auth-failed", f"{self._where()}: authentication failed: {exc}") from exc
         except (TimeoutError, OSError, asyncssh.Error) as exc:
@@ -213,6 +223,23 @@ class SshTunnel:
             raise TransportError("unreachable", f"{self._where()}: cannot forward {remote}: {exc}") from exc
         os.chmod(self.socket_path, 0o600)
         return self.uri
+
+    async def run(self, command: str, *, within: float) -> tuple[int, str]:
+        """Run a shell command on the host over this connection: its exit status and output (`vimtui
+        access` asks the host what the account may reach). Raises TransportError when it cannot."""
+        if self._conn is None:
+            raise TransportError("unreachable", f"{self._where()}: not connected")
+        try:
+            done = await asyncio.wait_for(self._conn.run(command, check=False), within)
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
+            raise TransportError("unreachable", f"{self._where()}: {_describe(exc)}") from exc
+        out = done.stdout if isinstance(done.stdout, str) else ""
+        return (done.exit_status if done.exit_status is not None else -1), out
+
+    @property
+    def ssh(self) -> asyncssh.SSHClientConnection | None:
+        """The SSH connection while it is open: other work on the host rides it (host_audit.py)."""
+        return self._conn
 
     async def wait_closed(self) -> None:
         """Return when the SSH connection has gone (keepalive failure, host closed it, or close())."""
@@ -235,26 +262,16 @@ class SshTunnel:
         user = f"{self.spec.user}@" if self.spec.user else ""
         return f"{user}{self.spec.address}:{self.spec.port}"
 
-    async def _host_key_message(self, detail: str) -> str:
-        """Say whether the key is unknown or changed, and show the fingerprint the host offered."""
-        fingerprint = "unknown fingerprint"
-        with contextlib.suppress(Exception):
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(self.spec.address, self.spec.port),
-                self.options.connect_timeout,
-            )
-            if key is not None:
-                fingerprint = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
-        listed = False
-        with contextlib.suppress(Exception):
-            port = None if self.spec.port == 22 else self.spec.port
-            listed = bool(self._known_hosts().match(self.spec.address, self.spec.address, port)[0])
-        how = "CHANGED (possible man-in-the-middle)" if listed else "not in known_hosts"
-        add_to = self.known_hosts_files[0] if self.known_hosts_files else "~/.ssh/known_hosts"
-        return (
-            f"{self._where()}: host key {how}: {fingerprint}; checked against {self.known_hosts}. "
-            f"Verify the fingerprint out of band, then add it to {add_to} (ssh-keyscan)."
-        )
+    async def _host_key_problem(self, detail: str) -> tuple[bool, str]:
+        """Whether known_hosts holds another key for the host, and the message: unknown (may be trusted)
+        or changed (refused), with the fingerprints and the known_hosts lines concerned (host_keys.py)."""
+        try:
+            check = await check_host_key(self.spec, self.known_hosts_files, self.options.connect_timeout)
+        except HostKeyError as exc:
+            return False, f"{self._where()}: host key not verifiable ({detail}); {exc}"
+        if check.verdict == "known":  # trusted since the attempt began: the next one connects
+            return False, f"{self._where()}: host key not verifiable: {detail}"
+        return check.verdict in ("changed", "revoked"), check.describe()
 
 
 def _describe(exc: BaseException) -> str:

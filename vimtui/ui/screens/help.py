@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from vimtui.core.actions import REGISTRY
+from vimtui.core.actions import REGISTRY, targets
 from vimtui.ui.command_line import COMMANDS
 from vimtui.ui.keys import known_bindings
 
@@ -42,13 +42,15 @@ class HelpScreen(ModalScreen[None]):
         acts = Table(
             title="Actions (: or ctrl+p)", expand=True, box=None, title_style="bold", header_style="bold"
         )
-        acts.add_column("command", no_wrap=True)
+        acts.add_column("command", max_width=44)  # wraps: an action with many parameters (:tune) is long
         acts.add_column("does")
         for act in REGISTRY.values():
             typed = [] if act.opens else act.params  # the editor gives the XML, not the `:` line
-            usage = f":{act.name}" + "".join(
-                f" {p.name}={'...' if p.kind != 'bool' else 'yes'}" for p in typed
-            )
+            usage = (  # a pool's, volume's or network's: `:pool start HOST/POOL`
+                f":{targets.GROUP[act.target]} {act.name} {targets.SPELLING[act.target]}"
+                if act.target in targets.GROUP
+                else f":{act.name}"
+            ) + "".join(f" {p.name}={'...' if p.kind != 'bool' else 'yes'}" for p in typed)
             params = "".join(f"\n  {p.name}: {p.describe()}" for p in typed)
             acts.add_row(Text(usage), Text(act.help + params))
         cmds = Table(title="Commands (:)", expand=True, box=None, title_style="bold", header_style="bold")

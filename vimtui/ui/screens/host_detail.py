@@ -1,4 +1,5 @@
-"""Host detail: capacity and overcommit, versions, storage pools with usage, networks, its VMs."""
+"""Host detail: capacity and overcommit, versions, storage pools with usage, networks, its VMs; and, for a
+host whose SSH key is not known yet, the key to trust it (its fingerprint shown, an explicit yes)."""
 
 from __future__ import annotations
 
@@ -12,43 +13,61 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
+from vimtui.core.actions.hosts import since
+from vimtui.core.fleet.capacity import host_capacity, kib, ratio
 from vimtui.core.fleet.fleet import QueryFailed
-from vimtui.core.model import FleetState, HostState
-from vimtui.core.poll import host_queries as queries
-from vimtui.ui.format import head_line, literal, pct, size, text_row
+from vimtui.core.fleet.pool_watch import forecast_text
+from vimtui.core.model import FleetState, HostState, HostStatus
+from vimtui.core.poll.host_keys import UNKNOWN, HostKeyCheck, HostKeyError
+from vimtui.core.units import format_bytes
+from vimtui.ui.format import head_line, pct, size, text_row
+from vimtui.ui.host_actions import HostActionsMixin
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.screens.confirm import ConfirmScreen
 from vimtui.ui.screens.vm_detail import kv_table
+from vimtui.ui.widgets.host_networks import NetRequest, NetworksPart
 from vimtui.ui.widgets.key_bar import KeyBar
+from vimtui.ui.widgets.storage_panel import StoragePanel
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
 
 
+PROFILE_TEXT = {
+    "viewer": "viewer: look only (libvirt's read-only socket)",
+    "operator": "operator: lifecycle, console, snapshots, migrate",
+    "admin": "admin: everything",
+}
+
+
 def capacity_rows(host: HostState, state: FleetState) -> list[tuple[str, str]]:
-    info, node, rates = host.info, host.node, host.rates
-    vms = state.vms_on(host.name)
-    running = [v for v in vms if v.state == "running"]
-    vcpus = sum(v.vcpu_count or 0 for v in running)
-    mem_alloc = sum(v.memory_kib or 0 for v in running)
-    cpus = info.cpus if info else 0
+    info, rates = host.info, host.rates
+    c = host_capacity(host)
+    cpus = c.pcpus or 0
+    mem_total = c.mem_total_kib or 0
     used = size(rates.mem_used_kib * 1024) if rates and rates.mem_used_kib is not None else "?"
-    mem_total = (node.mem_total_kib if node and node.mem_total_kib else None) or (
-        info.memory_kib if info else 0
-    )
+    vcpus, mem_alloc = c.vcpus_running, c.mem_running_kib
     rows = [
         ("Status", f"{host.status}" + (f": {host.message}" if host.message else "")),
+        ("Maintenance", f"since {since(host)}: left out of placement" if host.maintenance else "no"),
         ("Address", f"{host.address or '-'}  ({host.transport}{', read-only' if host.read_only else ''})"),
+        ("Profile", PROFILE_TEXT[host.profile]),
         ("URI", host.uri),
         ("Hostname", info.hostname if info else "-"),
         ("Hypervisor", f"{info.hypervisor} {info.hypervisor_version}" if info else "-"),
         ("libvirt", info.libvirt_version if info else "-"),
         ("CPUs", f"{cpus} x {info.cpu_model} @ {info.cpu_mhz} MHz" if info else "-"),
-        ("CPU in use", pct(rates.cpu_pct if rates else None)),
+        (
+            "CPU in use",
+            pct(rates.cpu_pct if rates else None)
+            + ("" if c.cpu_used is None else f" ({c.cpu_used:.1f} CPUs)"),
+        ),
         (
             "Memory",
-            f"{size(mem_total * 1024)} physical, {used} used ({pct(rates.mem_pct if rates else None)})",
+            f"{size(mem_total * 1024)} physical, {used} used ({pct(rates.mem_pct if rates else None)}), "
+            f"{kib(c.mem_free_kib)} free",
         ),
-        ("VMs", f"{len(running)} running of {len(vms)}"),
+        ("VMs", f"{c.running} running or paused of {c.vms}"),
         ("vCPU allocation", f"{vcpus} vCPUs on {cpus} CPUs: overcommit {vcpus / cpus:.2f}x" if cpus else "-"),
         (
             "Memory allocation",
@@ -56,7 +75,24 @@ def capacity_rows(host: HostState, state: FleetState) -> list[tuple[str, str]]:
             if mem_total
             else "-",
         ),
+        (
+            "All defined VMs",
+            f"{c.vcpus_defined} vCPUs ({ratio(c.vcpu_ratio_defined)}x), {kib(c.mem_defined_kib)} "
+            f"({ratio(c.mem_ratio_defined)}x of physical)",
+        ),
+        (
+            "Unallocated",
+            f"{'-' if c.vcpus_free is None else c.vcpus_free} CPUs, {kib(c.mem_unallocated_kib)}",
+        ),
     ]
+    for p in host.pools or ():
+        fill = p.fill_pct
+        what = (
+            "inactive" if not p.active else f"{pct(fill, digits=0)} of {format_bytes(p.capacity)} allocated"
+        )
+        rows.append(
+            (f"Pool {p.name}", f"{what}, {format_bytes(p.available)} free; {forecast_text(host.name, p)}")
+        )
     if host.local is not None:
         m = host.local
         rows.append(
@@ -65,10 +101,21 @@ def capacity_rows(host: HostState, state: FleetState) -> list[tuple[str, str]]:
     return rows
 
 
-class HostDetailScreen(Screen[None]):
+def trust_question(check: HostKeyCheck) -> str:
+    return (
+        f"Trust the SSH host key of {check.spec.name} ({check.where})?\n\n"
+        f"  {check.offered.get_algorithm()}\n  {check.fingerprint}\n\n"
+        "It is not in known_hosts. Compare the fingerprint with the host's own before you answer (on "
+        "its console: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub).\n\n"
+        f"Trust adds it to {check.trust_file}."
+    )
+
+
+class HostDetailScreen(HostActionsMixin, Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="host_detail.back"),
         Binding("r", "reload", "Reload", id="host_detail.reload"),
+        Binding("t", "trust_key", "Trust host key", id="host_detail.trust_key"),
     ]
     DEFAULT_CSS = """
     HostDetailScreen #head { height: 1; padding: 0 1; background: $panel; }
@@ -76,20 +123,27 @@ class HostDetailScreen(Screen[None]):
     HostDetailScreen .section { margin-top: 1; }
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, networks: NetRequest | None = None) -> None:
         super().__init__()
         self.host_name = name
+        self.networks = networks
+        """A network to select, and an action to run on it, once the networks are read (`:net`)."""
+        self._was_up = True
+        """Whether the host was up at the last update (it is reloaded when it comes up)."""
 
     @property
     def vimapp(self) -> VimApp:
         return self.app  # type: ignore[return-value]
 
+    def host_target(self) -> str | None:
+        return self.host_name
+
     def compose(self) -> ComposeResult:
         yield Static("", id="head")
         with VerticalScroll():
             yield Static(id="capacity")
-            yield Static("storage pools: loading ...", id="pools", classes="section")
-            yield Static("networks: loading ...", id="networks", classes="section")
+            yield StoragePanel(self.host_name, id="storage")
+            yield NetworksPart(self.host_name, self.networks, id="networks", classes="section")
             yield Static(id="vms", classes="section")
         yield KeyBar()
 
@@ -99,6 +153,43 @@ class HostDetailScreen(Screen[None]):
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         self._refresh()
+        self.refresh_bindings()
+        host = self.vimapp.fleet.state.host(self.host_name)
+        up = host is not None and host.status == HostStatus.UP
+        if up and not self._was_up:  # connected now (a key just trusted): what it could not say before
+            self.action_reload()
+        self._was_up = up
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "trust_key":  # offered only while the host is refused for a key not known yet
+            host = self.vimapp.fleet.state.host(self.host_name)
+            return host is not None and host.status == HostStatus.HOSTKEY_MISMATCH and UNKNOWN in host.message
+        return super().check_action(action, parameters)
+
+    def action_trust_key(self) -> None:
+        self._trust_key()
+
+    @work(exclusive=True, group="host-trust", exit_on_error=False, description="trust host key")
+    async def _trust_key(self) -> None:
+        """Read the key the host offers now and ask about that key: an unknown one is shown with its
+        fingerprint and added only on an explicit yes; a changed or revoked one is refused, not offered."""
+        fleet = self.vimapp.fleet
+        try:
+            check = await fleet.host_key(self.host_name)
+        except (HostKeyError, QueryFailed) as exc:
+            self.notify(str(exc), title="Host key", severity="error", timeout=10, markup=False)
+            return
+        if check.verdict == "unknown":  # (a changed or revoked key is not asked about: refused below)
+            question = trust_question(check)
+            if not await self.app.push_screen_wait(ConfirmScreen(question, "Trust", danger=True)):
+                self.notify("not trusted: nothing written", title="Host key", timeout=4)
+                return
+        try:
+            entry = await fleet.trust_host_key(check)
+        except (HostKeyError, OSError) as exc:
+            self.notify(str(exc), title="Refused", severity="error", timeout=20, markup=False)
+            return
+        self.notify(f"{check.key} trusted ({entry.where}): connecting", title="Host key", markup=False)
 
     def _refresh(self) -> None:
         state = self.vimapp.fleet.state
@@ -124,46 +215,5 @@ class HostDetailScreen(Screen[None]):
         self.query_one("#vms", Static).update(t)
 
     def action_reload(self) -> None:
-        self._load_inventory()
-
-    @work(exclusive=True, group="host-detail", exit_on_error=False, description="pools and networks")
-    async def _load_inventory(self) -> None:
-        try:
-            inv = await self.vimapp.fleet.ask(self.host_name, queries.host_inventory)
-        except QueryFailed as exc:
-            self.query_one("#pools", Static).update(literal(f"storage pools: {exc}"))
-            self.query_one("#networks", Static).update(literal(f"networks: {exc}"))
-            return
-        pools = Table(title="Storage pools", title_justify="left", expand=True, box=None, header_style="bold")
-        for col in ("pool", "type", "state", "capacity", "allocated", "available", "used", "path"):
-            pools.add_column(col)
-        for p in inv.pools:
-            used = 100.0 * p.allocation / p.capacity if p.capacity else None
-            pools.add_row(
-                *text_row(
-                    p.name,
-                    p.type,
-                    "active" if p.active else "inactive",
-                    size(p.capacity),
-                    size(p.allocation),
-                    size(p.available),
-                    pct(used),
-                    p.path or "-",
-                )
-            )
-        nets = Table(title="Networks", title_justify="left", expand=True, box=None, header_style="bold")
-        for col in ("network", "state", "forward", "bridge", "address", "dhcp"):
-            nets.add_column(col)
-        for n in inv.networks:
-            nets.add_row(
-                *text_row(
-                    n.name,
-                    "active" if n.active else "inactive",
-                    n.forward,
-                    n.bridge or "-",
-                    n.address or "-",
-                    "yes" if n.dhcp else "no",
-                )
-            )
-        self.query_one("#pools", Static).update(pools)
-        self.query_one("#networks", Static).update(nets)
+        self.query_one(StoragePanel).reload()
+        self.query_one(NetworksPart).reload()

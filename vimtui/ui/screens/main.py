@@ -13,6 +13,7 @@ from textual.widgets import Input, Static
 
 from vimtui.core.fleet.filter import Query, QueryError, describe, parse_query
 from vimtui.core.model import FleetState, VmState
+from vimtui.core.profiles import PROFILES
 from vimtui.ui.format import literal
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.alerts import banner_text
@@ -90,6 +91,7 @@ class MainScreen(ActionsMixin, Screen[None]):
     def _layout_for(self, width: int, height: int) -> None:
         """Collapse panes at small sizes: everything stays usable at 80x24."""
         self.set_class(width < 110, "-narrow")
+        self.set_class(width >= 160, "-wide")  # room for the host tree's capacity columns
         self.set_class(height < 32, "-short")
         self.set_class(width < 70 or height < 18, "-tiny")
 
@@ -154,7 +156,8 @@ class MainScreen(ActionsMixin, Screen[None]):
         fleet = self.vimapp.fleet
         now, archive = self.vimapp.clock(), fleet.archive
         if key is not None:
-            graphs.show(key, "vm", fleet.vm_history, now=now, archive=archive)
+            notes = GraphPanel.vm_notes(fleet.state.vms.get(key))
+            graphs.show(key, "vm", fleet.vm_history, now=now, archive=archive, notes=notes)
         elif self.scope.kind == "host":
             graphs.show(self.scope.value, "host", fleet.host_history, now=now, archive=archive)
         else:
@@ -168,13 +171,16 @@ class MainScreen(ActionsMixin, Screen[None]):
         running = st.running
         shown = self.query_one(VmTable).visible_count
         parts = [
-            f"vimtui  {self.scope.label}",
+            f"vimtui  {self.scope.label}" + (f"  ·  tenant {st.tenant}" if st.tenant else ""),
             f"hosts {up}/{len(st.hosts)} up",
             f"vms {running}/{len(st.vms)} running",
             f"showing {shown}",
         ]
         if self.filter_query:
             parts.append(f"filter: {describe(self.filter_query)}")
+        profiles = sorted({h.profile for h in st.hosts}, key=PROFILES.index)
+        if profiles and profiles != ["admin"]:  # what may not be done here: the keys that are not shown
+            parts.append(f"profile {' / '.join(profiles)}")
         marked = len(self.query_one(VmTable).marked)
         if marked:
             parts.append(f"marked {marked}")

@@ -104,7 +104,7 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
                     if f.kind == "choice":
                         yield Select(
                             [(literal(label), value) for label, value in f.choices],
-                            value=f.default if f.default is not None else Select.BLANK,
+                            value=f.default if f.default is not None else Select.NULL,
                             id=_wid(f.name),
                         )
                     else:
@@ -113,7 +113,11 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
                 if f.help and f.kind != "bool":
                     yield Static(literal(f.help), classes="help")
             yield Static("", id="error")
-            keys = f"enter next field · ctrl+s {self.ok} · esc cancel" if self.fields else "esc cancel"
+            keys = (
+                f"enter next field · ctrl+s {self.ok} · esc cancel"
+                if self.fields
+                else f"enter {self.ok} · esc cancel"
+            )
             yield Static(Text(keys), id="keys")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
@@ -141,7 +145,7 @@ class PromptScreen(ModalScreen[dict[str, Any] | None]):
             if isinstance(widget, Checkbox):
                 out[f.name] = widget.value
             elif isinstance(widget, Select):
-                out[f.name] = None if widget.value is Select.BLANK else widget.value
+                out[f.name] = None if widget.value is Select.NULL else widget.value
             elif isinstance(widget, Input):
                 out[f.name] = widget.value.strip()
         return out

@@ -1,9 +1,11 @@
-"""VM detail: overview, disks and NICs with their rates, snapshots, graphs, and the domain XML."""
+"""VM detail: overview, disks and NICs with their rates, resources (live and config), snapshots, graphs,
+and the domain XML."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.syntax import Syntax
 from rich.table import Table
@@ -14,12 +16,15 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 
+from vimtui.core.actions import resource_view
 from vimtui.core.fleet.fleet import QueryFailed
+from vimtui.core.fleet.tasks import Task
 from vimtui.core.model import VmState
 from vimtui.core.poll import host_queries as queries
 from vimtui.core.text import shown
 from vimtui.ui.format import duration, head_line, literal, pct, rate, size, text_row
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.screens.vm_resources import resources_table
 from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.key_bar import KeyBar
@@ -142,6 +147,8 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
                 yield VerticalScroll(Static(id="overview-body"))
             with TabPane("Devices", id="devices"):
                 yield VerticalScroll(Static(id="devices-body"))
+            with TabPane("Resources", id="resources"):
+                yield VerticalScroll(Static("loading ...", id="resources-body"))
             with TabPane("Snapshots", id="snapshots"):
                 yield VerticalScroll(Static("loading ...", id="snapshots-body"))
             with TabPane("Graphs", id="graphs-tab"):
@@ -170,7 +177,9 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
         self.query_one("#overview-body", Static).update(kv_table(overview_rows(vm, now)))
         self.query_one("#devices-body", Static).update(devices_table(vm))
         fleet = self.vimapp.fleet
-        self.query_one(GraphPanel).show(vm.key, "vm", fleet.vm_history, now=now, archive=fleet.archive)
+        self.query_one(GraphPanel).show(
+            vm.key, "vm", fleet.vm_history, now=now, archive=fleet.archive, notes=GraphPanel.vm_notes(vm)
+        )
 
     def action_graph_window(self) -> None:
         self.query_one(GraphPanel).cycle_window()
@@ -178,6 +187,30 @@ class VmDetailScreen(ActionsMixin, Screen[None]):
 
     def action_reload(self) -> None:
         self._load_xml_and_snapshots()
+        self._load_resources()
+
+    async def run_vm_action(
+        self, name: str, vms: list[VmState], given: Mapping[str, Any] | None = None
+    ) -> list[Task]:
+        """As everywhere, then the tabs read again once the tasks end (a resize shows its new size)."""
+        tasks = await super().run_vm_action(name, vms, given)
+        if tasks:
+            await self.vimapp.fleet.tasks.wait(tasks)
+            self.action_reload()
+        return tasks
+
+    @work(exclusive=True, group="vm-resources", exit_on_error=False, description="resources live and config")
+    async def _load_resources(self) -> None:
+        vm = self.vm()
+        if vm is None:
+            return
+        body = self.query_one("#resources-body", Static)
+        try:
+            res = await self.vimapp.fleet.ask(vm.host, resource_view.read, vm.uuid)
+        except QueryFailed as exc:
+            body.update(literal(f"cannot read the resources: {exc}"))
+            return
+        body.update(resources_table(res))
 
     @work(exclusive=True, group="vm-detail", exit_on_error=False, description="domain XML and snapshots")
     async def _load_xml_and_snapshots(self) -> None:

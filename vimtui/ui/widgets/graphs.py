@@ -6,6 +6,7 @@ since the last draw."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,9 @@ from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from vimtui.core.model import VmState
 from vimtui.core.monitor.rings import History
+from vimtui.ui.format import size
 from vimtui.ui.widgets.graph_data import (
     ARCHIVE_FROM,
     ARCHIVE_REREAD,
@@ -80,6 +83,8 @@ class GraphPanel(Widget):
         self._drawn: tuple[object, ...] | None = None
         self._stale = False
         self._shown: tuple[str, ...] = ()
+        self._laid_out: tuple[object, ...] | None = None
+        """(size, kind, metric set) the layout was picked for"""
         self.draw_count = 0
         """How many times the panel read the history into its graphs (skipped draws do not count)."""
         self.archive: Archive | None = None
@@ -89,6 +94,13 @@ class GraphPanel(Widget):
         ] = {}
         """(target, kind, window) -> (read at, metric -> (times, values)) from the archive"""
         self._reading: set[tuple[str, Kind, Window]] = set()
+
+    @staticmethod
+    def vm_notes(vm: VmState | None) -> dict[str, str]:
+        """The memory graph's note for a VM: the memory it has now (balloon.current), which the percentage
+        is of; a balloon change shows here as in the MEM column."""
+        kib = vm.memory_kib if vm is not None else None
+        return {"mem": f"of {size(kib * 1024)}"} if kib else {}
 
     def compose(self) -> ComposeResult:
         for spec in GRAPHS:
@@ -112,17 +124,24 @@ class GraphPanel(Widget):
         now: float,
         version: object = None,
         archive: Archive | None = None,
+        notes: Mapping[str, str] | None = None,
     ) -> None:
         """Show `target`'s metrics (a VM key with kind "vm", a host name with kind "host") from `history`
         up to `now`. `version` is a cheap token of the data (the fleet state's version, say): when it
         did not change since the last draw, nothing is read or redrawn; without it, `now` is the token.
         Off screen, the draw waits until the panel is shown. `archive`: the lasting history, for the
-        part of a long window that this run did not see."""
-        kind_changed = kind != self.kind
+        part of a long window that this run did not see. `notes`: graph id -> what its heading adds
+        ({"mem": "of 96M"}: the memory a percentage is of, so a balloon change shows)."""
+        if self.is_mounted:
+            for spec in GRAPHS:
+                self.graph(spec.id).set_note((notes or {}).get(spec.id, ""))
         self.target, self.kind, self._history = target, kind, history
         self.archive = archive
         self._now, self._version = now, version
-        if kind_changed:
+        if self.size.area and self._laid_out != (self.size, self.kind, self.metric_set):
+            # a panel mounted just before (the wall's) is sized before its Resize event is handled:
+            # waiting for that event would paint the default layout (two columns, a VM's four graphs);
+            # a hidden panel (no size) keeps its layout
             self._layout()
         self._draw()
 
@@ -172,6 +191,7 @@ class GraphPanel(Widget):
         columns = 2 if wide and len(specs) > 1 else 1
         rows = max(1, height // MIN_GRAPH_HEIGHT)
         shown = tuple(spec.id for spec in specs[: columns * rows])
+        self._laid_out = (self.size, self.kind, self.metric_set)
         self.set_class(columns == 1, "-one-column")
         for spec in GRAPHS:
             self.graph(spec.id).display = spec.id in shown

@@ -11,9 +11,12 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from vimtui.core.fleet.capacity import host_capacity, ratio
+from vimtui.core.metrics.capacity import pool_fill
 from vimtui.core.model import FleetState, HostState, HostStatus
 from vimtui.core.text import shown
 from vimtui.ui.format import literal, pct
+from vimtui.ui.host_actions import HostActionsMixin
 
 MARKS = {
     HostStatus.UP: ("●", "tree--up"),
@@ -48,8 +51,9 @@ class Scope:
 ALL = Scope("all")
 
 
-class HostTree(Tree[Scope]):
-    """The fleet as a tree. Labels update in place each tick; the cursor stays where it was."""
+class HostTree(HostActionsMixin, Tree[Scope]):
+    """The fleet as a tree. Labels update in place each tick; the cursor stays where it was. The host
+    actions' keys act on the host under the cursor."""
 
     COMPONENT_CLASSES = {"tree--up", "tree--degraded", "tree--connecting", "tree--down", "tree--dim"}
     DEFAULT_CSS = """
@@ -75,11 +79,18 @@ class HostTree(Tree[Scope]):
         self.show_root = True
         self.guide_depth = 2
         self._by_scope: dict[Scope, TreeNode[Scope]] = {ALL: self.root}
+        self._last: FleetState | None = None
         self.root.expand()
+
+    def on_resize(self) -> None:
+        """The columns a label shows depend on the width: made again for the new one."""
+        if self._last is not None:
+            self.update_state(self._last)
 
     def update_state(self, state: FleetState) -> None:
         """Add nodes for new groups and hosts; relabel those whose label changed (a changed label redraws
         its line: the whole tree each second, at 50 hosts, when every label was set anew)."""
+        self._last = state
         counts = state.vm_counts
         group_totals: dict[str, list[int]] = {}
         for host in state.hosts:
@@ -125,19 +136,44 @@ class HostTree(Tree[Scope]):
         mark, component = MARKS[host.status]
         label = Text(mark + " ", style=self._style(component))
         label.append(shown(host.name), style="bold" if host.status.healthy else "")
-        if host.status.healthy:
-            r = host.rates
-            cpu, mem = (r.cpu_pct, r.mem_pct) if r else (None, None)
-            detail = f"  {running}/{total}  cpu {pct(cpu)}  mem {pct(mem)}"
-        else:
-            detail = f"  {host.status}"
-        label.append(detail, style=self._style("tree--dim" if host.status.healthy else component))
+        dim = self._style("tree--dim" if host.status.healthy else component)
+        room = self._room(host) - label.cell_len
+        if host.maintenance is not None:
+            label.append(" maint", style=self._style("tree--degraded"))
+            room -= 6
+        if not host.status.healthy:
+            label.append(f"  {host.status}", style=dim)
+            return label
+        r = host.rates
+        cap = host_capacity(host)
+        fill = pool_fill(host, 0.0)
+        parts = [
+            (0, f"{running}/{total}"),
+            (0, f"cpu {pct(r.cpu_pct if r else None)}"),
+            (0, f"mem {pct(r.mem_pct if r else None)}"),
+            (3, f"v:c {ratio(cap.vcpu_ratio)}"),
+            (4, f"m:p {ratio(cap.mem_ratio)}"),
+            (5, f"pool {pct(fill, digits=0)}"),
+        ]
+        shown_parts: list[tuple[int, str]] = []
+        for rank, text in parts:  # counts and use always; each capacity column in if it fits what is left
+            if rank == 0 or len(text) + 2 <= room:
+                shown_parts.append((rank, text))
+                room -= len(text) + 2
+        label.append("".join(f"  {text}" for _rank, text in shown_parts), style=dim)
         return label
+
+    def _room(self, host: HostState) -> int:
+        """Columns a host's label has: the tree's content width less the guides before it, and one spare."""
+        depth = 1 + (host.group.count("/") + 1 if host.group else 0)
+        width = self.content_region.width or 32
+        return max(width - depth * self.guide_depth - 1, 0)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Scope]) -> None:
         event.stop()
         if event.node.data is not None:
             self.post_message(self.ScopeChanged(event.node.data))
+        self.refresh_bindings()
 
     def select_scope(self, scope: Scope) -> bool:
         """Move the cursor to a scope's node (the `:host NAME` command); False when there is none."""
@@ -146,6 +182,10 @@ class HostTree(Tree[Scope]):
             return False
         self.move_cursor(node)
         return True
+
+    def host_target(self) -> str | None:
+        scope = self.scope
+        return scope.value if scope.kind == "host" else None
 
     @property
     def scope(self) -> Scope:

@@ -127,6 +127,8 @@ class MetricGraph(Widget):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.title = title
         self.unit: Unit = unit
+        self.note = ""
+        """Said after the heading: what a percentage is of ("of 96M", the VM's memory now)."""
         self._terminal = plotext_terminal()
         self._terminal.limit(False, False)  # sized by the widget, never by the real terminal
         self._figure: Any = self._terminal._master
@@ -152,8 +154,14 @@ class MetricGraph(Widget):
 
     @property
     def heading(self) -> str:
-        """The title with its unit: "CPU %", "Disk B/s"."""
-        return f"{self.title} {self.unit}"
+        """The title with its unit: "CPU %", "Disk B/s", and the note ("Memory % of 96M")."""
+        return f"{self.title} {self.unit}" + (f" {self.note}" if self.note else "")
+
+    def set_note(self, note: str) -> None:
+        if note != self.note:
+            self.note = note
+            self._version += 1
+            self.refresh()
 
     def on_mount(self) -> None:
         self.watch(self.app, "theme", self._theme_changed, init=False)

@@ -29,6 +29,8 @@ STATE_CLASS = {
     "crashed": "vm-table--crashed",
 }
 """The STATE cell's component class, by state."""
+TEMPLATE = " [tpl]"
+"""After a template's name: a source to create from, not a VM to run (templates.py)."""
 
 
 class StripCache:
@@ -86,8 +88,9 @@ def cell_text(
     cid = col.id
     if cid == "mark":
         return MARK if marked else ""
-    if cid == "name":
-        return shown(vm.name)  # a host's text: no escape or bidi control reaches the terminal
+    if cid == "name":  # a host's text: no escape or bidi control reaches the terminal
+        d = vm.details
+        return shown(vm.name) + (TEMPLATE if d is not None and d.template else "")
     if cid == "host":
         return shown(vm.host)
     if cid == "state":

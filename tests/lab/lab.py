@@ -256,6 +256,8 @@ class Lab:
         self.bridge = f"vtl{name}"[:15]
         self.hosts: list[LabHost] = []
         self.version = 0
+        self.console_seen = ""
+        """The end of what the last on_console read from the guest (for a failing test's message)."""
         self.load()
 
     @property
@@ -681,6 +683,7 @@ class Lab:
 
         marker = uuid.uuid4().hex[:8]
         line = f"\r{command}; echo done-{marker}-$((6*7))\r".encode()
+        self.console_seen = ""
         answer = f"done-{marker}-42"
         deadline = time.monotonic() + within
         with self.connect(host) as conn:
@@ -696,6 +699,7 @@ class Lab:
                     got = stream.recv(4096)
                     if isinstance(got, bytes) and got:
                         out += got
+                        self.console_seen = out[-3000:].decode(errors="replace")
                     if answer.encode() in out or answer in self.serial_log(host, guest):  # (the log has it)
                         return True
                     if not isinstance(got, bytes) or not got:

@@ -101,9 +101,16 @@ async def test_install_from_an_uploaded_iso_then_boot_from_the_disk_then_make_it
         assert cd is not None and cd.attrib == {"pool": "default", "volume": iso.name}
         assert await off(dom_state, lab, HOST, name) == "running"
 
-        # booted from the CD (the disk is blank): install by copying the CD onto the disk
-        install = "dd if=/dev/sr0 of=/dev/vda bs=1M 2>/dev/null && sync"
-        assert await _on_console(lab, name, install, within=240), "the guest did not boot from its CD"
+        # booted from the CD (the disk is blank): install by copying the CD onto the disk. conv=fsync flushes
+        # the disk's cache (a guest's sync writes its pages but asks no flush, and a qcow2's metadata waits
+        # for one), and the copy is done once: on_console types the line again until the shell answers, and
+        # a copy queued behind the first must not still run when the CD goes
+        install = (
+            "test -e /tmp/installed || "
+            "{ dd if=/dev/sr0 of=/dev/vda bs=1M conv=fsync 2>/dev/null && sync && touch /tmp/installed; }"
+        )
+        booted_cd = await _on_console(lab, name, install, within=240)
+        assert booted_cd, f"the guest did not boot from its CD; its console said:\n{lab.console_seen}"
 
         await seen(fleet, HOST, name)
         (detached,) = await act(fleet, "detach-media", [name], host=HOST)
@@ -125,7 +132,8 @@ async def test_install_from_an_uploaded_iso_then_boot_from_the_disk_then_make_it
 
         await off(power_cycle)
         booted = f"grep -q vimtui.name={GUEST_NAME} /proc/cmdline && ! test -e /dev/sr0"
-        assert await _on_console(lab, name, booted, within=240), "the guest did not boot from its disk"
+        booted_hd = await _on_console(lab, name, booted, within=240)
+        assert booted_hd, f"the guest did not boot from its disk; its console said:\n{lab.console_seen}"
 
         # made a template: the mark in virsh dumpxml, and a start refused
         def power_off() -> None:

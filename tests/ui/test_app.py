@@ -181,6 +181,30 @@ async def test_vm_detail_shows_overview_devices_and_xml() -> None:
         assert isinstance(app.screen, MainScreen)
 
 
+async def test_colon_in_a_detail_view_opens_the_command_line_and_the_command_runs() -> None:
+    """`:` is the command line everywhere, as in k9s: from the VM detail and the host detail it leaves the
+    view for the main screen's line, and what is typed there runs (before, it did nothing)."""
+    app = fleet_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(VmTable)
+        await typed(pilot, "colon", *"sort name", "enter", "g", "enter")
+        assert isinstance(app.screen, VmDetailScreen)
+        await typed(pilot, "colon")
+        assert isinstance(app.screen, MainScreen)
+        bar = app.screen.query_one("#bar")
+        assert bar.display and bar.has_focus
+        await typed(pilot, *"host kvm-b", "enter")
+        assert sorted(names(table)) == ["ci-runner1", "ci-runner2", "win10"]
+        tree = app.screen.query_one(HostTree)
+        tree.focus()
+        tree.select_scope(Scope("host", "kvm-a"))
+        await typed(pilot, "d")
+        assert isinstance(app.screen, HostDetailScreen)
+        await typed(pilot, "colon", *"theme light", "enter")
+        assert isinstance(app.screen, MainScreen) and app.theme == "light"
+
+
 async def test_host_detail_shows_capacity_pools_and_networks() -> None:
     app = fleet_app()
     async with app.run_test(size=SIZE) as pilot:

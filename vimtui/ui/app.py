@@ -170,7 +170,15 @@ class VimApp(App[None]):
         self.push_screen(HelpScreen())
 
     def action_command_line(self) -> None:
+        """`:` opens the command line from any view, as in k9s: the main screen's, after leaving the
+        views opened over it (a command acts on the fleet, and its answer shows there)."""
+        from vimtui.ui.screens.main import MainScreen
+
         handler = getattr(self.screen, "action_command_line", None)
+        if handler is None and not self.screen.is_modal:
+            while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen):
+                self.pop_screen()
+            handler = getattr(self.screen, "action_command_line", None)
         if handler is not None:
             handler()
 

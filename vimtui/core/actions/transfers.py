@@ -92,6 +92,7 @@ ACTIONS = (
         own_lane=True,
         timeout=0.0,
         key="u",
+        bar=True,
         note="Without --create the volume's first bytes are replaced by the file's.",
     ),
     Action(
@@ -118,5 +119,6 @@ ACTIONS = (
         own_lane=True,
         timeout=0.0,
         key="d",
+        bar=True,
     ),
 )

@@ -1,4 +1,4 @@
-"""TaskLog: every task and event, newest first (time, host, VM, action, state, progress, duration, error).
+"""TaskLog: every task and event, newest first (time, host, target, action, state, progress, duration, error).
 
 A Line-API view over a snapshot of the activity log: only the visible lines are drawn. Hosts, VMs and
 messages are a host's text: drawn as plain segments (never markup), their control characters made
@@ -153,7 +153,7 @@ class TaskLog(ScrollView, can_focus=True):
         width = self.size.width
         if y == 0:
             header = (
-                f"{'TIME':8}  {'HOST':12}  {'VM':16}  {'ACTION':20}  {'STATE':9}  {'PROGRESS':15}  "
+                f"{'TIME':8}  {'HOST':12}  {'TARGET':16}  {'ACTION':20}  {'STATE':9}  {'PROGRESS':15}  "
                 f"{'TOOK':>7}  MESSAGE"
             )
             style = self.get_component_rich_style("task-log--header")

@@ -20,9 +20,10 @@ import pytest
 
 from tests.lab.lab import Lab
 from tests.lab.support import started, until
-from vimtui.core.actions import operations, targets
+from vimtui.core.actions import operations, targets, vol_transfer
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.tasks import Task, TaskState
+from vimtui.core.model import FleetState, HostState
 
 pytestmark = pytest.mark.lab
 
@@ -71,6 +72,12 @@ def names(lab: Lab) -> Iterator[Callable[[str], str]]:
         virsh(lab, "vol-delete", "--pool", POOL, name, check=False)
 
 
+def hs(state: FleetState) -> HostState:
+    h = state.host(HOST)
+    assert h is not None
+    return h
+
+
 def virsh(lab: Lab, *argv: str, check: bool = True) -> str:
     """virsh over a direct connection to the lab host (not through vimtui)."""
     proc = subprocess.run(
@@ -113,42 +120,52 @@ def submit(fleet: Fleet, verb: str, volume: str, **args: Any) -> Task:
 
 
 async def test_upload_then_download_carries_every_byte_and_polls_go_on(
-    lab: Lab, fleet: Fleet, names: Callable[[str], str], tmp_path: Path
+    lab: Lab, fleet: Fleet, names: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = sparse_file(tmp_path / "disk.img", data_mib=96, hole_mib=64)
     name = names("up")
-    polls: list[tuple[float, float]] = []  # (poll time, its seconds) while the upload ran
-
-    def watch(_state: Any) -> None:
-        h = fleet.state.host(HOST)
-        if task.state == TaskState.RUNNING and h is not None and h.last_poll > started_at:
-            if not polls or polls[-1][0] != h.last_poll:
-                polls.append((h.last_poll, h.poll_seconds))
-
+    # chunks of at most 2 MiB: the upload is then at least 48 calls on the host's lane whatever the
+    # machine's speed, and what the test asks of the lane meanwhile has turns between them (the lane takes
+    # calls in the order they come: a question asked again as soon as it is answered waits at most for one
+    # chunk). A fast machine once finished the whole upload between two looks of a test that asked only
+    # every 0.3 s
+    monkeypatch.setattr(vol_transfer, "MAX_CHUNK", 2 * MIB)
     idle = []
     for _ in range(5):
         t = time.monotonic()
         await fleet.ask(HOST, lambda conn: conn.getLibVersion())
         idle.append(time.monotonic() - t)
-    started_at = time.time()
     task = submit(fleet, "upload", name, file=str(source), create=True)
-    unsubscribe = fleet.subscribe(watch)
-    # the screen's door to the host answers too, while the upload runs
-    asked: list[float] = []
-    while not task.done.is_set():
-        if task.state == TaskState.RUNNING and (task.progress or 0) > 5:
+    polls: list[float] = []  # seconds of each poll of the host that ended while the upload ran
+    asked: list[float] = []  # seconds of each question answered while it ran
+
+    async def ask_on() -> None:
+        # the screen's door to the host answers too, while the upload runs
+        while not task.done.is_set():
             t = time.monotonic()
             await fleet.ask(HOST, lambda conn: conn.getLibVersion())
-            asked.append(time.monotonic() - t)
-        await asyncio.wait([asyncio.ensure_future(task.done.wait())], timeout=0.3)
-    unsubscribe()
+            if not task.done.is_set():
+                asked.append(time.monotonic() - t)
+
+    async def poll_on() -> None:
+        # a poll of the host asked for as soon as the last one ended (one already under way is waited for)
+        while not task.done.is_set():
+            h = hs(fleet.state)
+            before = h.last_poll
+            await fleet.tick(deadline=60)
+            await fleet.wait_for(lambda s, b=before: hs(s).last_poll != b or task.done.is_set(), 60)
+            h = hs(fleet.state)
+            if not task.done.is_set() and h.last_poll != before:
+                polls.append(h.poll_seconds)
+
+    await asyncio.gather(ask_on(), poll_on(), fleet.tasks.wait([task], within=300))
     assert task.state == TaskState.DONE, task.error
     print(
-        f"\nupload: {task.result}\n  polls during it (s): {[round(p[1], 2) for p in polls]}"
+        f"\nupload: {task.result}\n  polls during it (s): {[round(p, 2) for p in polls]}"
         f"\n  asks during it (s): {[round(a, 3) for a in asked]}\n  idle asks: {[round(a, 3) for a in idle]}"
     )
     assert polls, "no poll of the host completed while the upload ran"
-    assert asked, "no question to the host was answered while the upload ran"
+    assert len(asked) >= 3, f"{len(asked)} questions to the host answered while the upload ran"
     # libvirt's word: the volume's size and its bytes, read back with virsh
     info = vol_info(lab, name)
     assert info["Capacity"].split()[0] == str(source.stat().st_size)

@@ -14,8 +14,9 @@ Hosts are libvirt's test driver (`test:///...xml`, 200 VMs each, 60 % running), 
    its ticks, so CPU per poll is what compares); RSS at the end. Targets: TUI < 25 % and < 300 MB at 50
    hosts; export < 3x the bare calls (one thread).
 2. screen: a fresh TUI under Textual's test harness (headless, 120x40) on 50 hosts: time from start to
-   the first full table (every host polled, every VM a row, painted), then keys (`j`/`k`) pressed at
-   random moments while it polls, each timed until the screen has handled it and repainted.
+   the first full table (every host polled, every VM a row, and the screen written after that), then keys
+   (`j`/`k`) pressed at random moments while it polls, each timed until the screen has handled it and
+   repainted.
    Targets: first full table < 3 s; keys < 100 ms. Printed with it, the floor: libvirt's test driver
    alone opening every host and making one bulk call on each (it parses each host's XML file anew, one
    open at a time whatever the threads).
@@ -504,14 +505,24 @@ async def main():
     tune_gc()
     out = {}
     async with app.run_test(size=(120, 40)) as pilot:
+        painted = []  # when the screen was last written (headless: the write itself is skipped)
+        display = app._display
+        def timed_display(screen, renderable):
+            if renderable is not None:
+                painted.append(time.perf_counter())
+            return display(screen, renderable)
+        app._display = timed_display
         out["first_table"] = None
         while time.time() - t0 < 120:
             st = app.fleet.state
             table = app.screen.query(VmTable)
             if (st.hosts and all(h.last_poll for h in st.hosts) and table
                     and table.first().visible_count == len(st.vms) > 0):
-                await pilot.pause()  # the paint that shows them
-                out["first_table"] = time.time() - t0
+                full = time.perf_counter()
+                while not (painted and painted[-1] >= full) and time.perf_counter() - full < 10:
+                    await asyncio.sleep(0.0005)  # the paint that shows them
+                if painted and painted[-1] >= full:
+                    out["first_table"] = time.time() - t0 - (time.perf_counter() - painted[-1])
                 break
             await asyncio.sleep(0.005)
         st = app.fleet.state
@@ -525,13 +536,6 @@ async def main():
         out["hosts"] = len(st.hosts)
         print(json.dumps(out), flush=True)
         await asyncio.sleep(3)  # polling at full pace
-        painted = []  # when the screen was last written (headless: the write itself is skipped)
-        display = app._display
-        def timed_display(screen, renderable):
-            if renderable is not None:
-                painted.append(time.perf_counter())
-            return display(screen, renderable)
-        app._display = timed_display
         table = app.screen.query_one(VmTable)
         rng = random.Random(1)
         lat = []

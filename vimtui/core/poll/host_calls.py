@@ -13,6 +13,7 @@ from uuid import UUID
 import libvirt
 
 from vimtui.core.model import HostInfo, LocalMetrics
+from vimtui.core.poll.domain_refs import DomainRefs
 from vimtui.core.poll.domxml import DomainDetails, parse_domain_xml
 from vimtui.core.poll.stats import RUNNING, DomainSample, NodeSample, parse_domain_stats, parse_node
 
@@ -30,6 +31,8 @@ INACTIVE_STATES = frozenset(
     (libvirt.VIR_DOMAIN_NOSTATE, libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
 )
 """The states of a domain that libvirt's ACTIVE filter leaves out (no QEMU process: no counters move)."""
+DOMAIN_REFS = DomainRefs()
+"""The records' UUIDs and names, and their release, read holding the interpreter lock (domain_refs.py)."""
 
 
 class PollResult(NamedTuple):
@@ -87,7 +90,10 @@ class UuidTexts:
         self._texts: dict[bytes, str] = {}
 
     def of(self, dom: Any, vms: int) -> str:
-        raw = dom.UUID()
+        return self.text(dom.UUID(), vms)
+
+    def text(self, raw: bytes, vms: int) -> str:
+        """The text of the UUID whose 16 bytes are `raw`."""
         text = self._texts.get(raw)
         if text is None:
             if len(self._texts) > 4 * vms + 1024:
@@ -106,22 +112,28 @@ class Unchanged:
         self._last: dict[str, tuple[dict[str, Any], DomainSample]] = {}
 
     def samples(
-        self, records: list[Any], uuids: UuidTexts, vms: int, t: float, every_vm: bool = True
+        self,
+        records: list[Any],
+        uuids: UuidTexts,
+        vms: int,
+        t: float,
+        every_vm: bool = True,
+        contended: bool = True,
     ) -> list[DomainSample]:
         """The samples of a poll's records (`t`: the poll's time; `every_vm`: the records are of every
         VM, else of the active ones, and the records kept of the others stay). Runs on the event loop,
-        not on the lane: the per-domain calls here (UUID, name, and freeing the domain objects when the
-        records go) read memory the bulk call filled and never reach the host, but each lets go of the
-        interpreter lock and takes it back. Made on 50 lane threads at once, those hand-overs cost several
-        times the work itself (bench/fleet.py); on the loop, with the hosts' polls started one after
-        another (Fleet.tick), another thread seldom waits for the lock meanwhile."""
+        not on the lane: the per-domain calls here (UUID, name, and freeing the domain objects) read memory
+        the bulk call filled and never reach the host. Through libvirt-python each lets go of the
+        interpreter lock and takes it back: made on 50 lane threads at once, those hand-overs cost several
+        times the work itself (bench/fleet.py), and on the loop each waited for the lanes. They are made
+        holding the lock when other lanes are in calls (`contended`; domain_refs.py), the domain objects
+        then freed here, not when the records go."""
         last = self._last
         kept: dict[str, tuple[dict[str, Any], DomainSample]] = {} if every_vm else dict(last)
-        uuid_of = uuids.of
+        uuid_text = uuids.text
         out = []
-        for dom, stats in records:
-            uuid = uuid_of(dom, vms)
-            name = dom.name()
+        for (raw, name), (_dom, stats) in zip(DOMAIN_REFS.take(records, contended), records, strict=True):
+            uuid = uuid_text(raw, vms)
             was = last.get(uuid)
             if was is not None and was[1].name == name and was[0] == stats:
                 sample = was[1]

@@ -27,6 +27,10 @@ class LaneClosed(CallTimeout):
 
 
 class Lane:
+    busy = 0
+    """Calls queued or running on all lanes of the process (read on the event loop: a poll's records
+    are read holding the interpreter lock while other lanes want it, see domain_refs.py)."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lane-{name}")
@@ -40,6 +44,7 @@ class Lane:
         except RuntimeError as exc:  # shut down
             raise LaneClosed(f"{self.name}: not connected") from exc
         self.pending += 1
+        Lane.busy += 1
         try:
             # shield: on timeout the thread keeps running the call; we stop waiting, we do not pretend
             return await asyncio.wait_for(asyncio.shield(future), limit)
@@ -50,6 +55,7 @@ class Lane:
             raise CallTimeout(f"{self.name}: {name} took longer than {limit:.1f} s") from exc
         finally:
             self.pending -= 1
+            Lane.busy -= 1
 
     def close(self) -> None:
         """Stop taking work; queued calls are dropped, a running one is left to finish on its own."""

@@ -10,12 +10,13 @@ shows volumes a VM uses.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Input, Select
+from textual.widgets import Checkbox, Input, Select, Static
 
-from tests.ui.conftest import fleet_app, loaded, typed
+from tests.ui.conftest import fleet_app, loaded, plain, typed
 from vimtui.ui.app import VimApp
 from vimtui.ui.commands import VimCommands
 from vimtui.ui.screens.host_detail import HostDetailScreen
@@ -174,3 +175,28 @@ async def test_upload_key_opens_its_form() -> None:
         assert form.query_one("#f-format", Select).value is Select.NULL
         await typed(pilot, "escape")
         await _until(pilot, "the form closed", lambda: isinstance(app.screen, HostDetailScreen))
+
+
+async def test_upload_from_the_volume_list_into_a_new_volume_named_in_the_form(tmp_path: Path) -> None:
+    """`u` on a volume with create ticked and a new name: the confirmation says it makes that volume in the
+    same pool (before, create on the volume list could only name the selected volume, which exists)."""
+    source = tmp_path / "disk.raw"
+    source.write_bytes(b"\0" * 65536)
+    app = fleet_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await loaded(pilot)
+        await _host_detail(pilot, app)
+        await typed(pilot, "tab", "u")
+        await _until(pilot, "the upload form", lambda: isinstance(app.screen, PromptScreen))
+        form = app.screen
+        form.query_one("#f-file", Input).value = str(source)
+        form.query_one("#f-create", Checkbox).value = True
+        form.query_one("#f-new_volume", Input).value = "from-form.raw"
+        await typed(pilot, "ctrl+s")
+        await _until(
+            pilot, "the confirmation", lambda: isinstance(app.screen, PromptScreen) and app.screen is not form
+        )
+        text = " ".join(plain(s) for s in app.screen.query(Static))
+        assert "makes volume from-form.raw in pool default" in text, text
+        await typed(pilot, "escape")
+        assert "from-form.raw" not in await _volumes(app)  # asked, not done

@@ -143,7 +143,13 @@ def add_vm_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _hand_made_verbs(verbs: Any, common: argparse.ArgumentParser) -> None:
-    p = verbs.add_parser("create", parents=[common], help="a new VM from a template VM or a cloud image")
+    p = verbs.add_parser(
+        "create",
+        parents=[common],
+        help="a new VM from a template VM or a cloud image",
+        epilog="To install from an ISO: vimtui host create-iso HOST --name NAME --iso POOL/VOLUME (or "
+        "--local-iso FILE, uploaded first); then vimtui vm detach-media NAME once installed.",
+    )
     p.add_argument("name", metavar="NAME", help="the new VM's name")
     p.add_argument(
         "--host", required=True, metavar="H", help="where to create it; auto: the best host by placement"

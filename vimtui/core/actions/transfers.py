@@ -23,9 +23,18 @@ from vimtui.core.model import FleetState
 FORMATS = tuple((f, f) for f in vol_transfer.FORMATS)
 
 
-def upload(ctx: TaskContext, ref: Ref, file: str, create: bool = False, format: str | None = None) -> str:
-    done = vol_transfer.upload_file(ctx, file, ref.pool, ref.volume, create=create, fmt=format)
-    made = f" into new {done.format} volume {ref.name}" if done.created else f" into {ref.name}"
+def upload(
+    ctx: TaskContext,
+    ref: Ref,
+    file: str,
+    create: bool = False,
+    format: str | None = None,
+    new_volume: str | None = None,
+) -> str:
+    volume = (create and new_volume) or ref.volume  # the volume list's `u`: a new one beside the selected
+    name = f"{ref.pool}/{volume}"
+    done = vol_transfer.upload_file(ctx, file, ref.pool, volume, create=create, fmt=format)
+    made = f" into new {done.format} volume {name}" if done.created else f" into {name}"
     return f"{done.summary('uploaded')}{made} from {done.local}"
 
 
@@ -37,6 +46,7 @@ def download(ctx: TaskContext, ref: Ref, file: str, force: bool = False) -> str:
 def upload_preview(conn: Any, name: str, args: dict[str, Any]) -> list[str]:
     """What the upload would do: make the volume, or overwrite which part of it."""
     pool, _, volume = name.partition("/")
+    volume = (args.get("create") and args.get("new_volume")) or volume
     image = vol_transfer.inspect_file(args["file"])
     if args.get("create"):
         fmt = vol_transfer.upload_format(image, args.get("format"))
@@ -51,7 +61,9 @@ def _check_upload(ref: Any, args: dict[str, Any], _state: FleetState) -> str | N
     if not args.get("file"):
         return "upload: which local file (FILE)?"
     if args.get("format") and not args.get("create"):
-        return "--format is the format of a volume the upload makes: it goes with --create"
+        return "a format is for a volume the upload makes: it goes with create"
+    if args.get("new_volume") and not args.get("create"):
+        return "a new name is for a volume the upload makes: it goes with create"
     return vol_transfer.upload_refusal(args["file"], bool(args.get("create")), args.get("format"))
 
 
@@ -79,8 +91,14 @@ ACTIONS = (
             Param(
                 "format",
                 "choice",
-                "with --create: the new volume's format (default: the file's own)",
+                "with create: the new volume's format (default: the file's own)",
                 choices=FORMATS,
+            ),
+            Param(
+                "new_volume",
+                "text",
+                "with create: the new volume's name, in the same pool (default: the one named)",
+                label="new volume's name",
             ),
         ),
         target="volume",

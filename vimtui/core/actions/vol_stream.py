@@ -149,7 +149,7 @@ def check_upload(
         if volume_exists(pool, name):
             raise ActionError(
                 f"volume {name!r} already exists in storage pool {pool_name!r}{_on(host)}: "
-                "upload into it without --create, or choose another name"
+                "upload into it (without create), or give the new volume another name"
             )
         free = int(pool.info()[3])
         if length > free:

@@ -161,25 +161,13 @@ async def test_pool_and_volume_lists_move_with_j_and_k() -> None:
         assert volumes.cursor_row == 0
 
 
-async def test_upload_key_opens_its_form() -> None:
+async def test_upload_key_opens_its_form_and_can_make_a_new_volume_beside_the_selected(
+    tmp_path: Path,
+) -> None:
     """`u` on the volume list opens the upload's form (the app ended with InvalidSelectValueError: the
-    format choice, empty until --create is ticked, was given False)."""
-    app = fleet_app()
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await loaded(pilot)
-        await _host_detail(pilot, app)
-        await typed(pilot, "tab", "u")
-        await _until(pilot, "the upload form", lambda: isinstance(app.screen, PromptScreen))
-        form = app.screen
-        assert form.query_one("#f-file", Input).value == ""
-        assert form.query_one("#f-format", Select).value is Select.NULL
-        await typed(pilot, "escape")
-        await _until(pilot, "the form closed", lambda: isinstance(app.screen, HostDetailScreen))
-
-
-async def test_upload_from_the_volume_list_into_a_new_volume_named_in_the_form(tmp_path: Path) -> None:
-    """`u` on a volume with create ticked and a new name: the confirmation says it makes that volume in the
-    same pool (before, create on the volume list could only name the selected volume, which exists)."""
+    format choice, empty until create is ticked, was given False). With create ticked and a new name, the
+    confirmation says it makes that volume in the same pool (before, create on the volume list could only
+    name the selected volume, which exists); esc leaves it undone."""
     source = tmp_path / "disk.raw"
     source.write_bytes(b"\0" * 65536)
     app = fleet_app()
@@ -189,6 +177,8 @@ async def test_upload_from_the_volume_list_into_a_new_volume_named_in_the_form(t
         await typed(pilot, "tab", "u")
         await _until(pilot, "the upload form", lambda: isinstance(app.screen, PromptScreen))
         form = app.screen
+        assert form.query_one("#f-file", Input).value == ""
+        assert form.query_one("#f-format", Select).value is Select.NULL
         form.query_one("#f-file", Input).value = str(source)
         form.query_one("#f-create", Checkbox).value = True
         form.query_one("#f-new_volume", Input).value = "from-form.raw"
@@ -199,4 +189,5 @@ async def test_upload_from_the_volume_list_into_a_new_volume_named_in_the_form(t
         text = " ".join(plain(s) for s in app.screen.query(Static))
         assert "makes volume from-form.raw in pool default" in text, text
         await typed(pilot, "escape")
+        await _until(pilot, "the host screen again", lambda: isinstance(app.screen, HostDetailScreen))
         assert "from-form.raw" not in await _volumes(app)  # asked, not done

@@ -17,11 +17,13 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input, Select, Static
 
 from tests.ui.conftest import fleet_app, loaded, plain, typed
+from vimtui.core.fleet.tasks import TaskState
 from vimtui.ui.app import VimApp
 from vimtui.ui.commands import VimCommands
 from vimtui.ui.screens.host_detail import HostDetailScreen
 from vimtui.ui.screens.prompt import PromptScreen
 from vimtui.ui.widgets.storage_panel import PoolTable, StoragePanel, VolumeTable
+from vimtui.ui.widgets.task_log import TaskLog
 
 SIZE = (120, 40)
 HOST = "kvm-a"
@@ -191,3 +193,29 @@ async def test_upload_key_opens_its_form_and_can_make_a_new_volume_beside_the_se
         await typed(pilot, "escape")
         await _until(pilot, "the host screen again", lambda: isinstance(app.screen, HostDetailScreen))
         assert "from-form.raw" not in await _volumes(app)  # asked, not done
+
+
+async def test_the_host_detail_lists_its_host_s_tasks_and_x_cancels_one() -> None:
+    """The host detail's task log: this host's tasks only (an upload's progress is seen where it was
+    asked), and `x` on a running one cancels it, as on the main screen (before, only the main screen had
+    a task log)."""
+    app = fleet_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await loaded(pilot)
+        tasks = app.fleet.tasks
+        other = tasks.submit("kvm-b", "elsewhere", lambda ctx: "done")
+        held = tasks.submit(
+            HOST, "hold", lambda ctx: str(ctx.wait(lambda: False, timeout=120)), abort=lambda conn, name: None
+        )
+        await _until(
+            pilot, "the task running", lambda: held.state == TaskState.RUNNING and other.done.is_set()
+        )
+        await _host_detail(pilot, app)
+        log = app.screen.query_one("#host-tasks", TaskLog)
+        await _until(pilot, "the host's task listed", lambda: any(e.id == held.id for e in log.entries))
+        assert {e.host for e in log.entries} == {HOST}
+        log.focus()
+        log.cursor = next(i for i, e in enumerate(log.entries) if e.id == held.id)
+        await typed(pilot, "x")
+        await tasks.wait([held], within=30)
+        assert held.state == TaskState.CANCELLED

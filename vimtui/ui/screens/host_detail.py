@@ -25,9 +25,11 @@ from vimtui.ui.host_actions import HostActionsMixin
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.confirm import ConfirmScreen
 from vimtui.ui.screens.vm_detail import kv_table
+from vimtui.ui.task_log_actions import TaskLogActions
 from vimtui.ui.widgets.host_networks import NetRequest, NetworksPart
 from vimtui.ui.widgets.key_bar import KeyBar
 from vimtui.ui.widgets.storage_panel import StoragePanel
+from vimtui.ui.widgets.task_log import TaskLog
 
 if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
@@ -111,7 +113,7 @@ def trust_question(check: HostKeyCheck) -> str:
     )
 
 
-class HostDetailScreen(HostActionsMixin, Screen[None]):
+class HostDetailScreen(TaskLogActions, HostActionsMixin, Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="host_detail.back"),
         Binding("r", "reload", "Reload", id="host_detail.reload"),
@@ -121,6 +123,7 @@ class HostDetailScreen(HostActionsMixin, Screen[None]):
     HostDetailScreen #head { height: 1; padding: 0 1; background: $panel; }
     HostDetailScreen VerticalScroll { padding: 0 1; }
     HostDetailScreen .section { margin-top: 1; }
+    HostDetailScreen #host-tasks { height: 6; border-top: hkey $panel; }
     """
 
     def __init__(self, name: str, networks: NetRequest | None = None) -> None:
@@ -145,14 +148,22 @@ class HostDetailScreen(HostActionsMixin, Screen[None]):
             yield StoragePanel(self.host_name, id="storage")
             yield NetworksPart(self.host_name, self.networks, id="networks", classes="section")
             yield Static(id="vms", classes="section")
+        yield TaskLog(id="host-tasks")  # this host's tasks: an upload's progress, x to cancel it
         yield KeyBar()
 
     def on_mount(self) -> None:
         self._refresh()
+        self.query_one(TaskLog).now = self.vimapp.clock
+        self._refresh_tasks()
         self.action_reload()
+
+    def _refresh_tasks(self) -> None:
+        name = self.host_name
+        self.query_one(TaskLog).update([e for e in self.vimapp.fleet.activity.entries() if e.host == name])
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         self._refresh()
+        self._refresh_tasks()
         self.refresh_bindings()
         host = self.vimapp.fleet.state.host(self.host_name)
         up = host is not None and host.status == HostStatus.UP

@@ -17,6 +17,7 @@ from vimtui.core.profiles import PROFILES
 from vimtui.ui.format import literal
 from vimtui.ui.messages import FleetUpdated
 from vimtui.ui.screens.alerts import banner_text
+from vimtui.ui.task_log_actions import TaskLogActions
 from vimtui.ui.vm_actions import ActionsMixin
 from vimtui.ui.widgets.graphs import GraphPanel
 from vimtui.ui.widgets.host_tree import ALL, HostTree, Scope
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 PANES = ("#tree", "#vms", "#graphs", "#tasks")
 
 
-class MainScreen(ActionsMixin, Screen[None]):
+class MainScreen(TaskLogActions, ActionsMixin, Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter", key_display="/", id="main.filter"),
         Binding("escape", "clear", "Clear", show=False, id="main.clear"),
@@ -338,15 +339,3 @@ class MainScreen(ActionsMixin, Screen[None]):
         self.scope = ALL
         self._refresh_vms()
         self._refresh_title()
-
-    def on_task_log_open_requested(self, message: TaskLog.OpenRequested) -> None:
-        from vimtui.ui.screens.task_detail import TaskDetailScreen
-
-        self.app.push_screen(TaskDetailScreen(message.entry_id))
-
-    def on_task_log_cancel_requested(self, message: TaskLog.CancelRequested) -> None:
-        app: VimApp = self.app  # type: ignore[assignment]
-        why = app.fleet.tasks.cancel(message.task_id)
-        self.notify(
-            why or f"task #{message.task_id}: cancelling", severity="warning" if why else "information"
-        )

@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from vimtui.ui.messages import FleetUpdated
+from vimtui.ui.task_log_actions import TaskLogActions
 from vimtui.ui.widgets.key_bar import KeyBar
 from vimtui.ui.widgets.task_log import TaskLog
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from vimtui.ui.app import VimApp
 
 
-class TasksScreen(Screen[None]):
+class TasksScreen(TaskLogActions, Screen[None]):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", id="tasks.back")]
     DEFAULT_CSS = """
     TasksScreen #head { height: 1; padding: 0 1; background: $panel; }
@@ -39,15 +40,3 @@ class TasksScreen(Screen[None]):
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         app: VimApp = self.app  # type: ignore[assignment]
         self.query_one(TaskLog).update(app.fleet.activity.entries())
-
-    def on_task_log_open_requested(self, message: TaskLog.OpenRequested) -> None:
-        from vimtui.ui.screens.task_detail import TaskDetailScreen
-
-        self.app.push_screen(TaskDetailScreen(message.entry_id))
-
-    def on_task_log_cancel_requested(self, message: TaskLog.CancelRequested) -> None:
-        app: VimApp = self.app  # type: ignore[assignment]
-        why = app.fleet.tasks.cancel(message.task_id)
-        self.notify(
-            why or f"task #{message.task_id}: cancelling", severity="warning" if why else "information"
-        )

@@ -137,6 +137,16 @@ def stopped(reason: str) -> bool:
     return "shutoff" in reason or "stopped and started again" in reason
 
 
+async def closing(ended: asyncio.Event, forward: Forward, closed: list[Forward]) -> None:
+    """Wait until `forward` has closed and its closing was told (on_closed); on time out, say what had."""
+    try:
+        await asyncio.wait_for(ended.wait(), 60)
+    except TimeoutError:
+        told = [(f.vm.name, f.display.protocol, f.closed) for f in closed]
+        said = forward.closed
+        pytest.fail(f"not told of the forward's closing within 60 s: it says {said!r}; told of {told}")
+
+
 async def restarted(fleet: Fleet, lab: Lab, name: str, change: Callable[[ET.Element], None]) -> VmState:
     """The guest restarted with its display changed, once the fleet has seen it stop and run again (a late
     "stopped" would close a forward opened meanwhile)."""
@@ -253,7 +263,7 @@ async def test_a_vnc_display_forwarded_over_ssh_answers_rfb_and_closes_with_its_
         # the SSH connection goes: the forward closes, saying so
         old = fleet.sessions[HOST].ssh
         old.close()
-        await asyncio.wait_for(ended.wait(), 60)
+        await closing(ended, forward, closed)
         assert closed == [forward], closed
         assert forward.closed == f"the SSH connection to {HOST} closed", forward.closed
         assert await refused("127.0.0.1", forward.local_port)
@@ -266,7 +276,7 @@ async def test_a_vnc_display_forwarded_over_ssh_answers_rfb_and_closes_with_its_
         assert "the viewer prompts for it" in again.notes[0] and "s3cret" not in " ".join(again.notes)
         # a display on a unix socket of the host: forwarded to it, answering as well
         on_socket = await forwards.open(await restarted(fleet, lab, name, on_a_socket))
-        await asyncio.wait_for(ended.wait(), 60)  # the one before, closed when its guest stopped
+        await closing(ended, again, closed)  # the one before, closed when its guest stopped
         assert closed == [forward, again] and stopped(again.closed), again.closed
         assert await refused("127.0.0.1", again.local_port)
         assert on_socket.display.socket.endswith(".sock") and on_socket.display.remote_port is None
@@ -275,8 +285,9 @@ async def test_a_vnc_display_forwarded_over_ssh_answers_rfb_and_closes_with_its_
         assert version.startswith(b"RFB 003.00") and on_socket.connections == 1
         # a SPICE display: forwarded the same way, its server answering a SPICE link through the forward
         ended.clear()
+        assert not on_socket.closed, on_socket.closed  # open until its guest restarts, below
         spice = await forwards.open(await restarted(fleet, lab, name, as_spice))
-        await asyncio.wait_for(ended.wait(), 60)
+        await closing(ended, on_socket, closed)
         assert closed == [forward, again, on_socket] and stopped(on_socket.closed), on_socket.closed
         assert (spice.display.protocol, spice.probe) == ("spice", None)
         assert spice.url == f"spice://127.0.0.1:{spice.local_port}"
@@ -285,7 +296,7 @@ async def test_a_vnc_display_forwarded_over_ssh_answers_rfb_and_closes_with_its_
         ended.clear()
         with lab.connect(HOST) as conn:
             conn.lookupByName(name).destroy()
-        await asyncio.wait_for(ended.wait(), 60)
+        await closing(ended, spice, closed)
         assert closed == [forward, again, on_socket, spice] and "shutoff" in spice.closed, spice.closed
         assert fleet.tasks.audit is not None
         records = [r for r in fleet.tasks.audit.records() if r.action == "display"]

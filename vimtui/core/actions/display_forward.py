@@ -233,15 +233,18 @@ class DisplayForwards:
             return
         forward.closed = reason
         self._open.pop(forward.vm.key, None)
-        if forward.listener is not None:
-            forward.listener.close()
-        watch = forward.watch
-        if watch is not None and watch is not asyncio.current_task():
-            watch.cancel()
-        detail = f"{reason}; {forward.connections} viewer connection(s) through {forward.address}"
-        await self._audit(forward.vm, "closed", detail, {"protocol": forward.display.protocol}, must=False)
-        if self.on_closed is not None:
-            self.on_closed(forward)
+        try:
+            if forward.listener is not None:
+                forward.listener.close()
+            watch = forward.watch
+            if watch is not None and watch is not asyncio.current_task():
+                watch.cancel()
+            detail = f"{reason}; {forward.connections} viewer connection(s) through {forward.address}"
+            args = {"protocol": forward.display.protocol}
+            await self._audit(forward.vm, "closed", detail, args, must=False)
+        finally:  # whatever failed on the way, the one who opened it is told it closed
+            if self.on_closed is not None:
+                self.on_closed(forward)
 
     async def _audit(
         self, vm: VmState, outcome: str, detail: str, args: dict[str, Any], *, must: bool = True

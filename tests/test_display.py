@@ -223,3 +223,8 @@ def test_a_forward_knows_its_vm_ran_again_when_the_stop_was_never_published() ->
     forward.seen = ("running", 200.0)
     assert not _ran_again(forward, replace(vm, state_since=200.0))
     assert _ran_again(forward, replace(vm, state_since=300.0))
+    # seen in run e: restarted between two publishes, a poll caught it paused while starting up (a new
+    # QEMU), then running; read as a pause and its resume, the forward stayed open to a display now gone
+    starting = replace(vm, state="paused", reason=libvirt.VIR_DOMAIN_PAUSED_STARTING_UP, state_since=400.0)
+    assert _ran_again(forward, starting)
+    assert not _ran_again(forward, replace(vm, state="paused", reason=libvirt.VIR_DOMAIN_PAUSED_USER))

@@ -270,8 +270,16 @@ class DisplayForwards:
                 raise ActionError(f"display not opened: {exc}") from exc
 
 
+STARTING_UP = 11
+"""libvirt's VIR_DOMAIN_PAUSED_STARTING_UP: a new QEMU process, paused until its CPUs first run."""
+
+
 def _ran_again(forward: Forward, vm: VmState) -> bool:
     """Whether `vm`, running at the forward's last look (or its opening) and running now, entered that
-    state anew meanwhile: it left it and came back unseen. From paused, a new time is only its resume."""
+    state anew meanwhile: it left it and came back unseen. From paused, a new time is only its resume;
+    but paused while starting up is a new QEMU (a poll can catch a restart there, the stop unseen), and
+    so is what runs after it."""
     state, since = forward.seen
+    if vm.state == "paused" and vm.reason == STARTING_UP:
+        return vm.state_since != since or state != "paused"
     return state == vm.state == "running" and vm.state_since != since

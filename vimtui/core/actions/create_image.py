@@ -33,6 +33,7 @@ from vimtui.core.actions.vm_spec import (
     UPLOAD_CHUNK,
     HostLimits,
     check_limits,
+    domain_skeleton,
     host_limits,
     int_refusal,
     name_refusal,
@@ -41,7 +42,6 @@ from vimtui.core.actions.vm_spec import (
 )
 from vimtui.core.fleet import quotas
 from vimtui.core.fleet.tasks import TaskContext
-from vimtui.core.poll.domxml import VIMTUI_NS
 from vimtui.core.profiles import refusal
 
 if TYPE_CHECKING:
@@ -89,37 +89,9 @@ def image_domain_xml(
 ) -> str:
     """A new cloud VM: virtio disk, the seed as a read-only CD-ROM, a virtio NIC on `network` (or a bridge,
     as 'bridge:NAME'), a serial console, the guest agent channel, a balloon and an RNG."""
-    dom = ET.Element("domain", type=limits.virt_type)
-    ET.SubElement(dom, "name").text = name
-    ET.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
-    ET.SubElement(dom, "currentMemory", unit="MiB").text = str(memory_mib)
-    ET.SubElement(dom, "vcpu", placement="static").text = str(vcpus)
-    if tenant:  # the tenant it is made for (vimtui's metadata, as the tag action writes it)
-        meta = ET.SubElement(ET.SubElement(dom, "metadata"), f"{{{VIMTUI_NS}}}vm")
-        ET.SubElement(meta, f"{{{VIMTUI_NS}}}tenant").text = tenant
-    os_el = ET.SubElement(dom, "os")
-    if limits.arch == "aarch64":
-        os_el.set("firmware", "efi")
-    ET.SubElement(os_el, "type", arch=limits.arch).text = "hvm"
-    ET.SubElement(os_el, "boot", dev="hd")
-    if limits.arch in ("x86_64", "i686"):
-        features = ET.SubElement(dom, "features")
-        ET.SubElement(features, "acpi")
-        ET.SubElement(features, "apic")
-    # kvm: the host's CPU model (still migratable); qemu (TCG): every feature it emulates, or today's cloud
-    # images (x86-64-v2 and up) do not boot on its default qemu64
-    cpu_mode = "host-model" if limits.virt_type == "kvm" else "maximum"
-    if cpu_mode in limits.cpu_modes:
-        ET.SubElement(dom, "cpu", mode=cpu_mode)
-    ET.SubElement(dom, "clock", offset="utc")
-    ET.SubElement(dom, "on_poweroff").text = "destroy"
-    ET.SubElement(dom, "on_reboot").text = "restart"
-    ET.SubElement(dom, "on_crash").text = "destroy"
-    dev = ET.SubElement(dom, "devices")
-    disk = ET.SubElement(dev, "disk", type="volume", device="disk")
-    ET.SubElement(disk, "driver", name="qemu", type="qcow2", discard="unmap")
-    ET.SubElement(disk, "source", pool=pool, volume=disk_volume)
-    ET.SubElement(disk, "target", dev="vda", bus="virtio")
+    dom, dev = domain_skeleton(
+        name, limits, vcpus, memory_mib, tenant, ("hd",), pool, disk_volume, "vda", "virtio"
+    )
     bus = next((b for b in ("sata", "ide", "scsi") if b in limits.disk_buses), "sata")
     cdrom = ET.SubElement(dev, "disk", type="volume", device="cdrom")
     ET.SubElement(cdrom, "driver", name="qemu", type="raw")

@@ -25,6 +25,7 @@ from vimtui.core.actions.vm_spec import (
     MAX_DISK_GIB,
     HostLimits,
     check_limits,
+    domain_skeleton,
     host_limits,
     name_refusal,
     refuse_clash,
@@ -33,7 +34,6 @@ from vimtui.core.actions.vm_spec import (
 from vimtui.core.actions.vol_transfer import inspect_file, upload_file
 from vimtui.core.fleet.tasks import TaskContext
 from vimtui.core.model import FleetState, HostState, VmState
-from vimtui.core.poll.domxml import VIMTUI_NS
 
 DISK_BUSES = ("virtio", "sata", "scsi", "ide")
 CD_BUSES = ("ide", "sata", "scsi")
@@ -66,36 +66,18 @@ def iso_domain_xml(
 ) -> str:
     """A VM to install from a CD: the blank disk, the ISO as a read-only CD-ROM, boot from CD then disk, a
     NIC on `network` (or 'bridge:NAME'), a serial console, a VGA display over VNC on the host's loopback."""
-    dom = ET.Element("domain", type=limits.virt_type)
-    ET.SubElement(dom, "name").text = name
-    ET.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
-    ET.SubElement(dom, "currentMemory", unit="MiB").text = str(memory_mib)
-    ET.SubElement(dom, "vcpu", placement="static").text = str(vcpus)
-    if tenant:
-        meta = ET.SubElement(ET.SubElement(dom, "metadata"), f"{{{VIMTUI_NS}}}vm")
-        ET.SubElement(meta, f"{{{VIMTUI_NS}}}tenant").text = tenant
-    os_el = ET.SubElement(dom, "os")
-    if limits.arch == "aarch64":
-        os_el.set("firmware", "efi")
-    ET.SubElement(os_el, "type", arch=limits.arch).text = "hvm"
-    ET.SubElement(os_el, "boot", dev="cdrom")
-    ET.SubElement(os_el, "boot", dev="hd")
-    if limits.arch in ("x86_64", "i686"):
-        features = ET.SubElement(dom, "features")
-        ET.SubElement(features, "acpi")
-        ET.SubElement(features, "apic")
-    cpu_mode = "host-model" if limits.virt_type == "kvm" else "maximum"
-    if cpu_mode in limits.cpu_modes:
-        ET.SubElement(dom, "cpu", mode=cpu_mode)
-    ET.SubElement(dom, "clock", offset="utc")
-    ET.SubElement(dom, "on_poweroff").text = "destroy"
-    ET.SubElement(dom, "on_reboot").text = "restart"
-    ET.SubElement(dom, "on_crash").text = "destroy"
-    dev = ET.SubElement(dom, "devices")
-    disk = ET.SubElement(dev, "disk", type="volume", device="disk")
-    ET.SubElement(disk, "driver", name="qemu", type="qcow2", discard="unmap")
-    ET.SubElement(disk, "source", pool=pool, volume=disk_volume)
-    ET.SubElement(disk, "target", dev=_dev_name(disk_bus, 0), bus=disk_bus)
+    dom, dev = domain_skeleton(
+        name,
+        limits,
+        vcpus,
+        memory_mib,
+        tenant,
+        ("cdrom", "hd"),
+        pool,
+        disk_volume,
+        _dev_name(disk_bus, 0),
+        disk_bus,
+    )
     buses = limits.disk_buses or frozenset(CD_BUSES)
     cd_bus = next((b for b in CD_BUSES if b in buses), "sata")
     index = 1 if cd_bus == disk_bus else 0

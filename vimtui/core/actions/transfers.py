@@ -111,7 +111,7 @@ ACTIONS = (
         timeout=0.0,
         key="u",
         bar=True,
-        note="Without --create the volume's first bytes are replaced by the file's.",
+        note="Without create the volume's first bytes are replaced by the file's.",
     ),
     Action(
         "download",

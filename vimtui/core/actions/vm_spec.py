@@ -11,6 +11,7 @@ from typing import Any
 import libvirt
 
 from vimtui.core.actions.base import ActionError
+from vimtui.core.poll.domxml import VIMTUI_NS
 
 GIB = 2**30
 MIB = 2**20
@@ -124,3 +125,56 @@ def check_limits(limits: HostLimits, host: str, vcpus: int | None, memory_mib: i
         why = f"memory {memory_mib} MiB is out of range: {host} has {limits.memory_mib} MiB"
     if why is not None:
         raise ActionError(why)
+
+
+# -- a new VM's definition ---------------------------------------------------------------------------------
+
+
+def domain_skeleton(
+    name: str,
+    limits: HostLimits,
+    vcpus: int,
+    memory_mib: int,
+    tenant: str | None,
+    boot: tuple[str, ...],
+    pool: str,
+    disk_volume: str,
+    disk_dev: str,
+    disk_bus: str,
+) -> tuple[ET.Element, ET.Element]:
+    """A new VM's domain (libvirt's XML) up to its devices: name, memory, vCPUs, the tenant it is made for
+    (vimtui's metadata, as the tag action writes it), the boot order, the features and CPU its host gives,
+    and its first disk, a qcow2 volume of `pool`. Returns the domain and its <devices> for the rest."""
+    dom = ET.Element("domain", type=limits.virt_type)
+    ET.SubElement(dom, "name").text = name
+    ET.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
+    ET.SubElement(dom, "currentMemory", unit="MiB").text = str(memory_mib)
+    ET.SubElement(dom, "vcpu", placement="static").text = str(vcpus)
+    if tenant:
+        meta = ET.SubElement(ET.SubElement(dom, "metadata"), f"{{{VIMTUI_NS}}}vm")
+        ET.SubElement(meta, f"{{{VIMTUI_NS}}}tenant").text = tenant
+    os_el = ET.SubElement(dom, "os")
+    if limits.arch == "aarch64":
+        os_el.set("firmware", "efi")
+    ET.SubElement(os_el, "type", arch=limits.arch).text = "hvm"
+    for dev_name in boot:
+        ET.SubElement(os_el, "boot", dev=dev_name)
+    if limits.arch in ("x86_64", "i686"):
+        features = ET.SubElement(dom, "features")
+        ET.SubElement(features, "acpi")
+        ET.SubElement(features, "apic")
+    # kvm: the host's CPU model (still migratable); qemu (TCG): every feature it emulates, or today's cloud
+    # images (x86-64-v2 and up) do not boot on its default qemu64
+    cpu_mode = "host-model" if limits.virt_type == "kvm" else "maximum"
+    if cpu_mode in limits.cpu_modes:
+        ET.SubElement(dom, "cpu", mode=cpu_mode)
+    ET.SubElement(dom, "clock", offset="utc")
+    ET.SubElement(dom, "on_poweroff").text = "destroy"
+    ET.SubElement(dom, "on_reboot").text = "restart"
+    ET.SubElement(dom, "on_crash").text = "destroy"
+    dev = ET.SubElement(dom, "devices")
+    disk = ET.SubElement(dev, "disk", type="volume", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type="qcow2", discard="unmap")
+    ET.SubElement(disk, "source", pool=pool, volume=disk_volume)
+    ET.SubElement(disk, "target", dev=disk_dev, bus=disk_bus)
+    return dom, dev

@@ -89,9 +89,6 @@ class UuidTexts:
     def __init__(self) -> None:
         self._texts: dict[bytes, str] = {}
 
-    def of(self, dom: Any, vms: int) -> str:
-        return self.text(dom.UUID(), vms)
-
     def text(self, raw: bytes, vms: int) -> str:
         """The text of the UUID whose 16 bytes are `raw`."""
         text = self._texts.get(raw)

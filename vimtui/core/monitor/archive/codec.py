@@ -25,13 +25,51 @@ BLANK = (0.0, 0.0, -math.inf)
 class Acc:
     """One key's samples in one bucket: per metric (by the archive's metric index) sum, count, peak."""
 
-    __slots__ = ("key", "b", "v")
+    __slots__ = ("key", "b", "v", "rows", "at")
 
     def __init__(self, key: str, b: int, v: array[float]) -> None:
         self.key = key
         self.b = b
         """The bucket number: time // step."""
         self.v = v
+        self.rows: list[float | None] | None = None
+        """Samples not yet in `v` (Archive.add_many's rows, one a poll, end to end: a list of numbers
+        holds no tuples for the garbage collector to look at): `fold` adds them."""
+        self.at: list[int] | None = None
+        """The places in `v` of each row's values."""
+
+    def fold(self, blank: array[float]) -> None:
+        """The rows held back into the sums, counts and peaks, a column (a metric's samples in this bucket)
+        at a time: sum() and max() of the column where its values are all numbers, else one by one,
+        leaving out None, NaN and infinities (as Archive.add). `blank`: the accumulator of no samples at
+        the archive's width now (a metric seen since the bucket opened makes room)."""
+        rows, at, v = self.rows, self.at, self.v
+        self.rows = self.at = None
+        if len(v) < len(blank):
+            v.extend(blank[len(v) :])
+        if not rows or not at:
+            return
+        width = len(at)
+        for i, j in enumerate(at):
+            col = rows[i::width]
+            try:
+                total = sum(col)  # type: ignore[arg-type]
+            except TypeError:  # a None among them
+                total = None
+            if total is not None and total - total == 0.0:  # no NaN, no infinity
+                v[j] += total
+                v[j + 1] += len(col)
+                top: float = max(col)  # type: ignore[type-var, assignment]
+                if top > v[j + 2]:
+                    v[j + 2] = top
+                continue
+            for x in col:
+                if x is None or x - x:  # None, NaN (nan - nan is nan) and infinities (inf - inf)
+                    continue
+                v[j] += x
+                v[j + 1] += 1.0
+                if x > v[j + 2]:
+                    v[j + 2] = x
 
 
 Note = tuple[float, str, str, str]

@@ -304,6 +304,9 @@ class ArchiveReads(ArchiveBase):
                     conn.execute("BEGIN")
                     fine0 = conn.execute("SELECT min(t) FROM fine").fetchone()[0]  # starts the snapshot
                 with self._lock:
+                    for held in self._open.values():  # the rows add_many held back, into the sums
+                        if held.rows is not None:
+                            held.fold(self._blank)
                     if not values:
                         fine = [(a.key, a.b, a.v) for a in self._open.values()]
                     elif keys is None:

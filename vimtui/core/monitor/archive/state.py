@@ -139,6 +139,8 @@ class ArchiveBase:
         self._index: dict[str, int] = {}
         """Metric name -> its position in an accumulator (3 x the metric's index)."""
         self._names: list[str] = []
+        self._slots: dict[tuple[str, ...], list[int]] = {}
+        """add_many's metric names -> their positions in an accumulator."""
         self._blank: array[float] = array("d")
         self._accepting = not read_only
         # A commit and what it publishes happen at once for readers: the writer holds _snap_lock around

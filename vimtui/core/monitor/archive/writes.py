@@ -29,12 +29,14 @@ class ArchiveWrites(ArchiveFiles):
             taken, self._ready = self._ready, []
             newest = self._newest
             if flush:
-                taken.extend(self._open.values())
+                opened = list(self._open.values())
                 self._open = {}
-            elif self._open:
+            else:
                 # keys that stopped (a VM gone) leave their last bucket open: the clock has moved past it
-                for key in [k for k, a in self._open.items() if a.b < newest]:
-                    taken.append(self._open.pop(key))
+                opened = [self._open.pop(k) for k, a in list(self._open.items()) if a.b < newest]
+            for acc in opened:  # the rows add_many held back
+                acc.fold(self._blank)
+            taken.extend(opened)
             notes, self._notes = self._notes, []
             described, self._labels_dirty = self._labels_dirty, set()
             self._inflight, self._inflight_notes = taken, notes

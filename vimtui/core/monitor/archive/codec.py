@@ -51,20 +51,21 @@ class Acc:
             return
         width = len(at)
         for i, j in enumerate(at):
-            col = rows[i::width]
-            try:
-                total = sum(col)  # type: ignore[arg-type]
-            except TypeError:  # a None among them
-                total = None
-            if total is not None and total - total == 0.0:  # no NaN, no infinity
+            col: list[float] = rows[i::width]  # type: ignore[assignment]  # its None go first:
+            if None in col:  # nothing known at some polls (or at all: a metric this VM does not have)
+                col = [x for x in col if x is not None]
+                if not col:
+                    continue
+            total = sum(col)
+            if total - total == 0.0:  # no NaN, no infinity
                 v[j] += total
                 v[j + 1] += len(col)
-                top: float = max(col)  # type: ignore[type-var, assignment]
+                top = max(col)
                 if top > v[j + 2]:
                     v[j + 2] = top
                 continue
             for x in col:
-                if x is None or x - x:  # None, NaN (nan - nan is nan) and infinities (inf - inf)
+                if x - x:  # NaN (nan - nan is nan) and infinities (inf - inf)
                     continue
                 v[j] += x
                 v[j + 1] += 1.0

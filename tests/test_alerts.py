@@ -817,3 +817,46 @@ async def test_a_hook_that_leaves_a_daemon_holding_its_stderr_frees_its_slot(
     finally:
         if await eventually(pid.exists):
             os.kill(int(pid.read_text()), 9)
+
+
+def test_a_stopped_vm_found_quiet_is_not_read_again_until_its_state_or_its_host_group_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stopped VM's VmState stays the same object from poll to poll: where every rule of its host reads
+    the VmState alone, a VM found quiet is skipped while it stays that object. A new VmState (it crashed)
+    is read and fires; its host moved into a group with another rule is read again and fires."""
+    reads: list[str] = []
+    value_fn = AlertEngine._value_fn
+
+    def counted(self: AlertEngine, metric: object) -> object:
+        fn = value_fn(self, metric)  # type: ignore[arg-type]
+        if fn is None:
+            return None
+
+        def read(v: VmState, now: float) -> float | None:
+            reads.append(v.name)
+            return fn(v, now)
+
+        return read
+
+    monkeypatch.setattr(AlertEngine, "_value_fn", counted)
+    rules = [
+        Rule("io", "vm.io_error", severity=Severity.WARNING),
+        Rule("crashed-dc2", "vm.crashed", severity=Severity.CRITICAL, group="dc2"),
+    ]
+    e = AlertEngine(rules)
+    off = vm("a", state="shutoff", polled=(libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_CRASHED))
+    quiet = vm("b", state="shutoff")
+    dc1 = [host("kvm01", group="dc1")]
+    assert e.evaluate(fleet(dc1, [off, quiet]), 0.0) == []
+    assert sorted(reads) == ["a", "b"]
+    reads.clear()
+    assert e.evaluate(fleet(dc1, [off, quiet]), 1.0) == []
+    assert reads == []  # the same objects, quiet last time: skipped
+    crashed = vm("b", state="crashed", polled=(libvirt.VIR_DOMAIN_CRASHED, 0))
+    assert e.evaluate(fleet(dc1, [off, crashed]), 2.0) == []  # io_error only in dc1: crashed is not it
+    assert reads == ["b"]
+    reads.clear()
+    got = e.evaluate(fleet([host("kvm01", group="dc2")], [off, crashed]), 3.0)
+    assert sorted((a.rule, a.vm) for a in got) == [("crashed-dc2", "a"), ("crashed-dc2", "b")]
+    assert sorted(reads) == ["a", "a", "b", "b"]  # both rules, both VMs

@@ -82,6 +82,13 @@ def _quiet_running(hot: Hot) -> bool:
     return run_quiet and names is None and not tags and not (0.0 > trigger if gt else 0.0 < trigger)
 
 
+def _clock_free(hot: Hot) -> bool:
+    """A rule whose value is a function of the VmState alone (not of the clock, nor of events): a rates
+    field, or a condition of QUIET_WHEN_RUNNING (state and reason)."""
+    _c, _names, _tags, i, _fn, run_quiet, _trigger, _gt, _trackers = hot
+    return i >= 0 or run_quiet
+
+
 def record_alert(activity: ActivityLog, alert: Alert) -> Entry:
     """Write a transition to the task/event log: a firing warning or critical as a failure (it stands
     out), everything else as an event."""
@@ -155,6 +162,9 @@ class AlertEngine:
         self._vm_rules: list[Compiled] = []
         self._by_metric: dict[str, list[Compiled]] = {}
         self._scope_cache: dict[tuple[str, str], list[Hot]] = {}
+        self._settled: dict[str, VmState] = {}
+        """VMs (not running) found quiet by every rule of their host at the last evaluate, each with the
+        VmState it was then (see evaluate)."""
         for rule in rules:
             c = old.pop(rule, None) or Compiled(rule, self._value_fn(rule.spec))
             self._compiled.append(c)
@@ -216,6 +226,7 @@ class AlertEngine:
         hosts = state.hosts
         if len(self._groups) != len(hosts) or any(self._groups.get(h.name) != h.group for h in hosts):
             self._groups = {h.name: h.group for h in hosts}
+            self._settled = {}  # a host in another group: other rules may hold for its VMs
 
         for c in self._host_rules:
             fn = c.value
@@ -239,6 +250,13 @@ class AlertEngine:
             quiet_running = {
                 host for host, rules in per_host.items() if rules and all(map(_quiet_running, rules))
             }
+            # Where each rule of a host reads a value that is the VmState's alone (a rates field, or a
+            # state condition such as crashed), a VM whose VmState is the same object as at the last
+            # evaluate, and which was quiet then and has no tracker now, is quiet again: skipped. A
+            # stopped VM's VmState stays the same object from poll to poll (HostVms.apply).
+            clock_free = {host for host, rules in per_host.items() if rules and all(map(_clock_free, rules))}
+            settled, self._settled = self._settled, {}
+            now_settled = self._settled
             tracked: set[str] = set()
             for c in self._vm_rules:
                 tracked.update(c.trackers)  # (evaluating a VM changes only its own trackers)
@@ -253,6 +271,9 @@ class AlertEngine:
                 running = vm.state == "running"
                 if running and vm.host in quiet_running and key not in tracked:
                     continue  # what the loop below would find for it: nothing
+                if settled.get(key) is vm and key not in tracked:
+                    now_settled[key] = vm
+                    continue  # as at the last evaluate: nothing
                 rates: Any = vm.rates
                 name = vm.name
                 for c, names, tags, i, fn, run_quiet, trigger, gt, trackers in rules:
@@ -274,6 +295,8 @@ class AlertEngine:
                         advance(c, key, vm.host, name, vm.uuid, v, now, tick, out)
                     elif v is not None and (v > trigger if gt else v < trigger):
                         advance(c, key, vm.host, name, vm.uuid, v, now, tick, out)
+                if not running and vm.host in clock_free and not any(key in r[8] for r in rules):
+                    now_settled[key] = vm
 
         self._sweep(state, now, tick, out)
         return out

@@ -51,12 +51,14 @@ class Acc:
             return
         width = len(at)
         for i, j in enumerate(at):
-            col: list[float] = rows[i::width]  # type: ignore[assignment]  # its None go first:
-            if None in col:  # nothing known at some polls (or at all: a metric this VM does not have)
+            col: list[float] = rows[i::width]  # type: ignore[assignment]  # None are left out below
+            try:
+                total = sum(col)
+            except TypeError:  # None: nothing known at some polls (or at all: a metric it does not have)
                 col = [x for x in col if x is not None]
                 if not col:
                     continue
-            total = sum(col)
+                total = sum(col)
             if total - total == 0.0:  # no NaN, no infinity
                 v[j] += total
                 v[j + 1] += len(col)

@@ -24,7 +24,7 @@ from vimtui.core.model import HostStatus, VmState
 from vimtui.core.poll.domxml import parse_domain_xml
 from vimtui.core.poll.eventloop import ensure_event_impl
 from vimtui.core.poll.host_calls import PollResult
-from vimtui.core.poll.lane import CallTimeout, Lane
+from vimtui.core.poll.lane import CallTimeout, Lane, LaneClosed
 from vimtui.core.poll.session import SessionSettings, backoff, is_local_uri
 
 VIMTUI = str(Path(sys.executable).parent / "vimtui")
@@ -315,3 +315,40 @@ def test_cli_vms_json_on_the_test_driver(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     (vm,) = json.loads(out.stdout)
     assert (vm["name"], vm["host"], vm["state"]) == ("test", "test-default", "running")
+
+
+async def test_a_closed_lane_answers_its_queued_calls_without_running_them() -> None:
+    """close() with a call running and others queued: the running one ends on its own, the queued ones
+    are answered LaneClosed (a CallTimeout: the session's drop path) and never run; later calls too."""
+    lane = Lane("closing")
+    release = threading.Event()
+    ran: list[int] = []
+
+    def work(i: int) -> int:
+        ran.append(i)
+        if i == 0:
+            release.wait(30)
+        return i
+
+    calls = [asyncio.create_task(lane.call(30, work, i)) for i in range(3)]
+    deadline = asyncio.get_running_loop().time() + 10
+    while not ran:  # the first one is running
+        assert asyncio.get_running_loop().time() < deadline, "the lane never ran the first call"
+        await asyncio.sleep(0.01)
+    lane.close()
+    release.set()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert results[0] == 0
+    assert all(isinstance(r, LaneClosed) for r in results[1:]) and ran == [0]
+    with pytest.raises(LaneClosed, match="closing: not connected"):
+        await lane.call(5, work, 9)
+
+
+async def test_an_error_in_a_call_reaches_its_caller_and_the_lane_goes_on() -> None:
+    lane = Lane("errors")
+    try:
+        with pytest.raises(ValueError, match="bad"):
+            await lane.call(5, int, "bad")
+        assert await lane.call(5, int, "7") == 7
+    finally:
+        lane.close()

@@ -23,7 +23,7 @@ from vimtui.core.fleet.activity import Entry, next_id
 from vimtui.core.fleet.audit import ABANDONED, AuditError, AuditLog, redact
 from vimtui.core.fleet.audit_hosts import CLOSE_WAIT, HostAudit
 from vimtui.core.fleet.task_audit import AUDIT_WAIT, TaskAudit
-from vimtui.core.poll.lane import CallTimeout, Lane
+from vimtui.core.poll.lane import CallTimeout, Lane, LaneClosed
 
 if TYPE_CHECKING:
     from vimtui.core.fleet.fleet import Fleet
@@ -316,6 +316,8 @@ class TaskManager:
             raise ActionError(f"no host {host!r} in the inventory")
         try:
             return await session.call(fn, *args)
+        except LaneClosed:  # the lane was closed with the call queued on it (its connection dropped)
+            raise ActionError(f"the connection to {host} was lost during the call") from None
         except asyncio.CancelledError:
             # the lane was closed under the call (its connection dropped and is being made again): an
             # error for the task, not a cancellation of it (which would end its runner without a word)

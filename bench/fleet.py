@@ -733,7 +733,8 @@ class RealShaped:
         self.cpu += time.thread_time() - t
         if self.stages.on:
             self.stages.cpu["make records"] += time.thread_time() - t
-        return out
+        records[:] = out  # the same list (its kind: domain_refs.Records frees its domains)
+        return records
 
 
 def thread_cpu() -> dict[str, float]:
@@ -782,20 +783,29 @@ def part_where(
     env = env_for(base, f"where-{int(replay)}")
     stages = Stages()
     shaped = RealShaped(per_host, stages) if replay else None
-    bulk = libvirt.virConnect.getAllDomainStats
+    # the bulk call: domain_refs.bulk_stats (through libvirtmod) where it exists, else the method
+    try:
+        refs_mod: Any = importlib.import_module("vimtui.core.poll.domain_refs")
+        calls: Any = importlib.import_module("vimtui.core.poll.host_calls")
+        bulk_owner, bulk_attr = (calls, "bulk_stats") if hasattr(refs_mod, "bulk_stats") else (None, "")
+    except ImportError:
+        bulk_owner, bulk_attr = None, ""
+    if bulk_owner is None:
+        bulk_owner, bulk_attr = libvirt.virConnect, "getAllDomainStats"
+    bulk = getattr(bulk_owner, bulk_attr)
 
-    def get_all(self: Any, stats: int = 0, flags: int = 0) -> Any:
+    def get_all(conn: Any, stats: int = 0, flags: int = 0) -> Any:
         if not stages.on:
-            recs = bulk(self, stats, flags)
+            recs = bulk(conn, stats, flags)
         else:
             t = time.thread_time()
-            recs = bulk(self, stats, flags)
+            recs = bulk(conn, stats, flags)
             spent = time.thread_time() - t
             stages.cpu["bulk call (libvirt)"] += spent
             stages.lane_cpu["bulk call (libvirt)"] += spent
-        return shaped.replace(self, recs) if shaped is not None else recs
+        return shaped.replace(conn, recs) if shaped is not None else recs
 
-    libvirt.virConnect.getAllDomainStats = get_all  # type: ignore[method-assign]
+    setattr(bulk_owner, bulk_attr, get_all)
     # (where each stage is, in the code as it is now and as it was before poll/session.py was split)
     calls_mod = importlib.import_module("vimtui.core.poll.host_calls") if split else None
     stages.wrap(stats_mod, "parse_domain_stats", "parse")
@@ -851,7 +861,7 @@ def part_where(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        libvirt.virConnect.getAllDomainStats = bulk  # type: ignore[method-assign]
+        setattr(bulk_owner, bulk_attr, bulk)
         stages.undo()
     lanes = "lanes (poll/side calls)"
     if shaped is not None:

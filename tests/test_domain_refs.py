@@ -1,7 +1,8 @@
-"""The records' UUIDs and names read holding the interpreter lock (from the domains' memory, or through
-libvirt's calls), and the domains freed once (domain_refs.py), against libvirt's test driver: what the
-libvirt-python methods say, and every reference given back (a connection closes with none left: a domain
-not freed would hold one, one freed twice would crash)."""
+"""The records of a bulk call made through libvirtmod (domain_refs.bulk_stats: each domain a capsule), their
+UUIDs and names read holding the interpreter lock (from the domains' memory, or through libvirt's calls),
+and each domain freed once (domain_refs.py), against libvirt's test driver: what the libvirt-python methods
+say, and every reference given back (a connection closes with none left: a domain not freed would hold
+one, one freed twice would crash)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import libvirt
 import pytest
 
 from vimtui.core.poll import domain_refs
-from vimtui.core.poll.domain_refs import DomainRefs
+from vimtui.core.poll.domain_refs import DomainRefs, Records, bulk_stats
 
 
 @pytest.fixture
@@ -24,28 +25,47 @@ def truth(conn: libvirt.virConnect) -> list[tuple[bytes, str]]:
     return [(dom.UUID(), dom.name()) for dom, _stats in conn.getAllDomainStats()]
 
 
-@pytest.mark.parametrize(
-    ("fast", "layout", "contended"),
-    [(True, None, True), (True, None, False), (True, False, True), (True, False, False), (False, None, True)],
-)
+@pytest.mark.parametrize("layout", [None, False])
 def test_take_gives_what_the_methods_give_and_frees_each_domain_once(
-    conn: libvirt.virConnect, fast: bool, layout: bool | None, contended: bool
+    conn: libvirt.virConnect, layout: bool | None
 ) -> None:
     refs = DomainRefs()
     assert refs.fast  # this machine's libvirt.so.0 loads through ctypes
-    refs.fast = fast
-    refs.layout = layout  # None: checked on the first domain (it matches here: below)
+    refs.layout = layout  # None: checked on the first domain (it matches here: below); False: ctypes calls
     want = truth(conn)
     assert want
     for _ in range(50):
-        records = conn.getAllDomainStats()
-        assert refs.take(records, contended) == want
-        if fast and (layout is None or contended):
-            assert all(dom._o is None for dom, _stats in records)  # freed: nothing left to free
+        records = bulk_stats(conn, 0, 0)
+        assert isinstance(records, Records)
+        assert [stats for _cap, stats in records] == [s for _d, s in conn.getAllDomainStats()]
+        assert refs.take(records) == want
+        assert records.freed
         del records
-    assert refs.layout is (layout if not fast or layout is not None else True)
+    assert refs.layout is (True if layout is None else False)
     gc.collect()
     assert conn.close() == 0  # no reference left behind
+
+
+def test_records_dropped_untaken_free_their_domains(conn: libvirt.virConnect) -> None:
+    """A poll whose caller stopped waiting: its records go with their domains still held."""
+    for _ in range(20):
+        records = bulk_stats(conn, 0, 0)
+        assert records and not records.freed
+        del records
+    gc.collect()
+    assert conn.close() == 0
+
+
+def test_without_ctypes_the_bulk_call_and_the_reads_are_libvirt_pythons(
+    conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(domain_refs.DOMAIN_REFS, "fast", False)
+    records = bulk_stats(conn, 0, 0)
+    assert not isinstance(records, Records) and isinstance(records[0][0], libvirt.virDomain)
+    assert DomainRefs().take(records) == truth(conn)
+    del records
+    gc.collect()
+    assert conn.close() == 0
 
 
 def test_a_layout_that_does_not_match_is_found_and_not_used(
@@ -54,13 +74,14 @@ def test_a_layout_that_does_not_match_is_found_and_not_used(
     """The check compares the name's pointer at the supposed place (never follows it) and the UUID bytes:
     a layout off by one field is refused, and the domains are read through libvirt's calls."""
     want = truth(conn)
-    records = conn.getAllDomainStats()
+    records = bulk_stats(conn, 0, 0)
     refs = DomainRefs()
-    assert refs._check_layout(records[0][0].c_pointer())
+    ptr = domain_refs.pointer_of(records[0][0])
+    assert refs._check_layout(ptr)
     monkeypatch.setattr(domain_refs, "_NAME_AT", domain_refs._NAME_AT + 8)
-    assert not refs._check_layout(records[0][0].c_pointer())
+    assert not refs._check_layout(ptr)
     refs = DomainRefs()
-    assert refs.take(records, contended=True) == want
+    assert refs.take(records) == want
     assert refs.layout is False
     del records
     gc.collect()
@@ -71,7 +92,7 @@ def test_a_hostile_name_comes_back_as_the_same_text(conn: libvirt.virConnect) ->
     name = "[bold]evil[red]-\u202e-名前-<&>"
     os_type = "<os><type>hvm</type></os>"
     conn.defineXML(f"<domain type='test'><name>{escape(name)}</name><memory>65536</memory>{os_type}</domain>")
-    names = [n for _raw, n in DomainRefs().take(conn.getAllDomainStats())]
+    names = [n for _raw, n in DomainRefs().take(bulk_stats(conn, 0, 0))]
     assert name in names
     gc.collect()
     assert conn.close() == 0

@@ -13,7 +13,7 @@ from uuid import UUID
 import libvirt
 
 from vimtui.core.model import HostInfo, LocalMetrics
-from vimtui.core.poll.domain_refs import DomainRefs
+from vimtui.core.poll.domain_refs import DOMAIN_REFS, bulk_stats
 from vimtui.core.poll.domxml import DomainDetails, parse_domain_xml
 from vimtui.core.poll.stats import RUNNING, DomainSample, NodeSample, parse_domain_stats, parse_node
 
@@ -31,8 +31,6 @@ INACTIVE_STATES = frozenset(
     (libvirt.VIR_DOMAIN_NOSTATE, libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
 )
 """The states of a domain that libvirt's ACTIVE filter leaves out (no QEMU process: no counters move)."""
-DOMAIN_REFS = DomainRefs()
-"""The records' UUIDs and names, and their release, read holding the interpreter lock (domain_refs.py)."""
 
 
 class PollResult(NamedTuple):
@@ -115,21 +113,19 @@ class Unchanged:
         vms: int,
         t: float,
         every_vm: bool = True,
-        contended: bool = True,
     ) -> list[DomainSample]:
         """The samples of a poll's records (`t`: the poll's time; `every_vm`: the records are of every
         VM, else of the active ones, and the records kept of the others stay). Runs on the event loop,
-        not on the lane: the per-domain calls here (UUID, name, and freeing the domain objects) read memory
-        the bulk call filled and never reach the host. Through libvirt-python each lets go of the
-        interpreter lock and takes it back: made on 50 lane threads at once, those hand-overs cost several
-        times the work itself (bench/fleet.py), and on the loop each waited for the lanes. They are made
-        holding the lock when other lanes are in calls (`contended`; domain_refs.py), the domain objects
-        then freed here, not when the records go."""
+        not on the lane: the per-domain reads here (UUID, name, and freeing the domains) read memory the
+        bulk call filled and never reach the host. Through libvirt-python each lets go of the interpreter
+        lock and takes it back: made on 50 lane threads at once, those hand-overs cost several times the
+        work itself (bench/fleet.py), and on the loop each waited for the lanes. They are made holding the
+        lock (domain_refs.py), the domains freed here, not when the records go."""
         last = self._last
         kept: dict[str, tuple[dict[str, Any], DomainSample]] = {} if every_vm else dict(last)
         uuid_text = uuids.text
         out = []
-        for (raw, name), (_dom, stats) in zip(DOMAIN_REFS.take(records, contended), records, strict=True):
+        for (raw, name), (_dom, stats) in zip(DOMAIN_REFS.take(records), records, strict=True):
             uuid = uuid_text(raw, vms)
             was = last.get(uuid)
             if was is not None and was[1].name == name and was[0] == stats:
@@ -177,11 +173,11 @@ def poll_domains(
 
 def _bulk(conn: Any, flags: int) -> list[Any]:
     try:
-        return conn.getAllDomainStats(STATS, flags | NOWAIT)  # type: ignore[no-any-return]
+        return bulk_stats(conn, STATS, flags | NOWAIT)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
-        return conn.getAllDomainStats(STATS, flags)  # type: ignore[no-any-return]  # no NOWAIT here
+        return bulk_stats(conn, STATS, flags)  # no NOWAIT here
 
 
 def read_details(conn: Any, uuids: list[str]) -> dict[str, DomainDetails]:

@@ -53,10 +53,6 @@ def _expire(future: asyncio.Future[Any], message: str) -> None:
 
 
 class Lane:
-    busy = 0
-    """Calls queued or running on all lanes of the process (read on the event loop: a poll's records
-    are read holding the interpreter lock while other lanes want it, see domain_refs.py)."""
-
     def __init__(self, name: str) -> None:
         self.name = name
         self.pending = 0
@@ -78,13 +74,11 @@ class Lane:
         # on the deadline the thread keeps running the call; we stop waiting, we do not pretend
         timer = loop.call_later(limit, _expire, future, f"{self.name}: {name} took longer than {limit:.1f} s")
         self.pending += 1
-        Lane.busy += 1
         try:
             return await future
         finally:
             timer.cancel()
             self.pending -= 1
-            Lane.busy -= 1
 
     def _run(self) -> None:
         """The lane's thread: each call in turn, its answer handed to the loop; after close(), the calls

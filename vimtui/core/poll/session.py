@@ -452,10 +452,9 @@ class HostSession:
         node, records, t, local, every_vm, refused = result
         if refused:
             self._filter_works = False
-        contended = Lane.busy > 0  # other lanes in calls (this one's has ended)
         vms = len(self.book.samples)
-        samples = self._idle.samples(records, self._uuid_texts, vms, t, every_vm, contended)
-        del records, result  # the domain objects go here, on the loop (see Unchanged.samples)
+        samples = self._idle.samples(records, self._uuid_texts, vms, t, every_vm)
+        del records, result  # the domains were freed by Unchanged.samples (domain_refs.py)
         self._apply_samples(node, samples, local, started, every_vm)
         inactive = INACTIVE_STATES
         self._active = len(samples) if not every_vm else sum(s.state not in inactive for s in samples)

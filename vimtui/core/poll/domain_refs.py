@@ -96,6 +96,7 @@ class DomainRefs:
         libvirt) through their methods, the objects freeing their domains when they go."""
         if not isinstance(records, Records):
             return [(dom.UUID(), dom.name()) for dom, _stats in records]
+        pointers: list[int] | None = None
         try:
             pointers = [pointer_of(cap) for cap, _stats in records]
             if pointers and self.layout is None:
@@ -113,7 +114,7 @@ class DomainRefs:
                     ]
             return [self._asked(cap) for cap, _stats in records]
         finally:
-            records.free(self._free)
+            records.free(self._free, pointers)
 
     def _asked(self, cap: Any) -> tuple[bytes, str]:
         """A domain's UUID and name through libvirt's calls: through ctypes holding the lock, or where
@@ -140,12 +141,14 @@ class Records(list[tuple[Any, dict[str, Any]]]):
         super().__init__(items)
         self.freed = False
 
-    def free(self, free: Callable[[int], Any]) -> None:
-        """Free each domain once, through `free(pointer)`."""
+    def free(self, free: Callable[[int], Any], pointers: list[int] | None = None) -> None:
+        """Free each domain once, through `free(pointer)` (`pointers`: the domains', when known)."""
         if not self.freed:
             self.freed = True
-            for cap, _stats in self:
-                free(pointer_of(cap))
+            if pointers is None or len(pointers) != len(self):
+                pointers = [pointer_of(cap) for cap, _stats in self]
+            for _ in map(free, pointers):
+                pass
 
     def __del__(self) -> None:
         if not self.freed:

@@ -52,12 +52,14 @@ class Acc:
         width = len(at)
         for i, j in enumerate(at):
             col: list[float] = rows[i::width]  # type: ignore[assignment]  # None are left out below
-            try:
-                total = sum(col)
-            except TypeError:  # None: nothing known at some polls (or at all: a metric it does not have)
+            if col[0] is None or col[-1] is None:  # a metric it does not have (or not yet, or no more)
                 col = [x for x in col if x is not None]
                 if not col:
                     continue
+            try:
+                total = sum(col)
+            except TypeError:  # None: nothing known at some polls
+                col = [x for x in col if x is not None]
                 total = sum(col)
             if total - total == 0.0:  # no NaN, no infinity
                 v[j] += total

@@ -102,3 +102,21 @@ def test_a_row_of_the_wrong_length_is_refused_and_said(tmp_path: Path) -> None:
         assert archive.summary(["kvm01/vm0"], T0, T0 + 10) in ({}, {"kvm01/vm0": {}})
     finally:
         archive.close()
+
+
+def test_a_value_that_is_not_a_number_is_left_out_and_the_archive_goes_on(tmp_path: Path) -> None:
+    """Rows are summed later, on the archive's thread and under reads (Acc.fold): something that is not a
+    number among them is left out there, as None is, and never stops the writer."""
+    said: list[str] = []
+    archive = Archive(tmp_path / "a.sqlite", on_problem=said.append)
+    try:
+        for t in range(3):
+            archive.add_many(T0 + t, NAMES, [("kvm01/vm0", (1.0 + t, "x", None))])
+        archive.flush()
+        assert archive.summary(["kvm01/vm0"], T0, T0 + 10)["kvm01/vm0"]["cpu"][2] == 3
+        archive.add_many(T0 + 20, NAMES, [("kvm01/vm0", (5.0, 1.0, 2.0))])
+        archive.flush()
+        assert archive.summary(["kvm01/vm0"], T0 + 20, T0 + 29)["kvm01/vm0"]["mem"][2] == 1
+        assert not said
+    finally:
+        archive.close()

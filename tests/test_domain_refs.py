@@ -25,6 +25,12 @@ def truth(conn: libvirt.virConnect) -> list[tuple[bytes, str]]:
     return [(dom.UUID(), dom.name()) for dom, _stats in conn.getAllDomainStats()]
 
 
+def assert_all_given_back(conn: libvirt.virConnect) -> None:
+    """The connection closes with no reference left: every domain was freed, none twice."""
+    gc.collect()
+    assert conn.close() == 0
+
+
 @pytest.mark.parametrize("layout", [None, False])
 def test_take_gives_what_the_methods_give_and_frees_each_domain_once(
     conn: libvirt.virConnect, layout: bool | None
@@ -42,8 +48,7 @@ def test_take_gives_what_the_methods_give_and_frees_each_domain_once(
         assert records.freed
         del records
     assert refs.layout is (True if layout is None else False)
-    gc.collect()
-    assert conn.close() == 0  # no reference left behind
+    assert_all_given_back(conn)
 
 
 def test_records_dropped_untaken_free_their_domains(conn: libvirt.virConnect) -> None:
@@ -52,8 +57,7 @@ def test_records_dropped_untaken_free_their_domains(conn: libvirt.virConnect) ->
         records = bulk_stats(conn, 0, 0)
         assert records and not records.freed
         del records
-    gc.collect()
-    assert conn.close() == 0
+    assert_all_given_back(conn)
 
 
 def test_without_ctypes_the_bulk_call_and_the_reads_are_libvirt_pythons(
@@ -64,8 +68,7 @@ def test_without_ctypes_the_bulk_call_and_the_reads_are_libvirt_pythons(
     assert not isinstance(records, Records) and isinstance(records[0][0], libvirt.virDomain)
     assert DomainRefs().take(records) == truth(conn)
     del records
-    gc.collect()
-    assert conn.close() == 0
+    assert_all_given_back(conn)
 
 
 def test_a_layout_that_does_not_match_is_found_and_not_used(
@@ -84,8 +87,7 @@ def test_a_layout_that_does_not_match_is_found_and_not_used(
     assert refs.take(records) == want
     assert refs.layout is False
     del records
-    gc.collect()
-    assert conn.close() == 0
+    assert_all_given_back(conn)
 
 
 def test_a_hostile_name_comes_back_as_the_same_text(conn: libvirt.virConnect) -> None:
@@ -94,5 +96,4 @@ def test_a_hostile_name_comes_back_as_the_same_text(conn: libvirt.virConnect) ->
     conn.defineXML(f"<domain type='test'><name>{escape(name)}</name><memory>65536</memory>{os_type}</domain>")
     names = [n for _raw, n in DomainRefs().take(bulk_stats(conn, 0, 0))]
     assert name in names
-    gc.collect()
-    assert conn.close() == 0
+    assert_all_given_back(conn)

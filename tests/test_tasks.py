@@ -116,7 +116,7 @@ def test_a_torn_line_is_skipped_and_the_records_around_it_are_kept(tmp_path: Pat
 async def test_a_lane_call_cut_by_a_dropped_connection_fails_the_task_saying_so(fleet: Fleet) -> None:
     """A task's call on the host's lane (TaskContext.on_lane, as a volume transfer's chunks) whose lane is
     closed under it (the connection dropped) fails the task with the reason; it does not end its runner
-    silently and leave the task running for ever. Breaks if on_lane lets the lane's cancellation through."""
+    silently and leave the task running for ever. Breaks if on_lane lets LaneClosed through unsaid."""
     session = fleet.sessions[HOST]
     hold, entered = threading.Event(), threading.Event()
 

@@ -316,14 +316,9 @@ class TaskManager:
             raise ActionError(f"no host {host!r} in the inventory")
         try:
             return await session.call(fn, *args)
-        except LaneClosed:  # the lane was closed with the call queued on it (its connection dropped)
-            raise ActionError(f"the connection to {host} was lost during the call") from None
-        except asyncio.CancelledError:
-            # the lane was closed under the call (its connection dropped and is being made again): an
-            # error for the task, not a cancellation of it (which would end its runner without a word)
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        except LaneClosed:
+            # the lane was closed with the call queued on it (its connection dropped and is being made
+            # again): an error for the task, which says so, not a silent end of its runner
             raise ActionError(f"the connection to {host} was lost during the call") from None
 
     async def close(self) -> None:

@@ -255,8 +255,8 @@ class AlertEngine:
             # evaluate, and which was quiet then and has no tracker now, is quiet again: skipped. A
             # stopped VM's VmState stays the same object from poll to poll (HostVms.apply).
             clock_free = {host for host, rules in per_host.items() if rules and all(map(_clock_free, rules))}
-            settled, self._settled = self._settled, {}
-            now_settled = self._settled
+            settled = self._settled
+            now_settled = self._settled = {}
             tracked: set[str] = set()
             for c in self._vm_rules:
                 tracked.update(c.trackers)  # (evaluating a VM changes only its own trackers)

@@ -47,9 +47,10 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def _expire(future: asyncio.Future[Any], message: str) -> None:
+def _expire(future: asyncio.Future[Any], lane: str, fn: Callable[..., Any], limit: float) -> None:
     if not future.done():
-        future.set_exception(CallTimeout(message))
+        name = getattr(fn, "__name__", "call")
+        future.set_exception(CallTimeout(f"{lane}: {name} took longer than {limit:.1f} s"))
 
 
 class Lane:
@@ -70,9 +71,8 @@ class Lane:
             self._thread = threading.Thread(target=self._run, name=f"lane-{self.name}_0", daemon=True)
             self._thread.start()
         self._queue.put((loop, future, functools.partial(fn, *args, **kwargs)))
-        name = getattr(fn, "__name__", "call")
         # on the deadline the thread keeps running the call; we stop waiting, we do not pretend
-        timer = loop.call_later(limit, _expire, future, f"{self.name}: {name} took longer than {limit:.1f} s")
+        timer = loop.call_later(limit, _expire, future, self.name, fn, limit)
         self.pending += 1
         try:
             return await future

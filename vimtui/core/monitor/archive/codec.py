@@ -40,8 +40,9 @@ class Acc:
 
     def fold(self, blank: array[float]) -> None:
         """The rows held back into the sums, counts and peaks, a column (a metric's samples in this bucket)
-        at a time: sum() and max() of the column where its values are all numbers, else one by one,
-        leaving out None, NaN and infinities (as Archive.add). `blank`: the accumulator of no samples at
+        at a time: sum() and max() of the column where its values are all numbers, else leaving out None,
+        NaN and infinities (as Archive.add) and anything else that is not a number: never raises (it runs
+        on the archive's thread and under reads too). `blank`: the accumulator of no samples at
         the archive's width now (a metric seen since the bucket opened makes room)."""
         rows, at, v = self.rows, self.at, self.v
         self.rows = self.at = None
@@ -51,15 +52,13 @@ class Acc:
             return
         width = len(at)
         for i, j in enumerate(at):
-            col: list[float] = rows[i::width]  # type: ignore[assignment]  # None are left out below
-            if col[0] is None or col[-1] is None:  # a metric it does not have (or not yet, or no more)
-                col = [x for x in col if x is not None]
-                if not col:
-                    continue
+            col: list[float] = rows[i::width]  # type: ignore[assignment]  # what is not a number: below
             try:
                 total = sum(col)
-            except TypeError:  # None: nothing known at some polls
-                col = [x for x in col if x is not None]
+            except TypeError:  # None (nothing known at some polls, a metric it does not have), or worse
+                col = [x for x in col if isinstance(x, (int, float))]
+                if not col:
+                    continue
                 total = sum(col)
             if total - total == 0.0:  # no NaN, no infinity
                 v[j] += total

@@ -304,9 +304,10 @@ class ArchiveReads(ArchiveBase):
                     conn.execute("BEGIN")
                     fine0 = conn.execute("SELECT min(t) FROM fine").fetchone()[0]  # starts the snapshot
                 with self._lock:
-                    for held in self._open.values():  # the rows add_many held back, into the sums
-                        if held.rows is not None:
-                            held.fold(self._blank)
+                    if values:  # the rows add_many held back of the keys read, into their sums
+                        for held in self._open.values() if keys is None else map(self._open.get, keys):
+                            if held is not None and held.rows is not None:
+                                held.fold(self._blank)
                     if not values:
                         fine = [(a.key, a.b, a.v) for a in self._open.values()]
                     elif keys is None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
+
+import libvirt
 
 from vimtui.core.model import VmState, state_name
 from vimtui.core.poll.domxml import DomainDetails
@@ -50,3 +54,26 @@ def vm_from_sample(host: str, s: DomainSample, rates: VmRates | None, **fields: 
         details=None,
         **fields,
     )
+
+
+TEST_DOMAIN_XML = """<domain type='test'><name>{name}</name><memory unit='MiB'>{mib}</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type></os></domain>"""
+
+
+@contextmanager
+def domains_on_test_default(names: Sequence[str], mib: int = 128) -> Iterator[libvirt.virConnect]:
+    """libvirt's test:///default (one host shared by every connection of this process) with shut-off
+    domains `names` defined on it, through a connection of their own: destroyed and undefined after."""
+    conn = libvirt.open("test:///default")
+    try:
+        for name in names:
+            conn.defineXML(TEST_DOMAIN_XML.format(name=name, mib=mib))
+        yield conn
+    finally:
+        for name in names:
+            with suppress(libvirt.libvirtError):
+                dom = conn.lookupByName(name)
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+        conn.close()

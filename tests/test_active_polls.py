@@ -13,29 +13,20 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from tests.factories import TEST_DOMAIN_XML, domains_on_test_default
 from vimtui.core.fleet.fleet import Fleet
 from vimtui.core.fleet.inventory import parse_connect
 from vimtui.core.model import FleetState, state_name
 from vimtui.core.poll.session import EVERY_VM_POLLS, SessionSettings
 
-XML = """<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
-<os><type arch='x86_64'>hvm</type></os></domain>"""
 NAMES = ("act-a", "act-b", "act-c")
 HOST = "test-default"
 
 
 @pytest.fixture
 def host() -> Iterator[libvirt.virConnect]:
-    conn = libvirt.open("test:///default")
-    for name in NAMES:
-        conn.defineXML(XML.format(name=name))
-    yield conn
-    for name in NAMES:
-        dom = conn.lookupByName(name)
-        if dom.isActive():
-            dom.destroy()
-        dom.undefine()
-    conn.close()
+    with domains_on_test_default(NAMES) as conn:
+        yield conn
 
 
 @pytest.fixture
@@ -119,8 +110,35 @@ async def test_a_vm_defined_without_its_event_is_shown_at_a_full_poll(
     await settled(fleet, host)
     events_lost(fleet)
     host.lookupByName("act-c").undefine()
-    host.defineXML(XML.format(name="act-c"))  # shut off, a new UUID: only a poll of every VM shows it
+    # shut off, a new UUID: only a poll of every VM shows it
+    host.defineXML(TEST_DOMAIN_XML.format(mib=128, name="act-c"))
     uuid = host.lookupByName("act-c").UUIDString()
     await ticks_until(fleet, lambda st: f"{HOST}/{uuid}" in st.vms, EVERY_VM_POLLS + 1)
     assert shown(fleet.state) == truth(host)
     assert [v.name for v in fleet.state.vms.values()].count("act-c") == 1  # the old one is gone
+
+
+async def test_shut_off_vms_stay_shown_when_as_many_new_vms_start_unannounced(
+    fleet: Fleet, host: libvirt.virConnect
+) -> None:
+    """A poll of the active VMs that reads as many VMs as the host has (VMs new to the fleet started, their
+    events lost) still keeps the shut-off VMs it did not read."""
+    host.lookupByName("act-a").create()
+    await settled(fleet, host)
+    events_lost(fleet)
+    before = len([vm for vm in fleet.state.vms.values() if vm.host == HOST])
+    active = len(host.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+    extra = [f"act-new{i}" for i in range(before - active)]
+    try:
+        for name in extra:
+            host.defineXML(TEST_DOMAIN_XML.format(mib=128, name=name))
+            host.lookupByName(name).create()
+        st = await fleet.tick(deadline=10)
+        assert len(host.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)) >= before
+        assert shown(st) == truth(host) == {"act-a": "running", "act-b": "shutoff", "act-c": "shutoff"}
+        assert {vm.name for vm in st.vms.values() if vm.state == "running"} >= set(extra)
+    finally:
+        for name in extra:
+            dom = host.lookupByName(name)
+            dom.destroy()
+            dom.undefine()

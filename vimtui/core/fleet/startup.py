@@ -113,10 +113,14 @@ def open_archive(
     )
 
 
-GC_THRESHOLD = (20_000, 20, 10)
+GC_THRESHOLD = (100_000, 20, 10)
 """Each tick makes a fresh VmState and rates per VM: at 10,000 VMs CPython's default (700, 10, 10) runs a
 young collection every 700 of them and a full one, over everything held, every few ticks (~10 µs per VM
-per tick, half the tick). A larger young generation lets each tick's garbage die by reference count."""
+per tick, half the tick). A larger young generation lets each tick's garbage die by reference count. What
+a young collection walks is every container made since the last one and still alive: at 10,000 VMs,
+nearly all the fleet's state (replaced poll by poll), about 20 ms whatever the threshold. At 20,000 that
+came every 7 s of `vimtui export` on 50 hosts of 200 VMs (0.2 % of a core); at 100,000, not once in 60 s.
+"""
 
 
 def tune_gc() -> None:

@@ -27,6 +27,7 @@ from vimtui.core.metrics.registry import (
     history_row,
     of,
     percent_history_names,
+    rates_row,
     report_figures,
     series,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "history_row",
     "of",
     "percent_history_names",
+    "rates_row",
     "report_figures",
     "series",
 ]

@@ -258,17 +258,29 @@ def report_figures(subject: Subject) -> tuple[Metric, ...]:
     return tuple(m for m in of(subject) if m.report)
 
 
+def rates_row(subject: Subject) -> Callable[[Any], tuple[float | None, ...]] | None:
+    """The history values of a VM from its VmRates, in `history_names` order, as one C call (an
+    itemgetter), when every history metric of `subject` is a rates field; else None (see history_row).
+    The fleet records every VM at every poll: this is its per-VM call."""
+    metrics = history(subject)
+    index = [m.rates_index for m in metrics]
+    if subject != "vm" or len(index) < 2 or not all(i >= 0 for i in index):
+        return None
+    return itemgetter(*index)  # type: ignore[no-any-return]
+
+
 def history_row(subject: Subject) -> Callable[[Any, float], tuple[float | None, ...]]:
     """A function giving a subject's history values, in `history_names` order: one C call for the usual
     case of VM metrics that are all rates fields (the fleet records every VM at every poll)."""
     metrics = history(subject)
     index = [m.rates_index for m in metrics]
     if subject == "vm" and metrics and all(i >= 0 for i in index):
-        get = itemgetter(*index) if len(index) > 1 else (lambda r: (r[index[0]],))
+        get = rates_row(subject) or (lambda r: (r[index[0]],))
+        nothing = (None,) * len(index)
 
         def from_rates(vm: VmState, _now: float) -> tuple[float | None, ...]:
             r = vm.rates
-            return (None,) * len(index) if r is None else get(r)  # type: ignore[no-any-return]
+            return nothing if r is None else get(r)
 
         return from_rates
     getters = [m.getter for m in metrics]

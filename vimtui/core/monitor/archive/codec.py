@@ -53,9 +53,11 @@ class Acc:
         width = len(at)
         for i, j in enumerate(at):
             col: list[float] = rows[i::width]  # type: ignore[assignment]  # what is not a number: below
+            if col[0] is None and col.count(None) == len(col):
+                continue  # a metric the key does not have (a VM without a balloon): no exception raised
             try:
                 total = sum(col)
-            except TypeError:  # None (nothing known at some polls, a metric it does not have), or worse
+            except TypeError:  # None (nothing known at some polls), or worse
                 col = [x for x in col if isinstance(x, (int, float))]
                 if not col:
                     continue

@@ -77,6 +77,11 @@ async def test_shut_off_vms_stay_shown_with_their_details_between_full_polls(
         st = await fleet.tick(deadline=10)
         assert shown(st) == truth(host) == {"act-a": "running", "act-b": "shutoff", "act-c": "shutoff"}
         assert all(vm.details is not None for vm in st.vms.values() if vm.name in NAMES)
+    # what the stats of a shut-off VM do not say, from its XML (the capacity figures read these)
+    for vm in st.vms.values():
+        if vm.name in NAMES:
+            dom = host.lookupByName(vm.name)
+            assert (vm.vcpus, vm.mem_max_kib) == (dom.info()[3], dom.maxMemory()), vm.name
 
 
 async def test_a_vm_stopped_without_its_event_is_shown_stopped_at_the_next_poll(

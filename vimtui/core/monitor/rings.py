@@ -294,9 +294,12 @@ class History:
             i = 0
             for value in values:
                 if value is not None and value == value:  # else None or NaN: nothing known
-                    if value <= 0.0:
-                        value, code = 0.0, 0
-                    elif pct[i]:
+                    if value <= 0.0:  # 0 (an idle disk or NIC: the usual value), or below: stored as 0
+                        fine[pos + i] = 0
+                        acc[n + i] += 1
+                        i += 1
+                        continue
+                    if pct[i]:
                         if value >= PCT_MAX:
                             value, code = PCT_MAX, MAX_CODE
                         else:

@@ -264,6 +264,14 @@ class HostVms:
             key = prefix + uuid
             vm = vms.get(key)
             if vm is not None and any(getattr(vm, name) != value for name, value in change.items()):
+                details = change.get("details")
+                if details is not None and (vm.vcpus is None or vm.mem_max_kib is None):
+                    # what the poll did not say, from the XML, as apply fills it in: a VM built before its
+                    # details were read (a shut-off one is kept as built) would otherwise go on without
+                    change = {
+                        "vcpus": details.vcpus if vm.vcpus is None else vm.vcpus,
+                        "mem_max_kib": details.memory_kib if vm.mem_max_kib is None else vm.mem_max_kib,
+                    } | change
                 changed[key] = replace(vm, **change)
         if changed:
             self.vms = vms | changed

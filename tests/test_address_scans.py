@@ -13,7 +13,7 @@ import pytest
 
 from tests.factories import domains_on_test_default
 from vimtui.core.poll import host_vms
-from vimtui.core.poll.host_vms import IP_BATCH, IP_REFRESH, IP_SCAN, HostVms
+from vimtui.core.poll.host_vms import IP_BATCH, IP_KEEP, IP_REFRESH, IP_SCAN, HostVms
 from vimtui.core.poll.stats import parse_domain_stats
 
 NAMES = [f"scan-{i:02d}" for i in range(IP_BATCH + 4)]
@@ -82,3 +82,33 @@ def test_a_vm_that_starts_is_looked_up_without_waiting_for_the_scan(
         poll(host, book)
     assert looked_up(book) == [dom.UUIDString()]
     assert looked_up(book) == []
+
+
+def test_known_addresses_are_looked_up_again_less_often_and_at_once_after_a_restart(
+    host: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VM whose addresses were found is looked up again after IP_KEEP, one without any after IP_REFRESH;
+    either at once when it starts again (stopped and started between two polls)."""
+    monkeypatch.setattr(host_vms, "IP_BATCH", 100)
+    found, none = host.lookupByName(NAMES[0]), host.lookupByName(NAMES[1])
+    found.create()
+    none.create()
+    book = HostVms("test", time.monotonic, lambda _gone: None)
+    poll(host, book)
+    assert {found.UUIDString(), none.UUIDString()} <= set(looked_up(book))
+    assert book.merge({found.UUIDString(): {"ips": ("192.0.2.7",), "ip_source": "lease"}})
+
+    def due_after(seconds: float) -> set[str]:
+        for uuid in book.ip_time:
+            book.ip_time[uuid] = time.monotonic() - seconds
+        book.ip_scan_at = 0.0
+        return {uuid for uuid, _agent in book.ip_due()} & {found.UUIDString(), none.UUIDString()}
+
+    assert due_after(IP_REFRESH + 1) == {none.UUIDString()}
+    assert due_after(IP_KEEP + 1) == {found.UUIDString(), none.UUIDString()}
+    assert due_after(0) == set()
+    found.destroy()
+    poll(host, book)
+    found.create()
+    poll(host, book)
+    assert looked_up(book) == [found.UUIDString()]

@@ -27,7 +27,11 @@ from vimtui.core.poll.host_calls import INACTIVE_STATES
 from vimtui.core.poll.stats import DomainSample, VmRates, vm_rates
 
 IP_REFRESH = 30.0
-"""Seconds between address look-ups of one running VM."""
+"""Seconds between address look-ups of a running VM none of whose addresses is known yet."""
+IP_KEEP = 120.0
+"""Seconds between address look-ups of a running VM whose addresses are known (a DHCP lease renewed keeps
+its address: the look-ups found the same ones, at a cost of two or three calls on the host each). A VM
+that starts again is looked up at once."""
 IP_BATCH = 16
 """VMs whose addresses are looked up after one poll (the rest wait for later polls)."""
 IP_SCAN = 5.0
@@ -133,6 +137,7 @@ class HostVms:
                 else:
                     since = now
                     self.ip_scan_at = 0.0  # started, say: its addresses at the next look
+                    self.ip_time.pop(uuid, None)
                 ips, ip_source = old.ips, old.ip_source
                 first_seen = old.first_seen
                 if old.name != name or old.details is not details:
@@ -216,6 +221,7 @@ class HostVms:
             return False
         if event in _EVENT_STATE:
             self.event_time[uuid] = time.monotonic()
+            self.ip_time.pop(uuid, None)  # started, say: its addresses at the next look
             vm = vms.get(key)
             new_state = state_name(_EVENT_STATE[event])
             if vm is None:  # started outside vimtui: show it now, details follow
@@ -291,7 +297,7 @@ class HostVms:
             (vm.uuid, bool(vm.details and vm.details.has_agent))
             for vm in self.vms.values()
             if vm.state == "running"
-            and mono - ip_time.get(vm.uuid, -IP_REFRESH) >= IP_REFRESH
+            and mono - ip_time.get(vm.uuid, _NEVER) >= (IP_KEEP if vm.ips else IP_REFRESH)
             and (vm.details is None or vm.details.nics)
         ]
         # more than a batch due: the rest at the next poll's look
@@ -392,6 +398,7 @@ _APPLY_FIELDS = itemgetter(
     )
 )
 """The fields of a DomainSample that _apply reads, in one call."""
+_NEVER = float("-inf")
 _INACTIVE_NAMES = frozenset(state_name(st) for st in INACTIVE_STATES)
 """The names of the states libvirt's ACTIVE filter leaves out (host_calls.poll_domains)."""
 _STATE_NAMES = dict(enumerate(DOMAIN_STATES))

@@ -136,8 +136,7 @@ class HostVms:
                     since = old.state_since
                 else:
                     since = now
-                    self.ip_scan_at = 0.0  # started, say: its addresses at the next look
-                    self.ip_time.pop(uuid, None)
+                    self._look_up_soon(uuid)  # started, say
                 ips, ip_source = old.ips, old.ip_source
                 first_seen = old.first_seen
                 if old.name != name or old.details is not details:
@@ -221,7 +220,7 @@ class HostVms:
             return False
         if event in _EVENT_STATE:
             self.event_time[uuid] = time.monotonic()
-            self.ip_time.pop(uuid, None)  # started, say: its addresses at the next look
+            self._look_up_soon(uuid)  # started, say
             vm = vms.get(key)
             new_state = state_name(_EVENT_STATE[event])
             if vm is None:  # started outside vimtui: show it now, details follow
@@ -285,6 +284,15 @@ class HostVms:
                 self.roster = object()
                 self.ip_scan_at = 0.0  # a VM's NICs are known now
         return bool(changed)
+
+    def _look_up_soon(self, uuid: str) -> None:
+        """The VM changed state: its addresses at the next look, whenever it was last looked up."""
+        self.ip_time.pop(uuid, None)
+        self.ip_scan_at = 0.0
+
+    def side_work_due(self) -> bool:
+        """Whether the session has anything to read off the tick: details, or a look for due addresses."""
+        return bool(self.dirty) or time.monotonic() >= self.ip_scan_at
 
     def ip_due(self) -> list[tuple[str, bool]]:
         """(uuid, has a guest agent) of the running VMs whose addresses are due a look-up, a batch; none

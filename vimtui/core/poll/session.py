@@ -430,8 +430,7 @@ class HostSession:
         self._kick_side_work()
 
     def _kick_side_work(self) -> None:
-        book = self.book
-        if not book.dirty and time.monotonic() < book.ip_scan_at:
+        if not self.book.side_work_due():
             return  # nothing to read (most polls): no task
         if self._conn is not None and (self._side_task is None or self._side_task.done()):
             self._side_task = asyncio.get_running_loop().create_task(self._side_work())
